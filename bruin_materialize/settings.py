@@ -1,0 +1,354 @@
+"""Flags and environment, resolved once into one immutable record.
+
+Nothing below `cli.main` reads `os.environ` or argparse: they get a `Settings`.
+The Vault variables are bruin's own (`bruin run --secrets-backend vault`), with bruin's defaults and
+validation, so a pod spec written for bruin's native backend works unchanged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import urllib.parse
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import NamedTuple, NoReturn
+
+from bruin_materialize.errors import usage_error
+
+COMMANDS = ("render", "check", "exec")
+
+
+class VaultAddress(NamedTuple):
+    scheme: str  # "http", "https" or "unix"
+    host: str  # host name, or the socket path for unix
+    port: int  # 0 for unix
+
+    def display(self) -> str:
+        if self.scheme == "unix":
+            return f"unix://{self.host}"
+        return f"{self.scheme}://{self.host}:{self.port}"
+
+
+class Settings(NamedTuple):
+    command: str
+    address: VaultAddress
+    mount: str
+    path: str
+    token: str | None
+    role: str | None
+    k8s_auth_mount: str
+    timeout: float
+    max_retries: int
+    retry_wait_min: float
+    retry_wait_max: float
+    kv_version: int | None  # None: detect
+    concurrency: int
+    recursive: bool
+    schema_file: Path | None
+    strict: bool
+    expand_env: bool
+    environment: str  # the bruin environment the connections go into
+    output: Path | None  # render
+    runtime_dir: Path | None  # exec: where the private directory is made
+    allow_non_tmpfs: bool
+    bruin_bin: str | None  # BRUIN_BIN, or None to look `bruin` up on PATH
+    bruin_args: tuple[str, ...]  # exec: what follows `bruin run --config-file FILE`
+    search_path: str | None  # PATH, to find bruin
+    cache_dir: Path | None  # where the schema from bruin is cached
+    verbosity: int  # -1 quiet, 0 normal, 1 verbose
+    traceback: bool
+
+
+# One row per setting: flag, environment variable, help. Flags win over the environment.
+_VAULT_OPTIONS: tuple[tuple[str, str, str], ...] = (
+    ("--vault-host", "BRUIN_VAULT_HOST", "Vault address: http(s)://host[:port] or unix:///path.sock"),
+    ("--mount-path", "BRUIN_VAULT_MOUNT_PATH", "path of the KV secrets engine, e.g. secret"),
+    ("--path", "BRUIN_VAULT_PATH", "subpath in the engine that holds one secret per connection"),
+    ("--token", "BRUIN_VAULT_TOKEN", "Vault token (prefer the environment variable: argv is visible)"),
+    ("--role", "BRUIN_VAULT_ROLE", "Kubernetes auth role"),
+    ("--k8s-auth-mount", "BRUIN_VAULT_K8S_AUTH_MOUNT", "Kubernetes auth mount (default: kubernetes)"),
+    ("--timeout", "BRUIN_VAULT_TIMEOUT", "budget per Vault operation, retries included (default 30s)"),
+    ("--max-retries", "BRUIN_VAULT_MAX_RETRIES", "retries per operation, 0 disables (default 3)"),
+    ("--retry-wait-min", "BRUIN_VAULT_RETRY_WAIT_MIN", "first backoff wait (default 200ms)"),
+    ("--retry-wait-max", "BRUIN_VAULT_RETRY_WAIT_MAX", "longest backoff wait (default 2s)"),
+    ("--kv-version", "BRUIN_MATERIALIZE_KV_VERSION", "KV engine version: auto, 1 or 2 (default auto)"),
+    ("--concurrency", "BRUIN_MATERIALIZE_CONCURRENCY", "parallel reads (default 8)"),
+    ("--schema", "BRUIN_MATERIALIZE_SCHEMA", "connections JSON Schema file (default: ask bruin)"),
+)
+_FLAG_OPTIONS: tuple[tuple[str, str, str], ...] = (
+    ("--recursive", "BRUIN_MATERIALIZE_RECURSIVE", "read subfolders too, as connections named SUB/NAME"),
+    ("--strict", "BRUIN_MATERIALIZE_STRICT", "unknown fields, missing required fields and deleted secrets are errors"),
+    ("--expand-env", "BRUIN_MATERIALIZE_EXPAND_ENV", "let bruin expand ${NAME} inside secret values"),
+    ("--allow-non-tmpfs", "BRUIN_MATERIALIZE_ALLOW_NON_TMPFS", "exec: allow a runtime directory that is not tmpfs"),
+)
+_DEFAULTS = {
+    "BRUIN_VAULT_K8S_AUTH_MOUNT": "kubernetes",
+    "BRUIN_VAULT_TIMEOUT": "30s",
+    "BRUIN_VAULT_MAX_RETRIES": "3",
+    "BRUIN_VAULT_RETRY_WAIT_MIN": "200ms",
+    "BRUIN_VAULT_RETRY_WAIT_MAX": "2s",
+    "BRUIN_MATERIALIZE_KV_VERSION": "auto",
+    "BRUIN_MATERIALIZE_CONCURRENCY": "8",
+}
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"", "0", "false", "no", "off"})
+
+
+def _dest(flag: str) -> str:
+    return flag.lstrip("-").replace("-", "_")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is our one-line error (exit 2), not a usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        raise usage_error(f"{self.prog}: {message} (see --help)")
+
+
+def _common_parser() -> argparse.ArgumentParser:
+    common = _Parser(add_help=False, allow_abbrev=False)
+    vault = common.add_argument_group("Vault (flags win over the environment)")
+    for flag, env, help_text in _VAULT_OPTIONS:
+        vault.add_argument(flag, dest=_dest(flag), metavar=env, help=f"{help_text} [{env}]")
+    for flag, env, help_text in _FLAG_OPTIONS:
+        vault.add_argument(flag, dest=_dest(flag), action="store_true", default=None, help=f"{help_text} [{env}]")
+    out = common.add_argument_group("output")
+    out.add_argument("-q", "--quiet", action="store_true", help="print errors only")
+    out.add_argument("-v", "--verbose", action="store_true", help="print each step")
+    out.add_argument("--traceback", action="store_true", help="show a traceback on internal errors")
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _common_parser()
+    parser = _Parser(
+        prog="materialize.py",
+        description="Read every bruin connection secret from a Vault KV engine, check them, and render "
+        "a bruin config file (or exec `bruin run` on it).",
+        allow_abbrev=False,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{render,check,exec}")
+    render = sub.add_parser("render", parents=[common], allow_abbrev=False, help="write the config file",
+                            description="Read, check and write the bruin config file (mode 0600).")
+    render.add_argument("--output", "-o", metavar="PATH", required=True, help="file to write")
+    render.add_argument("--environment", "-e", metavar="NAME", help="bruin environment (default: default)")
+    check = sub.add_parser("check", parents=[common], allow_abbrev=False, help="read and check, write nothing",
+                           description="Read and check every secret; exit 0 only if the config would be valid.")
+    check.add_argument("--environment", "-e", metavar="NAME", help="bruin environment (default: default)")
+    exec_ = sub.add_parser(
+        "exec", parents=[common], allow_abbrev=False, help="render onto tmpfs, then become `bruin run`",
+        description="Render into a fresh private directory on tmpfs, then exec "
+        "`bruin run --config-file FILE BRUIN_RUN_ARGS...`. Options of this tool come first; "
+        "put `--` before the bruin arguments when they could be mistaken for them.",
+    )
+    exec_.add_argument("--runtime-dir", metavar="DIR",
+                       help="where the private directory is made [BRUIN_MATERIALIZE_RUNTIME_DIR] "
+                       "(default: $XDG_RUNTIME_DIR, else /dev/shm)")
+    exec_.add_argument("bruin_args", nargs=argparse.REMAINDER, metavar="BRUIN_RUN_ARGS",
+                       help="arguments for `bruin run`")
+    return parser
+
+
+def parse_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
+    parser = build_parser()
+    ns, unknown = parser.parse_known_args(list(argv))
+    bruin_args = list(getattr(ns, "bruin_args", None) or [])
+    if ns.command != "exec" and unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    # exec: an option we do not know starts bruin's arguments; argparse put it aside, in order.
+    bruin_args = unknown + bruin_args
+    if bruin_args[:1] == ["--"]:
+        bruin_args = bruin_args[1:]
+    return _resolve(ns, bruin_args, environ)
+
+
+def _lookup(ns: argparse.Namespace, flag: str, env: str, environ: Mapping[str, str]) -> tuple[str | None, str]:
+    """The value and where it came from (for the message when it is malformed)."""
+    value = getattr(ns, _dest(flag), None)
+    if value is not None:
+        return str(value), flag
+    if env in environ:
+        return environ[env], env
+    return _DEFAULTS.get(env), env
+
+
+def _resolve(ns: argparse.Namespace, bruin_args: list[str], environ: Mapping[str, str]) -> Settings:
+    def get(flag: str, env: str) -> tuple[str | None, str]:
+        return _lookup(ns, flag, env, environ)
+
+    def flag_on(flag: str, env: str) -> bool:
+        if getattr(ns, _dest(flag)):
+            return True
+        return parse_bool(environ.get(env, ""), env)
+
+    address = parse_address(*get("--vault-host", "BRUIN_VAULT_HOST"))
+    mount = _required_path(*get("--mount-path", "BRUIN_VAULT_MOUNT_PATH"))
+    path = _required_path(*get("--path", "BRUIN_VAULT_PATH"))
+    token, _ = get("--token", "BRUIN_VAULT_TOKEN")
+    role, _ = get("--role", "BRUIN_VAULT_ROLE")
+    retry_min = parse_duration(*get("--retry-wait-min", "BRUIN_VAULT_RETRY_WAIT_MIN"))
+    retry_max_raw, retry_max_src = get("--retry-wait-max", "BRUIN_VAULT_RETRY_WAIT_MAX")
+    retry_max = parse_duration(retry_max_raw, retry_max_src)
+    if retry_max < retry_min:
+        raise usage_error(f"{retry_max_src} must be at least BRUIN_VAULT_RETRY_WAIT_MIN")
+    timeout_raw, timeout_src = get("--timeout", "BRUIN_VAULT_TIMEOUT")
+    timeout = parse_duration(timeout_raw, timeout_src)
+    if timeout <= 0:
+        raise usage_error(f"{timeout_src} must be a positive duration such as 30s")
+    runtime_dir = getattr(ns, "runtime_dir", None) or environ.get("BRUIN_MATERIALIZE_RUNTIME_DIR")
+    output = getattr(ns, "output", None)
+    schema, _ = get("--schema", "BRUIN_MATERIALIZE_SCHEMA")
+    if not token and not role:
+        raise usage_error("BRUIN_VAULT_TOKEN or BRUIN_VAULT_ROLE must be set (or --token / --role)")
+    return Settings(
+        command=ns.command,
+        address=address,
+        mount=mount,
+        path=path,
+        token=token or None,
+        role=None if token else role,
+        k8s_auth_mount=_required_path(*get("--k8s-auth-mount", "BRUIN_VAULT_K8S_AUTH_MOUNT")),
+        timeout=timeout,
+        max_retries=parse_int(*get("--max-retries", "BRUIN_VAULT_MAX_RETRIES"), minimum=0),
+        retry_wait_min=retry_min,
+        retry_wait_max=retry_max,
+        kv_version=parse_kv_version(*get("--kv-version", "BRUIN_MATERIALIZE_KV_VERSION")),
+        concurrency=parse_int(*get("--concurrency", "BRUIN_MATERIALIZE_CONCURRENCY"), minimum=1),
+        recursive=flag_on("--recursive", "BRUIN_MATERIALIZE_RECURSIVE"),
+        schema_file=Path(schema) if schema else None,
+        strict=flag_on("--strict", "BRUIN_MATERIALIZE_STRICT"),
+        expand_env=flag_on("--expand-env", "BRUIN_MATERIALIZE_EXPAND_ENV"),
+        environment=_environment(ns, bruin_args),
+        output=Path(output) if output else None,
+        runtime_dir=Path(runtime_dir) if runtime_dir else _default_runtime_dir(environ),
+        allow_non_tmpfs=flag_on("--allow-non-tmpfs", "BRUIN_MATERIALIZE_ALLOW_NON_TMPFS"),
+        bruin_bin=environ.get("BRUIN_BIN") or None,
+        bruin_args=tuple(bruin_args),
+        search_path=environ.get("PATH"),
+        cache_dir=_cache_dir(environ),
+        verbosity=-1 if ns.quiet else (1 if ns.verbose else 0),
+        traceback=ns.traceback,
+    )
+
+
+def _required_path(value: str | None, source: str) -> str:
+    if value is None or not value.strip("/"):
+        raise usage_error(f"{source} must be set to a non-empty path")
+    return value.strip("/")
+
+
+def _cache_dir(environ: Mapping[str, str]) -> Path | None:
+    base = environ.get("XDG_CACHE_HOME") or (str(Path(environ["HOME"]) / ".cache") if environ.get("HOME") else "")
+    return Path(base) / "bruin-materialize" if base else None
+
+
+def _default_runtime_dir(environ: Mapping[str, str]) -> Path:
+    xdg = environ.get("XDG_RUNTIME_DIR")
+    return Path(xdg) if xdg else Path("/dev/shm")
+
+
+def _environment(ns: argparse.Namespace, bruin_args: Sequence[str]) -> str:
+    """The environment bruin will select: its own --environment/-e/--env flag decides for exec."""
+    chosen = bruin_environment(bruin_args)
+    if chosen is not None:
+        return chosen
+    explicit: str | None = getattr(ns, "environment", None)
+    return explicit or "default"
+
+
+_ENV_FLAGS = ("--environment", "-e", "--env")
+
+
+def bruin_environment(args: Sequence[str]) -> str | None:
+    """The last --environment/-e/--env value in bruin's arguments (as a flag parser sees it)."""
+    found = None
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            break
+        if arg in _ENV_FLAGS and i + 1 < len(args):
+            found = args[i + 1]
+            i += 1
+        else:
+            name, sep, value = arg.partition("=")
+            if sep and name in _ENV_FLAGS:
+                found = value
+        i += 1
+    return found
+
+
+def parse_address(value: str | None, source: str) -> VaultAddress:
+    """bruin accepts http, https and unix URLs without credentials, query or fragment."""
+    if not value:
+        raise usage_error(f"{source} must be set to the Vault address, e.g. https://vault.example.com:8200")
+    try:
+        url = urllib.parse.urlsplit(value)
+        port = url.port
+    except ValueError:
+        raise usage_error(f"{source} is not a valid URL") from None
+    if url.scheme not in ("http", "https", "unix"):
+        raise usage_error(f"{source} must start with http://, https:// or unix://")
+    if url.username is not None or url.password is not None or url.query or url.fragment:
+        raise usage_error(f"{source} must not contain user:password, a query or a fragment")
+    if url.scheme == "unix":
+        socket_path = url.netloc + url.path
+        if not socket_path:
+            raise usage_error(f"{source} must name a socket path, e.g. unix:///run/vault.sock")
+        return VaultAddress("unix", socket_path, 0)
+    if not url.hostname:
+        raise usage_error(f"{source} has no host name")
+    if url.path.strip("/"):
+        raise usage_error(f"{source} must not have a path; give the server address only")
+    default_port = 443 if url.scheme == "https" else 80
+    return VaultAddress(url.scheme, url.hostname, port or default_port)
+
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
+_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(value: str | None, source: str) -> float:
+    """Go's time.ParseDuration syntax ("500ms", "1m30s", "0"), in seconds; negatives refused."""
+    text = (value or "").strip()
+    if text == "0":
+        return 0.0
+    pos, total = 0, 0.0
+    while pos < len(text):
+        match = _DURATION_PART.match(text, pos)
+        if not match:
+            raise usage_error(f"{source} must be a duration such as 500ms, 10s or 1m (got an invalid value)")
+        total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+        pos = match.end()
+    if not text:
+        raise usage_error(f"{source} must be a duration such as 500ms, 10s or 1m (got an empty value)")
+    return total
+
+
+def parse_int(value: str | None, source: str, *, minimum: int) -> int:
+    try:
+        number = int((value or "").strip())
+    except ValueError:
+        raise usage_error(f"{source} must be a whole number") from None
+    if number < minimum:
+        raise usage_error(f"{source} must be at least {minimum}")
+    return number
+
+
+def parse_kv_version(value: str | None, source: str) -> int | None:
+    text = (value or "auto").strip().lower()
+    if text == "auto":
+        return None
+    if text in ("1", "2", "v1", "v2"):
+        return int(text[-1])
+    raise usage_error(f"{source} must be auto, 1 or 2")
+
+
+def parse_bool(value: str, source: str) -> bool:
+    text = value.strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise usage_error(f"{source} must be true or false")

@@ -1,0 +1,226 @@
+"""A small keep-alive HTTP client for Vault's JSON API, with bruin's retry rules.
+
+Why not hvac: importing it (and requests) costs ~0.23 s, most of a 20-secret run, and reading
+1,000 secrets through it is several times slower than the wire allows (docs/performance.md).
+This client keeps one connection per worker thread, retries the way bruin's Vault client does
+(connection errors, 412, 429, 5xx but 501; exponential backoff with jitter; `Retry-After`), and
+bounds every operation, retries included, by one deadline.
+
+Nothing here ever puts a response body, a token or a request body into an exception message.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import http.client
+import json
+import random
+import socket
+import ssl
+import threading
+import time
+import urllib.parse
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+from bruin_materialize.errors import vault_error
+from bruin_materialize.settings import VaultAddress
+
+
+class Response(NamedTuple):
+    status: int
+    body: Any  # decoded JSON, or None when the body was empty
+
+
+class RetryPolicy(NamedTuple):
+    timeout: float  # one budget per operation, retries included
+    max_retries: int
+    wait_min: float
+    wait_max: float
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, socket_path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self._socket_path = socket_path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self._socket_path)
+        except BaseException:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+class TransientError(Exception):
+    """A failure worth retrying; its text is a safe description, never a body."""
+
+
+_RETRY_STATUSES = frozenset({412, 429}) | (frozenset(range(500, 600)) - {501})
+
+
+class Transport:
+    def __init__(
+        self,
+        address: VaultAddress,
+        policy: RetryPolicy,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        headers: Mapping[str, str] | None = None,
+        cancel: threading.Event | None = None,
+    ) -> None:
+        self._address = address
+        self._policy = policy
+        self._ssl_context = ssl_context
+        self._headers = dict(headers or {})
+        self._local = threading.local()
+        self._all: list[http.client.HTTPConnection] = []
+        self._lock = threading.Lock()
+        self.cancel = cancel or threading.Event()
+
+    def set_token(self, token: str) -> None:
+        self._headers["X-Vault-Token"] = token
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._all:
+                conn.close()
+            self._all.clear()
+
+    def request(self, method: str, path: str, payload: Any = None, *, what: str) -> Response:
+        """One Vault operation: `what` names it in errors ("listing kv/metadata/team")."""
+        deadline = time.monotonic() + self._policy.timeout
+        body = None if payload is None else json.dumps(payload).encode()
+        attempt = 0
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                if remaining <= 0:
+                    raise TransientError(f"no answer within {self._policy.timeout:g}s")
+                status, raw, retry_after = self._send(method, path, body, remaining)
+                if status not in _RETRY_STATUSES:
+                    return Response(status, _decode(raw, status, what))
+                last = TransientError(_status_text(status))
+            except TransientError as exc:
+                last = exc
+                retry_after = None
+            if attempt >= self._policy.max_retries or self.cancel.is_set():
+                break
+            wait = self._backoff(attempt, retry_after)
+            if time.monotonic() + wait >= deadline:
+                break
+            if self.cancel.wait(wait):
+                break
+            attempt += 1
+        raise vault_error(f"{what}: {last}{_retry_note(attempt)}")
+
+    def _backoff(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return min(max(retry_after, 0.0), self._policy.wait_max)
+        ceiling = min(self._policy.wait_max, self._policy.wait_min * (2**attempt))
+        return random.uniform(ceiling / 2, ceiling)
+
+    def _send(self, method: str, path: str, body: bytes | None, timeout: float) -> tuple[int, bytes, float | None]:
+        conn = self._connection()
+        conn.timeout = timeout
+        if conn.sock is not None:
+            conn.sock.settimeout(timeout)
+        headers = dict(self._headers)
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        try:
+            conn.request(method, "/v1/" + path, body=body, headers=headers)
+            resp = conn.getresponse()
+            raw = resp.read()
+        except ssl.SSLCertVerificationError as exc:
+            conn.close()
+            raise vault_error(
+                f"TLS verification of {self._address.display()} failed ({exc.verify_message}); "
+                "check the CA (VAULT_CACERT) or the host name"
+            ) from None
+        except (OSError, http.client.HTTPException) as exc:
+            conn.close()
+            raise TransientError(_connection_text(exc, self._address)) from None
+        if resp.getheader("Connection", "").lower() == "close":
+            conn.close()
+        return resp.status, raw, _retry_after(resp.getheader("Retry-After"))
+
+    def _connection(self) -> http.client.HTTPConnection:
+        conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._new_connection()
+            self._local.conn = conn
+            with self._lock:
+                self._all.append(conn)
+        return conn
+
+    def _new_connection(self) -> http.client.HTTPConnection:
+        addr = self._address
+        timeout = self._policy.timeout
+        if addr.scheme == "unix":
+            return _UnixConnection(addr.host, timeout)
+        if addr.scheme == "https":
+            return http.client.HTTPSConnection(addr.host, addr.port, timeout=timeout, context=self._ssl_context)
+        return http.client.HTTPConnection(addr.host, addr.port, timeout=timeout)
+
+
+def quote_path(*segments: str) -> str:
+    """Join path segments, each URL-quoted: secret names may hold spaces, `?`, `#` or `%`."""
+    parts: list[str] = []
+    for segment in segments:
+        parts.extend(urllib.parse.quote(p, safe="") for p in segment.split("/") if p)
+    return "/".join(parts)
+
+
+def _decode(raw: bytes, status: int, what: str) -> Any:
+    if not raw.strip():
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        # A proxy's HTML error page, or a truncated body: say so without quoting it.
+        if status >= 400:
+            return None
+        raise vault_error(f"{what}: the answer (HTTP {status}) is not valid JSON; is this a Vault server?") from None
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _status_text(status: int) -> str:
+    if status == 503:
+        return "HTTP 503: Vault is sealed, in standby or unavailable"
+    if status == 429:
+        return "HTTP 429: rate limited"
+    return f"HTTP {status}"
+
+
+def _connection_text(exc: BaseException, address: VaultAddress) -> str:
+    if isinstance(exc, (socket.timeout, TimeoutError)):
+        return f"timed out talking to {address.display()}"
+    if isinstance(exc, ConnectionRefusedError):
+        return f"connection refused by {address.display()}; is Vault running and BRUIN_VAULT_HOST right?"
+    if isinstance(exc, socket.gaierror):
+        return f"cannot resolve {address.host}; check BRUIN_VAULT_HOST"
+    if isinstance(exc, FileNotFoundError):
+        return f"no socket at {address.host}; check BRUIN_VAULT_HOST"
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS error with {address.display()} ({exc.reason or type(exc).__name__})"
+    return f"connection to {address.display()} failed ({type(exc).__name__})"
+
+
+def _retry_note(retries: int) -> str:
+    return f" (after {retries} retr{'y' if retries == 1 else 'ies'})" if retries else ""

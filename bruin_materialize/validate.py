@@ -1,0 +1,292 @@
+"""Pure validation: raw secrets in, connections and every problem out. No I/O, no printing.
+
+Every message names the secret and the field, never a value: values are credentials.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any, NamedTuple
+
+from bruin_materialize.schema import Schema
+from bruin_materialize.vault import RawSecret
+
+ERROR, WARNING, NOTE = "error", "warning", "note"
+
+
+class Problem(NamedTuple):
+    level: str
+    where: str  # the secret's location, and the field when there is one
+    message: str
+
+    def line(self) -> str:
+        return f"{self.where}: {self.message}"
+
+
+class Connection(NamedTuple):
+    type: str
+    name: str
+    fields: dict[str, Any]  # "name" first, then the secret's details
+
+
+class Outcome(NamedTuple):
+    connections: list[Connection]  # sorted by type, then name: the file is deterministic
+    problems: list[Problem]
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.level == ERROR]
+
+
+class Options(NamedTuple):
+    strict: bool = False
+    expand_env: bool = False
+    # Names set in the environment bruin will get; None when unknown (render for another
+    # container): then every ${NAME} counts, as any could be set there.
+    env_names: frozenset[str] | None = None
+
+
+INT64 = (-(2**63), 2**63 - 1)
+_CANONICAL_INT = re.compile(r"-?(?:0|[1-9][0-9]{0,18})")
+_ENV_REF = re.compile(r"\$\{([^}]*)\}")
+
+
+def validate(secrets: Iterable[RawSecret], schema: Schema | None, options: Options) -> Outcome:
+    problems: list[Problem] = []
+    connections = [c for s in secrets if (c := _connection(s, schema, options, problems)) is not None]
+    _check_duplicates(connections, problems)
+    connections.sort(key=lambda c: (c.type, c.name))
+    return Outcome(connections, problems)
+
+
+class _Report:
+    """Collects the problems of one secret, with its location as prefix."""
+
+    def __init__(self, location: str, options: Options, out: list[Problem]) -> None:
+        self.location, self.options, self.out = location, options, out
+
+    def add(self, level: str, field: str, message: str) -> None:
+        where = f"{self.location}: {field}" if field else self.location
+        self.out.append(Problem(level, where, message))
+
+    def hint(self, field: str, message: str) -> None:
+        """Schema hints: warnings, errors with --strict."""
+        self.add(ERROR if self.options.strict else WARNING, field, message)
+
+
+def _connection(secret: RawSecret, schema: Schema | None, options: Options, out: list[Problem]) -> Connection | None:
+    report = _Report(secret.location, options, out)
+    data = secret.data
+    if data is None:
+        report.hint("", "its current version is deleted or destroyed; skipped (undelete it, or delete the "
+                        "secret's metadata to drop the connection)")
+        return None
+    if not isinstance(data, dict):
+        report.add(ERROR, "", f"the secret must be a JSON object with `type` and `details`, not {_kind(data)}")
+        return None
+    conn_type, details = data.get("type"), data.get("details")
+    ok = _check_type_field(conn_type, report) & _check_details_field(details, report)
+    extra = sorted(k for k in data if k not in ("type", "details"))
+    if extra:
+        report.add(WARNING, "", f"top-level keys other than type/details are ignored: {', '.join(extra)}")
+    if not ok:
+        return None
+    assert isinstance(conn_type, str) and isinstance(details, dict)
+    fields = dict(details)
+    if "name" in fields and fields["name"] != secret.name:
+        report.add(WARNING, "details.name", "differs from the secret's name; the secret's name is used")
+    fields.pop("name", None)
+    errors_before = _error_count(out)
+    _check_text(secret.name, report, "name", options)
+    for key, value in fields.items():
+        _check_text(value, report, f"details.{key}", options)
+    if schema is not None:
+        fields = _check_against_schema(conn_type, fields, schema, report)
+    if _error_count(out) > errors_before:
+        return None
+    return Connection(conn_type, secret.name, {"name": secret.name, **fields})
+
+
+def _check_type_field(conn_type: Any, report: _Report) -> bool:
+    if isinstance(conn_type, str) and conn_type.strip():
+        return True
+    problem = "is missing" if conn_type is None else f"must be a non-empty string, not {_kind(conn_type)}"
+    report.add(ERROR, "type", f"{problem}; set it to a bruin connection type such as postgres")
+    return False
+
+
+def _check_details_field(details: Any, report: _Report) -> bool:
+    if isinstance(details, dict):
+        return True
+    if details is None:
+        report.add(ERROR, "details", "is missing; the connection's fields go in a `details` object")
+    elif isinstance(details, str):
+        report.add(ERROR, "details", "is a string, not an object; write the secret as JSON "
+                                     "(e.g. `bao kv put PATH @secret.json`)")
+    else:
+        report.add(ERROR, "details", f"must be an object, not {_kind(details)}")
+    return False
+
+
+def _check_text(value: Any, report: _Report, field: str, options: Options) -> None:
+    """Text bruin could not read back exactly: unencodable, or ${NAME} it would expand on load."""
+    for sub_field, text in _strings(value, field):
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            report.add(ERROR, sub_field, "holds a lone UTF-16 surrogate, which cannot be written as UTF-8")
+            continue
+        if not options.expand_env and _expands(text, options.env_names):
+            report.add(ERROR, sub_field, "holds ${...} naming an environment variable; bruin would replace it "
+                                         "on load. Change the value, or pass --expand-env if that is wanted")
+
+
+def _expands(text: str, env_names: frozenset[str] | None) -> bool:
+    for match in _ENV_REF.finditer(text):
+        name = match.group(1)
+        if name and (env_names is None or name in env_names):
+            return True
+    return False
+
+
+def _strings(value: Any, field: str) -> Iterable[tuple[str, str]]:
+    if isinstance(value, str):
+        yield field, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _strings(item, f"{field}.{key}")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _strings(item, f"{field}[{i}]")
+
+
+def _check_against_schema(conn_type: str, fields: dict[str, Any], schema: Schema, report: _Report) -> dict[str, Any]:
+    spec = schema.types.get(conn_type)
+    if spec is None:
+        close = difflib.get_close_matches(conn_type, schema.types, n=1)
+        suggestion = f" (did you mean {close[0]}?)" if close else ""
+        report.add(ERROR, "type", f"unknown connection type {conn_type!r}{suggestion}; "
+                                  f"bruin knows {len(schema.types)} types")
+        return fields
+    checked = _object(fields, spec, "details", schema, report)
+    return checked if isinstance(checked, dict) else fields
+
+
+def _object(value: dict[str, Any], spec: Mapping[str, Any], field: str, schema: Schema, report: _Report) -> Any:
+    props = spec.get("properties")
+    extra = spec.get("additionalProperties")
+    result: dict[str, Any] = {}
+    unknown: list[str] = []
+    for key, item in value.items():
+        if isinstance(props, dict) and key in props:
+            result[key] = _value(item, props[key], f"{field}.{key}", schema, report)
+        elif isinstance(extra, dict):
+            result[key] = _value(item, extra, f"{field}.{key}", schema, report)
+        else:
+            if isinstance(props, dict) and extra is False:
+                unknown.append(key)
+            result[key] = item
+    if unknown:
+        report.hint(field, f"fields unknown to bruin's schema (bruin ignores them): {', '.join(sorted(unknown))}")
+    required = [r for r in spec.get("required", ()) if r not in value and not (field == "details" and r == "name")]
+    if required:
+        report.hint(field, f"fields the schema marks required are missing: {', '.join(required)}")
+    return result
+
+
+def _value(value: Any, spec: Mapping[str, Any], field: str, schema: Schema, report: _Report) -> Any:
+    spec = schema.resolve(spec)
+    expected = spec.get("type")
+    if value is None or expected is None:
+        return value  # null decodes to the zero value; an untyped field takes anything
+    if expected == "object" or "properties" in spec:
+        if isinstance(value, dict):
+            return _object(value, spec, field, schema, report)
+    elif expected == "array":
+        if isinstance(value, list):
+            items = spec.get("items")
+            if not isinstance(items, dict):
+                return value
+            return [_value(v, items, f"{field}[{i}]", schema, report) for i, v in enumerate(value)]
+    else:
+        converted = _scalar(value, expected)
+        if converted is not _MISMATCH:
+            if type(converted) is not type(value):
+                report.add(NOTE, field, f"{_kind(value)} converted to {expected}")
+            return converted
+    report.add(ERROR, field, f"expected {expected}, got {_kind(value)}; bruin would fail to load the whole file")
+    return value
+
+
+_MISMATCH = object()
+
+
+def _scalar(value: Any, expected: str) -> Any:
+    """`value` as `expected` when that loses nothing, else _MISMATCH."""
+    if expected == "string":
+        if isinstance(value, str):
+            return value
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, int) or (isinstance(value, float) and math.isfinite(value)):
+            return str(value) if isinstance(value, int) else repr(value)
+        return _MISMATCH
+    if expected == "boolean":
+        if isinstance(value, bool):
+            return value
+        return {"true": True, "false": False}.get(value, _MISMATCH) if isinstance(value, str) else _MISMATCH
+    if isinstance(value, bool):
+        return _MISMATCH
+    if expected == "integer":
+        return _as_int(value)
+    if expected == "number":
+        if isinstance(value, (int, float)):
+            return value if isinstance(value, int) or math.isfinite(value) else _MISMATCH
+        if isinstance(value, str):
+            number = _as_int(value)
+            if number is _MISMATCH:
+                number = _as_float(value)
+            return number
+    return _MISMATCH
+
+
+def _as_int(value: Any) -> Any:
+    if isinstance(value, int):
+        return value if INT64[0] <= value <= INT64[1] else _MISMATCH
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    if isinstance(value, str) and _CANONICAL_INT.fullmatch(value):
+        return _as_int(int(value))
+    return _MISMATCH
+
+
+def _as_float(text: str) -> Any:
+    try:
+        number = float(text)
+    except ValueError:
+        return _MISMATCH
+    return number if math.isfinite(number) and repr(number) == text else _MISMATCH
+
+
+def _check_duplicates(connections: list[Connection], out: list[Problem]) -> None:
+    seen: dict[str, Connection] = {}
+    for conn in connections:
+        first = seen.setdefault(conn.name, conn)
+        if first is not conn:
+            out.append(Problem(ERROR, f"connection {conn.name!r}",
+                               f"given by two secrets ({first.type} and {conn.type}); names must be unique"))
+
+
+def _error_count(problems: list[Problem]) -> int:
+    return sum(1 for p in problems if p.level == ERROR)
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    return {int: "integer", float: "number", str: "string", list: "array", dict: "object"}.get(type(value), "value")
