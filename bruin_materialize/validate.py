@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 
 from bruin_materialize.schema import Schema
 from bruin_materialize.vault import RawSecret
+from bruin_materialize.yamltext import MAX_KEY, to_yaml
 
 ERROR, WARNING, NOTE = "error", "warning", "note"
 
@@ -100,6 +101,7 @@ def _connection(secret: RawSecret, schema: Schema | None, options: Options, out:
         report.add(WARNING, "details.name", "differs from the secret's name; the secret's name is used")
     fields.pop("name", None)
     errors_before = _error_count(out)
+    _check_keys(conn_type, fields, report)
     _check_text(secret.name, report, "name", options)
     for key, value in fields.items():
         _check_text(value, report, f"details.{key}", options)
@@ -129,6 +131,25 @@ def _check_details_field(details: Any, report: _Report) -> bool:
     else:
         report.add(ERROR, "details", f"must be an object, not {_kind(details)}")
     return False
+
+
+def _check_keys(conn_type: str, details: dict[str, Any], report: _Report) -> None:
+    """Keys YAML cannot carry: the type and field names are mapping keys in the file."""
+    if len(to_yaml(conn_type)) > MAX_KEY:
+        report.add(ERROR, "type", f"is longer than the {MAX_KEY} characters YAML allows for a key")
+    for field, key in _keys(details, "details"):
+        if len(to_yaml(key)) > MAX_KEY:
+            report.add(ERROR, field, f"has a field name longer than the {MAX_KEY} characters YAML allows for a key")
+
+
+def _keys(value: Any, field: str) -> Iterable[tuple[str, str]]:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield field, key
+            yield from _keys(item, f"{field}.{key}" if len(key) < 64 else f"{field}.{key[:60]}...")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _keys(item, f"{field}[{i}]")
 
 
 def _check_text(value: Any, report: _Report, field: str, options: Options) -> None:

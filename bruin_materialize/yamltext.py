@@ -1,0 +1,23 @@
+"""One value as YAML 1.2 text: JSON, with what YAML will not take raw escaped.
+
+JSON is YAML 1.2, so the parser reads back the same data with the same types. Escaped on top of
+JSON: C1 controls, DEL, line and paragraph separators (YAML 1.1 parsers break lines there), BOM
+and non-characters. Non-ASCII text stays UTF-8, never \\u escapes: bruin's yaml.v3 refuses the
+surrogate pairs that astral characters would need.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+_UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029\ufeff\ufffe\uffff]")
+
+# YAML limits an implicit key to 1024 characters; past that a parser stops reading it as a key.
+MAX_KEY = 1024
+
+
+def to_yaml(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False, allow_nan=False)
+    return _UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)

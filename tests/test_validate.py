@@ -1,0 +1,170 @@
+"""Validation is pure: every problem names the secret and the field, never the value."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bruin_materialize.schema import Schema, load_schema_file
+from bruin_materialize.validate import ERROR, NOTE, WARNING, Options, Outcome, validate
+from bruin_materialize.vault import RawSecret
+
+SECRET = "hunter2-Very-Secret"
+
+
+@pytest.fixture(scope="module")
+def schema(schema_path: Path) -> Schema:
+    return load_schema_file(schema_path)
+
+
+def check(data: Any, schema: Schema | None = None, name: str = "pg", **options: Any) -> Outcome:
+    return validate([RawSecret(name, f"kv/bruin/{name}", data)], schema, Options(**options))
+
+
+def lines(outcome: Outcome, level: str) -> list[str]:
+    return [p.line() for p in outcome.problems if p.level == level]
+
+
+def pg(**details: Any) -> dict[str, Any]:
+    base = {"host": "db", "port": 5432, "username": "u", "password": SECRET, "database": "d"}
+    return {"type": "postgres", "details": {**base, **details}}
+
+
+def test_valid_secret_becomes_a_connection_named_by_its_key(schema: Schema) -> None:
+    out = check(pg(), schema)
+    assert out.errors == []
+    [conn] = out.connections
+    assert (conn.type, conn.name) == ("postgres", "pg")
+    assert list(conn.fields)[0] == "name" and conn.fields["password"] == SECRET
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ("just text", "kv/bruin/pg: the secret must be a JSON object with `type` and `details`, not string"),
+        ({"details": {}}, "kv/bruin/pg: type: is missing; set it to a bruin connection type such as postgres"),
+        ({"type": "", "details": {}},
+         "kv/bruin/pg: type: must be a non-empty string, not string; set it to a bruin connection type such as "
+         "postgres"),
+        ({"type": 5, "details": {}},
+         "kv/bruin/pg: type: must be a non-empty string, not integer; set it to a bruin connection type such as "
+         "postgres"),
+        ({"type": "postgres"}, "kv/bruin/pg: details: is missing; the connection's fields go in a `details` object"),
+        ({"type": "postgres", "details": "{\"host\": 1}"},
+         "kv/bruin/pg: details: is a string, not an object; write the secret as JSON "
+         "(e.g. `bao kv put PATH @secret.json`)"),
+        ({"type": "postgres", "details": [1]}, "kv/bruin/pg: details: must be an object, not array"),
+    ],
+)
+def test_shape_errors(data: Any, message: str) -> None:
+    out = check(data)
+    assert lines(out, ERROR) == [message]
+    assert out.connections == []
+
+
+def test_unknown_type_suggests_the_closest(schema: Schema) -> None:
+    out = check({"type": "postgress", "details": {}}, schema)
+    assert lines(out, ERROR)[0].startswith("kv/bruin/pg: type: unknown connection type 'postgress' (did you "
+                                           "mean postgres?)")
+
+
+def test_lossless_conversions_are_made_and_reported(schema: Schema) -> None:
+    out = check(pg(port="5432", pool_max_conns=4.0), schema)
+    assert out.errors == []
+    assert out.connections[0].fields["port"] == 5432
+    assert out.connections[0].fields["pool_max_conns"] == 4
+    assert lines(out, NOTE) == ["kv/bruin/pg: details.port: string converted to integer",
+                                "kv/bruin/pg: details.pool_max_conns: number converted to integer"]
+
+
+@pytest.mark.parametrize("port", ["0123", "54 32", "5432.5", True, [5432], {"n": 1}, 2**63, "1e3"])
+def test_lossy_or_impossible_conversions_are_errors(schema: Schema, port: Any) -> None:
+    out = check(pg(port=port), schema)
+    [error] = lines(out, ERROR)
+    assert error.startswith("kv/bruin/pg: details.port: expected integer, got ")
+    assert error.endswith("; bruin would fail to load the whole file")
+    assert out.connections == []
+
+
+def test_string_field_takes_a_number_as_its_text(schema: Schema) -> None:
+    out = check(pg(host=10, database=True), schema)
+    assert out.connections[0].fields["host"] == "10"
+    assert out.connections[0].fields["database"] == "true"
+
+
+def test_unknown_and_missing_fields_are_warnings_or_strict_errors(schema: Schema) -> None:
+    data = {"type": "postgres", "details": {"host": "db", "colour": "blue", "password": SECRET}}
+    loose = check(data, schema)
+    assert loose.errors == [] and len(loose.connections) == 1
+    assert "kv/bruin/pg: details: fields unknown to bruin's schema (bruin ignores them): colour" in lines(loose,
+                                                                                                       WARNING)
+    assert any("fields the schema marks required are missing: " in line for line in lines(loose, WARNING))
+    strict = check(data, schema, strict=True)
+    assert len(strict.errors) == 2 and strict.connections == []
+
+
+def test_nested_objects_and_maps_are_checked(schema: Schema) -> None:
+    data = {"type": "iceberg", "details": {"catalog": {"type": "glue", "port": "http"},
+                                           "table_properties": {"a": "x", "b": ["y"]}}}
+    out = check(data, schema)
+    assert lines(out, ERROR) == [
+        "kv/bruin/pg: details.catalog.port: expected integer, got string; bruin would fail to load the whole file",
+        "kv/bruin/pg: details.table_properties.b: expected string, got array; bruin would fail to load the whole "
+        "file"]
+
+
+def test_name_inside_details_is_overridden_with_a_warning(schema: Schema) -> None:
+    out = check(pg(name="other"), schema)
+    assert out.connections[0].fields["name"] == "pg"
+    assert lines(out, WARNING)[0] == "kv/bruin/pg: details.name: differs from the secret's name; the secret's " \
+                                     "name is used"
+
+
+def test_two_secrets_with_the_same_name_are_an_error() -> None:
+    secrets = [RawSecret("pg", "kv/a/pg", pg()), RawSecret("pg", "kv/b/pg", {"type": "mysql", "details": {}})]
+    out = validate(secrets, None, Options())
+    assert lines(out, ERROR) == ["connection 'pg': given by two secrets (postgres and mysql); names must be unique"]
+
+
+def test_env_references_are_refused_when_bruin_would_expand_them() -> None:
+    value = "pa${HOME}ss"
+    known = check(pg(password=value), env_names=frozenset({"HOME"}))
+    assert lines(known, ERROR) == ["kv/bruin/pg: details.password: holds ${...} naming an environment variable; "
+                                   "bruin would replace it on load. Change the value, or pass --expand-env if "
+                                   "that is wanted"]
+    assert check(pg(password=value), env_names=frozenset({"PATH"})).errors == []
+    assert len(check(pg(password=value)).errors) == 1  # environment unknown: any name could be set
+    assert check(pg(password=value), expand_env=True).errors == []
+    nested = check({"type": "generic", "details": {"x": {"y": ["${A}"]}}}, env_names=frozenset({"A"}))
+    assert lines(nested, ERROR)[0].startswith("kv/bruin/pg: details.x.y[0]: holds ${...}")
+    assert len(check(pg(), name="a${A}", env_names=frozenset({"A"})).errors) == 1
+
+
+def test_lone_surrogates_are_refused() -> None:
+    out = check(pg(password="\ud800x"))
+    assert lines(out, ERROR) == ["kv/bruin/pg: details.password: holds a lone UTF-16 surrogate, which cannot be "
+                                 "written as UTF-8"]
+
+
+def test_deleted_secret_is_skipped_with_a_warning_or_refused_when_strict() -> None:
+    out = check(None)
+    assert out.connections == [] and out.errors == []
+    assert lines(out, WARNING)[0].startswith("kv/bruin/pg: its current version is deleted or destroyed; skipped")
+    assert len(check(None, strict=True).errors) == 1
+
+
+def test_connections_are_sorted_by_type_then_name() -> None:
+    secrets = [RawSecret(n, n, {"type": t, "details": {}}) for n, t in [("b", "z"), ("c", "a"), ("a", "z")]]
+    out = validate(secrets, None, Options())
+    assert [(c.type, c.name) for c in out.connections] == [("a", "c"), ("z", "a"), ("z", "b")]
+
+
+def test_no_message_holds_a_value(schema: Schema) -> None:
+    hostile = {"type": "postgres", "name": SECRET,
+               "details": {"port": SECRET, "name": SECRET, "password": "${" + SECRET + "}", "x": [SECRET]}}
+    out = check(hostile, schema, strict=True)
+    text = json.dumps([p.line() for p in out.problems])
+    assert out.problems and SECRET not in text
