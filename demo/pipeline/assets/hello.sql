@@ -1,0 +1,8 @@
+/* @bruin
+name: demo.hello
+type: duckdb.sql
+materialization:
+  type: table
+@bruin */
+
+SELECT 'materialized from Vault' AS greeting
