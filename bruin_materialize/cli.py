@@ -14,11 +14,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from bruin_materialize import handover
+from bruin_materialize import auth, handover
 from bruin_materialize.errors import ExitCode, MaterializeError, usage_error
 from bruin_materialize.schema import Schema, load_schema_file, schema_from_bruin
 from bruin_materialize.settings import Settings, parse_settings
-from bruin_materialize.transport import RetryPolicy, Transport
+from bruin_materialize.transport import RetryPolicy, Transport, ssl_context
 from bruin_materialize.validate import ERROR, NOTE, WARNING, Options, Outcome, validate
 from bruin_materialize.vault import KV, RawSecret, detect_version
 
@@ -154,14 +154,13 @@ def _schema(settings: Settings, bruin: str | None, bruin_env: dict[str, str], co
 
 
 def _read_secrets(settings: Settings, console: Console) -> tuple[list[RawSecret], str]:
-    if settings.role:
-        raise usage_error("BRUIN_VAULT_ROLE (Kubernetes login) is not supported yet; use BRUIN_VAULT_TOKEN")
-    policy = RetryPolicy(settings.timeout, settings.max_retries, settings.retry_wait_min, settings.retry_wait_max)
-    transport = Transport(settings.address, policy)
-    assert settings.token is not None
-    transport.set_token(settings.token)
+    creds = auth.read_credentials(settings.auth)  # a missing credential file is exit 2, before the network
+    transport = _transport(settings, console)
     started = time.monotonic()
+    logged_in = False
     try:
+        transport.set_token(auth.obtain_token(transport, creds))
+        logged_in = settings.auth.logs_in
         version = settings.kv_version or detect_version(transport, settings.mount, settings.path)
         kv = KV(transport, settings.mount, version)
         listing = kv.list(settings.path, recursive=settings.recursive)
@@ -170,11 +169,25 @@ def _read_secrets(settings: Settings, console: Console) -> tuple[list[RawSecret]
                             "read its secrets as connections named FOLDER/NAME")
         secrets = kv.read_all(settings.path, listing.names, concurrency=settings.concurrency)
     finally:
+        if logged_in and not transport.cancel.is_set() and not auth.revoke(transport):
+            console.warning("could not revoke the login token; it stays valid until its TTL ends")
         transport.close()
     source = f"{settings.mount}/{settings.path}"
     console.debug(f"read {len(secrets)} secrets from {source} (KV v{version}) in "
                   f"{time.monotonic() - started:.2f}s")
     return secrets, f"{source} (KV v{version})"
+
+
+def _transport(settings: Settings, console: Console) -> Transport:
+    context = None
+    if settings.address.scheme == "https":
+        context = ssl_context(settings.tls)
+        if settings.tls.skip_verify:
+            console.warning("TLS verification is disabled (VAULT_SKIP_VERIFY): anyone on the network path could "
+                            "read these secrets")
+    headers = {"X-Vault-Namespace": settings.namespace} if settings.namespace else {}
+    policy = RetryPolicy(settings.timeout, settings.max_retries, settings.retry_wait_min, settings.retry_wait_max)
+    return Transport(settings.address, policy, ssl_context=context, headers=headers)
 
 
 def _report(outcome: Outcome, console: Console) -> None:

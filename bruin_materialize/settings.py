@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import re
 import urllib.parse
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple, NoReturn
 
@@ -30,14 +30,39 @@ class VaultAddress(NamedTuple):
         return f"{self.scheme}://{self.host}:{self.port}"
 
 
+class Auth(NamedTuple):
+    """How to get a token. Credentials in files are read at run time, before any network call."""
+
+    method: str  # "token", "kubernetes", "approle" or "jwt"
+    source: str  # the setting it came from, named in messages
+    token: str | None = None  # method "token", given directly
+    token_file: Path | None = None  # method "token" from a file; the JWT file for kubernetes/jwt
+    mount: str = ""  # the auth method's mount, for logins
+    role: str = ""  # kubernetes/jwt role, or the AppRole role_id
+    secret_id: str | None = None  # AppRole
+    secret_id_file: Path | None = None  # AppRole
+
+    @property
+    def logs_in(self) -> bool:
+        return self.method != "token"
+
+
+class TLS(NamedTuple):
+    ca_cert: str | None = None
+    ca_path: str | None = None
+    client_cert: str | None = None
+    client_key: str | None = None
+    skip_verify: bool = False
+
+
 class Settings(NamedTuple):
     command: str
     address: VaultAddress
     mount: str
     path: str
-    token: str | None
-    role: str | None
-    k8s_auth_mount: str
+    auth: Auth
+    namespace: str | None
+    tls: TLS
     timeout: float
     max_retries: int
     retry_wait_min: float
@@ -66,8 +91,22 @@ _VAULT_OPTIONS: tuple[tuple[str, str, str], ...] = (
     ("--mount-path", "BRUIN_VAULT_MOUNT_PATH", "path of the KV secrets engine, e.g. secret"),
     ("--path", "BRUIN_VAULT_PATH", "subpath in the engine that holds one secret per connection"),
     ("--token", "BRUIN_VAULT_TOKEN", "Vault token (prefer the environment variable: argv is visible)"),
+    ("--token-file", "BRUIN_VAULT_TOKEN_FILE", "file holding a Vault token (a Vault Agent sink)"),
     ("--role", "BRUIN_VAULT_ROLE", "Kubernetes auth role"),
     ("--k8s-auth-mount", "BRUIN_VAULT_K8S_AUTH_MOUNT", "Kubernetes auth mount (default: kubernetes)"),
+    ("--k8s-token-path", "BRUIN_VAULT_K8S_TOKEN_PATH", "service account token file"),
+    ("--role-id", "BRUIN_VAULT_ROLE_ID", "AppRole role_id"),
+    ("--secret-id", "BRUIN_VAULT_SECRET_ID", "AppRole secret_id (prefer a file)"),
+    ("--secret-id-file", "BRUIN_VAULT_SECRET_ID_FILE", "file holding the AppRole secret_id"),
+    ("--approle-mount", "BRUIN_VAULT_APPROLE_MOUNT", "AppRole auth mount (default: approle)"),
+    ("--jwt-role", "BRUIN_VAULT_JWT_ROLE", "JWT/OIDC auth role"),
+    ("--jwt-file", "BRUIN_VAULT_JWT_FILE", "file holding the JWT (a CI runner's OIDC token)"),
+    ("--jwt-mount", "BRUIN_VAULT_JWT_MOUNT", "JWT auth mount (default: jwt)"),
+    ("--namespace", "BRUIN_VAULT_NAMESPACE", "Vault namespace [fallback VAULT_NAMESPACE]"),
+    ("--ca-cert", "BRUIN_VAULT_CACERT", "CA bundle to verify Vault's certificate [fallback VAULT_CACERT]"),
+    ("--ca-path", "BRUIN_VAULT_CAPATH", "directory of CA certificates [fallback VAULT_CAPATH]"),
+    ("--client-cert", "BRUIN_VAULT_CLIENT_CERT", "TLS client certificate [fallback VAULT_CLIENT_CERT]"),
+    ("--client-key", "BRUIN_VAULT_CLIENT_KEY", "TLS client key [fallback VAULT_CLIENT_KEY]"),
     ("--timeout", "BRUIN_VAULT_TIMEOUT", "budget per Vault operation, retries included (default 30s)"),
     ("--max-retries", "BRUIN_VAULT_MAX_RETRIES", "retries per operation, 0 disables (default 3)"),
     ("--retry-wait-min", "BRUIN_VAULT_RETRY_WAIT_MIN", "first backoff wait (default 200ms)"),
@@ -81,9 +120,24 @@ _FLAG_OPTIONS: tuple[tuple[str, str, str], ...] = (
     ("--strict", "BRUIN_MATERIALIZE_STRICT", "unknown fields, missing required fields and deleted secrets are errors"),
     ("--expand-env", "BRUIN_MATERIALIZE_EXPAND_ENV", "let bruin expand ${NAME} inside secret values"),
     ("--allow-non-tmpfs", "BRUIN_MATERIALIZE_ALLOW_NON_TMPFS", "exec: allow a runtime directory that is not tmpfs"),
+    ("--tls-skip-verify", "BRUIN_VAULT_SKIP_VERIFY", "do not verify Vault's certificate [fallback VAULT_SKIP_VERIFY]"),
 )
+# The standard Vault variables, used when the BRUIN_* one is not set.
+_FALLBACKS = {
+    "BRUIN_VAULT_HOST": "VAULT_ADDR",
+    "BRUIN_VAULT_NAMESPACE": "VAULT_NAMESPACE",
+    "BRUIN_VAULT_CACERT": "VAULT_CACERT",
+    "BRUIN_VAULT_CAPATH": "VAULT_CAPATH",
+    "BRUIN_VAULT_CLIENT_CERT": "VAULT_CLIENT_CERT",
+    "BRUIN_VAULT_CLIENT_KEY": "VAULT_CLIENT_KEY",
+    "BRUIN_VAULT_SKIP_VERIFY": "VAULT_SKIP_VERIFY",
+}
+K8S_TOKEN_PATH = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 _DEFAULTS = {
     "BRUIN_VAULT_K8S_AUTH_MOUNT": "kubernetes",
+    "BRUIN_VAULT_K8S_TOKEN_PATH": K8S_TOKEN_PATH,
+    "BRUIN_VAULT_APPROLE_MOUNT": "approle",
+    "BRUIN_VAULT_JWT_MOUNT": "jwt",
     "BRUIN_VAULT_TIMEOUT": "30s",
     "BRUIN_VAULT_MAX_RETRIES": "3",
     "BRUIN_VAULT_RETRY_WAIT_MIN": "200ms",
@@ -168,8 +222,9 @@ def _lookup(ns: argparse.Namespace, flag: str, env: str, environ: Mapping[str, s
     value = getattr(ns, _dest(flag), None)
     if value is not None:
         return str(value), flag
-    if env in environ:
-        return environ[env], env
+    for name in (env, _FALLBACKS.get(env)):
+        if name and environ.get(name):
+            return environ[name], name
     return _DEFAULTS.get(env), env
 
 
@@ -180,13 +235,14 @@ def _resolve(ns: argparse.Namespace, bruin_args: list[str], environ: Mapping[str
     def flag_on(flag: str, env: str) -> bool:
         if getattr(ns, _dest(flag)):
             return True
-        return parse_bool(environ.get(env, ""), env)
+        for name in (env, _FALLBACKS.get(env)):
+            if name and environ.get(name):
+                return parse_bool(environ[name], name)
+        return False
 
     address = parse_address(*get("--vault-host", "BRUIN_VAULT_HOST"))
     mount = _required_path(*get("--mount-path", "BRUIN_VAULT_MOUNT_PATH"))
     path = _required_path(*get("--path", "BRUIN_VAULT_PATH"))
-    token, _ = get("--token", "BRUIN_VAULT_TOKEN")
-    role, _ = get("--role", "BRUIN_VAULT_ROLE")
     retry_min = parse_duration(*get("--retry-wait-min", "BRUIN_VAULT_RETRY_WAIT_MIN"))
     retry_max_raw, retry_max_src = get("--retry-wait-max", "BRUIN_VAULT_RETRY_WAIT_MAX")
     retry_max = parse_duration(retry_max_raw, retry_max_src)
@@ -199,16 +255,21 @@ def _resolve(ns: argparse.Namespace, bruin_args: list[str], environ: Mapping[str
     runtime_dir = getattr(ns, "runtime_dir", None) or environ.get("BRUIN_MATERIALIZE_RUNTIME_DIR")
     output = getattr(ns, "output", None)
     schema, _ = get("--schema", "BRUIN_MATERIALIZE_SCHEMA")
-    if not token and not role:
-        raise usage_error("BRUIN_VAULT_TOKEN or BRUIN_VAULT_ROLE must be set (or --token / --role)")
+    auth = _auth(get, environ)
     return Settings(
         command=ns.command,
         address=address,
         mount=mount,
         path=path,
-        token=token or None,
-        role=None if token else role,
-        k8s_auth_mount=_required_path(*get("--k8s-auth-mount", "BRUIN_VAULT_K8S_AUTH_MOUNT")),
+        auth=auth,
+        namespace=get("--namespace", "BRUIN_VAULT_NAMESPACE")[0] or None,
+        tls=TLS(
+            ca_cert=get("--ca-cert", "BRUIN_VAULT_CACERT")[0],
+            ca_path=get("--ca-path", "BRUIN_VAULT_CAPATH")[0],
+            client_cert=get("--client-cert", "BRUIN_VAULT_CLIENT_CERT")[0],
+            client_key=get("--client-key", "BRUIN_VAULT_CLIENT_KEY")[0],
+            skip_verify=flag_on("--tls-skip-verify", "BRUIN_VAULT_SKIP_VERIFY"),
+        ),
         timeout=timeout,
         max_retries=parse_int(*get("--max-retries", "BRUIN_VAULT_MAX_RETRIES"), minimum=0),
         retry_wait_min=retry_min,
@@ -230,6 +291,47 @@ def _resolve(ns: argparse.Namespace, bruin_args: list[str], environ: Mapping[str
         verbosity=-1 if ns.quiet else (1 if ns.verbose else 0),
         traceback=ns.traceback,
     )
+
+
+_Getter = Callable[[str, str], "tuple[str | None, str]"]
+
+
+def _auth(get: _Getter, environ: Mapping[str, str]) -> Auth:
+    """The first credential set wins: bruin's variables, then the Vault CLI's, then ~/.vault-token."""
+    token, source = get("--token", "BRUIN_VAULT_TOKEN")
+    if token:
+        return Auth("token", source, token=token)
+    token_file, source = get("--token-file", "BRUIN_VAULT_TOKEN_FILE")
+    if token_file:
+        return Auth("token", source, token_file=Path(token_file))
+    role, source = get("--role", "BRUIN_VAULT_ROLE")
+    if role:
+        jwt_path = get("--k8s-token-path", "BRUIN_VAULT_K8S_TOKEN_PATH")[0] or K8S_TOKEN_PATH
+        mount = _required_path(*get("--k8s-auth-mount", "BRUIN_VAULT_K8S_AUTH_MOUNT"))
+        return Auth("kubernetes", source, token_file=Path(jwt_path), mount=mount, role=role)
+    role_id, source = get("--role-id", "BRUIN_VAULT_ROLE_ID")
+    if role_id:
+        secret_id = get("--secret-id", "BRUIN_VAULT_SECRET_ID")[0]
+        secret_id_file = get("--secret-id-file", "BRUIN_VAULT_SECRET_ID_FILE")[0]
+        if not secret_id and not secret_id_file:
+            raise usage_error(f"{source} needs BRUIN_VAULT_SECRET_ID or BRUIN_VAULT_SECRET_ID_FILE")
+        mount = _required_path(*get("--approle-mount", "BRUIN_VAULT_APPROLE_MOUNT"))
+        return Auth("approle", source, mount=mount, role=role_id, secret_id=secret_id,
+                    secret_id_file=Path(secret_id_file) if secret_id_file and not secret_id else None)
+    jwt_role, source = get("--jwt-role", "BRUIN_VAULT_JWT_ROLE")
+    if jwt_role:
+        jwt_file, _ = get("--jwt-file", "BRUIN_VAULT_JWT_FILE")
+        if not jwt_file:
+            raise usage_error(f"{source} needs BRUIN_VAULT_JWT_FILE, the file holding the JWT")
+        mount = _required_path(*get("--jwt-mount", "BRUIN_VAULT_JWT_MOUNT"))
+        return Auth("jwt", source, token_file=Path(jwt_file), mount=mount, role=jwt_role)
+    if environ.get("VAULT_TOKEN"):
+        return Auth("token", "VAULT_TOKEN", token=environ["VAULT_TOKEN"])
+    home_token = Path(environ["HOME"]) / ".vault-token" if environ.get("HOME") else None
+    if home_token is not None and home_token.is_file():
+        return Auth("token", "~/.vault-token", token_file=home_token)
+    raise usage_error("no Vault credentials: set BRUIN_VAULT_TOKEN, BRUIN_VAULT_TOKEN_FILE, BRUIN_VAULT_ROLE, "
+                      "BRUIN_VAULT_ROLE_ID or BRUIN_VAULT_JWT_ROLE")
 
 
 def _required_path(value: str | None, source: str) -> str:

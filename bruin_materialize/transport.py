@@ -23,8 +23,8 @@ import urllib.parse
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-from bruin_materialize.errors import vault_error
-from bruin_materialize.settings import VaultAddress
+from bruin_materialize.errors import usage_error, vault_error
+from bruin_materialize.settings import TLS, VaultAddress
 
 
 class Response(NamedTuple):
@@ -165,6 +165,21 @@ class Transport:
         if addr.scheme == "https":
             return http.client.HTTPSConnection(addr.host, addr.port, timeout=timeout, context=self._ssl_context)
         return http.client.HTTPConnection(addr.host, addr.port, timeout=timeout)
+
+
+def ssl_context(tls: TLS) -> ssl.SSLContext:
+    """The system store, or the CA the settings name; a client certificate when given."""
+    try:
+        context = ssl.create_default_context(cafile=tls.ca_cert, capath=tls.ca_path)
+        if tls.client_cert:
+            context.load_cert_chain(tls.client_cert, tls.client_key)
+    except (OSError, ssl.SSLError) as exc:
+        which = "the client certificate or key" if tls.client_cert else "the CA certificate (VAULT_CACERT/CAPATH)"
+        raise usage_error(f"cannot load {which}: {getattr(exc, 'strerror', None) or exc.__class__.__name__}") from None
+    if tls.skip_verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
 
 
 def quote_path(*segments: str) -> str:

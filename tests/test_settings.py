@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from bruin_materialize.errors import ExitCode, MaterializeError
-from bruin_materialize.settings import VaultAddress, bruin_environment, parse_duration, parse_settings
+from bruin_materialize.settings import TLS, Auth, VaultAddress, bruin_environment, parse_duration, parse_settings
 
 BASE = {
     "BRUIN_VAULT_HOST": "http://127.0.0.1:8200",
@@ -33,9 +33,9 @@ def usage_message(argv: list[str], **env: str) -> str:
 def test_bruin_defaults() -> None:
     s = settings(["check"])
     assert s.address == VaultAddress("http", "127.0.0.1", 8200)
-    assert (s.mount, s.path, s.token, s.role) == ("secret", "bruin/prod", "t", None)
+    assert (s.mount, s.path, s.auth) == ("secret", "bruin/prod", Auth("token", "BRUIN_VAULT_TOKEN", token="t"))
     assert (s.timeout, s.max_retries, s.retry_wait_min, s.retry_wait_max) == (30.0, 3, 0.2, 2.0)
-    assert s.k8s_auth_mount == "kubernetes"
+    assert s.namespace is None and s.tls == TLS()
     assert s.kv_version is None and s.environment == "default"
 
 
@@ -53,7 +53,11 @@ def test_flags_win_over_environment() -> None:
         ({"BRUIN_VAULT_HOST": "https://vault?x=1"}, "BRUIN_VAULT_HOST must not contain user:password"),
         ({"BRUIN_VAULT_MOUNT_PATH": "<unset>"}, "BRUIN_VAULT_MOUNT_PATH must be set to a non-empty path"),
         ({"BRUIN_VAULT_PATH": "/"}, "BRUIN_VAULT_PATH must be set to a non-empty path"),
-        ({"BRUIN_VAULT_TOKEN": "<unset>"}, "BRUIN_VAULT_TOKEN or BRUIN_VAULT_ROLE must be set"),
+        ({"BRUIN_VAULT_TOKEN": "<unset>"}, "no Vault credentials: set BRUIN_VAULT_TOKEN, BRUIN_VAULT_TOKEN_FILE"),
+        ({"BRUIN_VAULT_TOKEN": "<unset>", "BRUIN_VAULT_ROLE_ID": "r"},
+         "BRUIN_VAULT_ROLE_ID needs BRUIN_VAULT_SECRET_ID or BRUIN_VAULT_SECRET_ID_FILE"),
+        ({"BRUIN_VAULT_TOKEN": "<unset>", "BRUIN_VAULT_JWT_ROLE": "r"},
+         "BRUIN_VAULT_JWT_ROLE needs BRUIN_VAULT_JWT_FILE"),
         ({"BRUIN_VAULT_TIMEOUT": "10"}, "BRUIN_VAULT_TIMEOUT must be a duration"),
         ({"BRUIN_VAULT_TIMEOUT": "0s"}, "BRUIN_VAULT_TIMEOUT must be a positive duration"),
         ({"BRUIN_VAULT_MAX_RETRIES": "-1"}, "BRUIN_VAULT_MAX_RETRIES must be at least 0"),
@@ -71,9 +75,46 @@ def test_bad_flag_names_the_flag() -> None:
     assert usage_message(["check", "--timeout", "soon"]).startswith("--timeout must be a duration")
 
 
-def test_token_wins_over_role() -> None:
-    assert settings(["check"], BRUIN_VAULT_ROLE="r").role is None
-    assert settings(["check"], BRUIN_VAULT_TOKEN="<unset>", BRUIN_VAULT_ROLE="r").role == "r"
+ALL_AUTH = {"BRUIN_VAULT_TOKEN_FILE": "/run/token", "BRUIN_VAULT_ROLE": "k8s-role", "BRUIN_VAULT_ROLE_ID": "rid",
+            "BRUIN_VAULT_SECRET_ID": "sid", "BRUIN_VAULT_JWT_ROLE": "jwt-role", "BRUIN_VAULT_JWT_FILE": "/run/jwt",
+            "VAULT_TOKEN": "vt"}
+
+
+@pytest.mark.parametrize(
+    ("unset", "expected"),
+    [
+        ([], Auth("token", "BRUIN_VAULT_TOKEN", token="t")),
+        (["BRUIN_VAULT_TOKEN"], Auth("token", "BRUIN_VAULT_TOKEN_FILE", token_file=Path("/run/token"))),
+        (["BRUIN_VAULT_TOKEN", "BRUIN_VAULT_TOKEN_FILE"],
+         Auth("kubernetes", "BRUIN_VAULT_ROLE", token_file=Path("/var/run/secrets/kubernetes.io/serviceaccount/token"),
+              mount="kubernetes", role="k8s-role")),
+        (["BRUIN_VAULT_TOKEN", "BRUIN_VAULT_TOKEN_FILE", "BRUIN_VAULT_ROLE"],
+         Auth("approle", "BRUIN_VAULT_ROLE_ID", mount="approle", role="rid", secret_id="sid")),
+        (["BRUIN_VAULT_TOKEN", "BRUIN_VAULT_TOKEN_FILE", "BRUIN_VAULT_ROLE", "BRUIN_VAULT_ROLE_ID"],
+         Auth("jwt", "BRUIN_VAULT_JWT_ROLE", token_file=Path("/run/jwt"), mount="jwt", role="jwt-role")),
+        (["BRUIN_VAULT_TOKEN", "BRUIN_VAULT_TOKEN_FILE", "BRUIN_VAULT_ROLE", "BRUIN_VAULT_ROLE_ID",
+          "BRUIN_VAULT_JWT_ROLE"], Auth("token", "VAULT_TOKEN", token="vt")),
+    ],
+)
+def test_auth_precedence(unset: list[str], expected: Auth) -> None:
+    env = {**ALL_AUTH, **{name: "<unset>" for name in unset}}
+    assert settings(["check"], **env).auth == expected
+
+
+def test_home_vault_token_only_when_nothing_else(tmp_path: Path) -> None:
+    (tmp_path / ".vault-token").write_text("home-token\n")
+    assert settings(["check"], BRUIN_VAULT_TOKEN="<unset>", HOME=str(tmp_path)).auth == Auth(
+        "token", "~/.vault-token", token_file=tmp_path / ".vault-token")
+    assert settings(["check"], HOME=str(tmp_path)).auth.source == "BRUIN_VAULT_TOKEN"
+
+
+def test_vault_fallbacks_and_bruin_variables_winning() -> None:
+    s = settings(["check"], BRUIN_VAULT_HOST="<unset>", VAULT_ADDR="https://v:8201", VAULT_NAMESPACE="team",
+                 VAULT_CACERT="/ca.pem", VAULT_SKIP_VERIFY="true")
+    assert s.address == VaultAddress("https", "v", 8201)
+    assert s.namespace == "team" and s.tls == TLS(ca_cert="/ca.pem", skip_verify=True)
+    assert settings(["check"], VAULT_ADDR="https://other:1").address.host == "127.0.0.1"
+    assert settings(["check"], VAULT_NAMESPACE="a", BRUIN_VAULT_NAMESPACE="b").namespace == "b"
 
 
 @pytest.mark.parametrize(

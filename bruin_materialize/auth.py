@@ -1,0 +1,105 @@
+"""Getting a Vault token: given (directly or in a file), or by logging in (Kubernetes, AppRole, JWT).
+
+Credentials are read from their files before any network call, so a missing file is a setting
+error (exit 2), not a Vault error. A token obtained by logging in is ours to revoke once the
+secrets are read; a token we were given belongs to someone else and is never revoked.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from bruin_materialize.errors import MaterializeError, usage_error, vault_error
+from bruin_materialize.settings import Auth
+from bruin_materialize.transport import Transport
+
+_LABELS = {"kubernetes": "kubernetes", "approle": "AppRole", "jwt": "JWT"}
+_CHECK = {
+    "kubernetes": "check the role exists and is bound to this pod's service account and namespace",
+    "approle": "check the role_id and that the secret_id is valid and not expired or used up",
+    "jwt": "check the role, and that the JWT is unexpired, signed by a trusted key and matches the role's "
+           "bound claims",
+}
+
+
+class Credentials(NamedTuple):
+    auth: Auth
+    secret: str  # the token, or the JWT / secret_id to log in with
+
+
+def read_credentials(auth: Auth) -> Credentials:
+    if auth.method == "token":
+        token = auth.token if auth.token is not None else _read_secret_file(auth.token_file, auth.source)
+        return Credentials(auth, token)
+    if auth.method == "approle":
+        secret_id = auth.secret_id
+        if secret_id is None:
+            secret_id = _read_secret_file(auth.secret_id_file, "BRUIN_VAULT_SECRET_ID_FILE")
+        return Credentials(auth, secret_id)
+    source = "BRUIN_VAULT_K8S_TOKEN_PATH" if auth.method == "kubernetes" else "BRUIN_VAULT_JWT_FILE"
+    return Credentials(auth, _read_secret_file(auth.token_file, source))
+
+
+def obtain_token(transport: Transport, creds: Credentials) -> str:
+    """The token to read secrets with; logs in when the settings say so."""
+    auth = creds.auth
+    if not auth.logs_in:
+        return creds.secret
+    payload: dict[str, Any]
+    if auth.method == "approle":
+        payload = {"role_id": auth.role, "secret_id": creds.secret}
+    else:
+        payload = {"role": auth.role, "jwt": creds.secret}
+    what = describe(auth)
+    resp = transport.request("POST", f"auth/{auth.mount}/login", payload, what=what)
+    token = _dig(resp.body, "auth", "client_token")
+    if resp.status == 200 and isinstance(token, str) and token:
+        return token
+    if resp.status in (400, 401, 403):
+        raise vault_error(f"{what} was refused (HTTP {resp.status}); {_CHECK[auth.method]}")
+    if resp.status in (404, 405):
+        raise vault_error(f"{what}: no such auth method (HTTP {resp.status}); check the mount "
+                          f"({_mount_setting(auth)})")
+    raise vault_error(f"{what}: unexpected answer (HTTP {resp.status})")
+
+
+def revoke(transport: Transport) -> bool:
+    """Revoke the token we logged in for; False when Vault did not confirm it."""
+    try:
+        resp = transport.request("POST", "auth/token/revoke-self", {}, what="revoking the login token")
+    except MaterializeError:  # a warning for the caller: the token still expires at its TTL
+        return False
+    return resp.status in (200, 204)
+
+
+def describe(auth: Auth) -> str:
+    role = "role_id from " + auth.source if auth.method == "approle" else f"role {auth.role}"
+    return f"{_LABELS[auth.method]} login (auth/{auth.mount}, {role})"
+
+
+def _mount_setting(auth: Auth) -> str:
+    return {"kubernetes": "BRUIN_VAULT_K8S_AUTH_MOUNT", "approle": "BRUIN_VAULT_APPROLE_MOUNT",
+            "jwt": "BRUIN_VAULT_JWT_MOUNT"}[auth.method]
+
+
+def _read_secret_file(path: Path | None, source: str) -> str:
+    if path is None:
+        raise usage_error(f"{source} names no file")
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise usage_error(f"cannot read {path} ({source}): {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise usage_error(f"{path} ({source}) is not text") from None
+    if not text:
+        raise usage_error(f"{path} ({source}) is empty")
+    return text
+
+
+def _dig(body: Any, *keys: str) -> Any:
+    for key in keys:
+        if not isinstance(body, dict):
+            return None
+        body = body.get(key)
+    return body
