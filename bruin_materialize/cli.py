@@ -8,13 +8,15 @@ exit code; anything else is a bug, reported by type only (its text could quote a
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from bruin_materialize import auth, handover
+from bruin_materialize import auth, handover, transport
 from bruin_materialize.errors import ExitCode, MaterializeError, usage_error
 from bruin_materialize.schema import Schema, load_schema_file, schema_from_bruin
 from bruin_materialize.settings import Settings, parse_settings
@@ -45,10 +47,24 @@ class Console:
             print(f"materialize: {message}", file=sys.stderr)
 
 
+class Interrupted(BaseException):
+    """SIGTERM or SIGINT: unwinds like KeyboardInterrupt, through every cleanup on the way."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _on_signal(signum: int, _frame: object) -> None:
+    transport.abort_all()  # wake the reader threads, stop retrying
+    raise Interrupted(signum)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     console = Console()
     settings: Settings | None = None
+    previous = _install_signal_handlers()
     try:
         settings = parse_settings(args, os.environ)
         console.verbosity = settings.verbosity
@@ -56,14 +72,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MaterializeError as exc:
         console.error(exc.message)
         return exc.exit_code
-    except KeyboardInterrupt:
-        console.error("interrupted")
-        return ExitCode.INTERRUPTED_INT
+    except (Interrupted, KeyboardInterrupt) as exc:
+        signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
+        console.error(f"interrupted by {signal.Signals(signum).name}; nothing was written")
+        return 128 + signum
     except Exception as exc:
         if settings is not None and settings.traceback:
             raise
         console.error(f"internal error ({type(exc).__name__}); rerun with --traceback to see where")
         return ExitCode.INTERNAL
+    finally:
+        _restore_signal_handlers(previous)
+
+
+def _install_signal_handlers() -> dict[int, Any]:
+    if threading.current_thread() is not threading.main_thread():
+        return {}  # only the main thread may set handlers (an embedding caller's business then)
+    return {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+
+def _restore_signal_handlers(previous: dict[int, Any]) -> None:
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)
 
 
 def run(settings: Settings, environ: Mapping[str, str], console: Console) -> int:
@@ -77,6 +107,11 @@ def run(settings: Settings, environ: Mapping[str, str], console: Console) -> int
             console.warning("BRUIN_CONFIG_FILE_CONTENT is set; it is not passed to bruin, which would use it "
                             "instead of the rendered file")
         _check_runtime_base(settings)
+    if settings.command == "render":
+        from bruin_materialize import write
+
+        assert settings.output is not None
+        write.check_destination(settings.output, allow_repo=settings.allow_repo)
     schema = _schema(settings, bruin, bruin_env, console)
     secrets, source = _read_secrets(settings, console)
     # exec knows bruin's environment exactly; render/check write for a bruin that may run elsewhere.
@@ -155,23 +190,25 @@ def _schema(settings: Settings, bruin: str | None, bruin_env: dict[str, str], co
 
 def _read_secrets(settings: Settings, console: Console) -> tuple[list[RawSecret], str]:
     creds = auth.read_credentials(settings.auth)  # a missing credential file is exit 2, before the network
-    transport = _transport(settings, console)
+    client = _transport(settings, console)
     started = time.monotonic()
     logged_in = False
     try:
-        transport.set_token(auth.obtain_token(transport, creds))
+        if settings.wait > 0:
+            client.wait_until_reachable(settings.wait, console.info)
+        client.set_token(auth.obtain_token(client, creds))
         logged_in = settings.auth.logs_in
-        version = settings.kv_version or detect_version(transport, settings.mount, settings.path)
-        kv = KV(transport, settings.mount, version)
+        version = settings.kv_version or detect_version(client, settings.mount, settings.path)
+        kv = KV(client, settings.mount, version)
         listing = kv.list(settings.path, recursive=settings.recursive)
         for folder in listing.skipped_folders:
             console.warning(f"{settings.mount}/{settings.path}/{folder}: subfolder not read; pass --recursive to "
                             "read its secrets as connections named FOLDER/NAME")
         secrets = kv.read_all(settings.path, listing.names, concurrency=settings.concurrency)
     finally:
-        if logged_in and not transport.cancel.is_set() and not auth.revoke(transport):
+        if logged_in and not client.cancel.is_set() and not auth.revoke(client):
             console.warning("could not revoke the login token; it stays valid until its TTL ends")
-        transport.close()
+        client.close()
     source = f"{settings.mount}/{settings.path}"
     console.debug(f"read {len(secrets)} secrets from {source} (KV v{version}) in "
                   f"{time.monotonic() - started:.2f}s")

@@ -67,6 +67,7 @@ class Settings(NamedTuple):
     max_retries: int
     retry_wait_min: float
     retry_wait_max: float
+    wait: float  # seconds to wait for Vault to become reachable; 0: off
     kv_version: int | None  # None: detect
     concurrency: int
     recursive: bool
@@ -77,6 +78,7 @@ class Settings(NamedTuple):
     output: Path | None  # render
     runtime_dir: Path | None  # exec: where the private directory is made
     allow_non_tmpfs: bool
+    allow_repo: bool
     bruin_bin: str | None  # BRUIN_BIN, or None to look `bruin` up on PATH
     bruin_args: tuple[str, ...]  # exec: what follows `bruin run --config-file FILE`
     search_path: str | None  # PATH, to find bruin
@@ -111,6 +113,7 @@ _VAULT_OPTIONS: tuple[tuple[str, str, str], ...] = (
     ("--max-retries", "BRUIN_VAULT_MAX_RETRIES", "retries per operation, 0 disables (default 3)"),
     ("--retry-wait-min", "BRUIN_VAULT_RETRY_WAIT_MIN", "first backoff wait (default 200ms)"),
     ("--retry-wait-max", "BRUIN_VAULT_RETRY_WAIT_MAX", "longest backoff wait (default 2s)"),
+    ("--wait", "BRUIN_VAULT_WAIT", "wait this long for Vault to become reachable (e.g. 2m; default off)"),
     ("--kv-version", "BRUIN_MATERIALIZE_KV_VERSION", "KV engine version: auto, 1 or 2 (default auto)"),
     ("--concurrency", "BRUIN_MATERIALIZE_CONCURRENCY", "parallel reads (default 8)"),
     ("--schema", "BRUIN_MATERIALIZE_SCHEMA", "connections JSON Schema file (default: ask bruin)"),
@@ -120,6 +123,7 @@ _FLAG_OPTIONS: tuple[tuple[str, str, str], ...] = (
     ("--strict", "BRUIN_MATERIALIZE_STRICT", "unknown fields, missing required fields and deleted secrets are errors"),
     ("--expand-env", "BRUIN_MATERIALIZE_EXPAND_ENV", "let bruin expand ${NAME} inside secret values"),
     ("--allow-non-tmpfs", "BRUIN_MATERIALIZE_ALLOW_NON_TMPFS", "exec: allow a runtime directory that is not tmpfs"),
+    ("--allow-repo", "BRUIN_MATERIALIZE_ALLOW_REPO", "render: allow an output inside a git work tree"),
     ("--tls-skip-verify", "BRUIN_VAULT_SKIP_VERIFY", "do not verify Vault's certificate [fallback VAULT_SKIP_VERIFY]"),
 )
 # The standard Vault variables, used when the BRUIN_* one is not set.
@@ -142,6 +146,7 @@ _DEFAULTS = {
     "BRUIN_VAULT_MAX_RETRIES": "3",
     "BRUIN_VAULT_RETRY_WAIT_MIN": "200ms",
     "BRUIN_VAULT_RETRY_WAIT_MAX": "2s",
+    "BRUIN_VAULT_WAIT": "0",
     "BRUIN_MATERIALIZE_KV_VERSION": "auto",
     "BRUIN_MATERIALIZE_CONCURRENCY": "8",
 }
@@ -274,6 +279,7 @@ def _resolve(ns: argparse.Namespace, bruin_args: list[str], environ: Mapping[str
         max_retries=parse_int(*get("--max-retries", "BRUIN_VAULT_MAX_RETRIES"), minimum=0),
         retry_wait_min=retry_min,
         retry_wait_max=retry_max,
+        wait=parse_duration(*get("--wait", "BRUIN_VAULT_WAIT")),
         kv_version=parse_kv_version(*get("--kv-version", "BRUIN_MATERIALIZE_KV_VERSION")),
         concurrency=parse_int(*get("--concurrency", "BRUIN_MATERIALIZE_CONCURRENCY"), minimum=1),
         recursive=flag_on("--recursive", "BRUIN_MATERIALIZE_RECURSIVE"),
@@ -283,6 +289,7 @@ def _resolve(ns: argparse.Namespace, bruin_args: list[str], environ: Mapping[str
         environment=_environment(ns, bruin_args),
         output=Path(output) if output else None,
         runtime_dir=Path(runtime_dir) if runtime_dir else _default_runtime_dir(environ),
+        allow_repo=flag_on("--allow-repo", "BRUIN_MATERIALIZE_ALLOW_REPO"),
         allow_non_tmpfs=flag_on("--allow-non-tmpfs", "BRUIN_MATERIALIZE_ALLOW_NON_TMPFS"),
         bruin_bin=environ.get("BRUIN_BIN") or None,
         bruin_args=tuple(bruin_args),

@@ -20,7 +20,7 @@ import ssl
 import threading
 import time
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 from bruin_materialize.errors import usage_error, vault_error
@@ -59,6 +59,15 @@ class TransientError(Exception):
     """A failure worth retrying; its text is a safe description, never a body."""
 
 
+# Transports in use, for abort_all() from a signal handler.
+_ACTIVE: set[Transport] = set()
+
+
+def abort_all() -> None:
+    for transport in list(_ACTIVE):
+        transport.abort()
+
+
 _RETRY_STATUSES = frozenset({412, 429}) | (frozenset(range(500, 600)) - {501})
 
 
@@ -80,6 +89,7 @@ class Transport:
         self._all: list[http.client.HTTPConnection] = []
         self._lock = threading.Lock()
         self.cancel = cancel or threading.Event()
+        _ACTIVE.add(self)
 
     def set_token(self, token: str) -> None:
         self._headers["X-Vault-Token"] = token
@@ -89,6 +99,41 @@ class Transport:
             for conn in self._all:
                 conn.close()
             self._all.clear()
+        _ACTIVE.discard(self)
+
+    def abort(self) -> None:
+        """From a signal handler: stop retrying and wake every thread blocked on a socket."""
+        self.cancel.set()
+        with self._lock:
+            conns = list(self._all)
+        for conn in conns:
+            sock = conn.sock
+            if sock is not None:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)  # close() alone does not wake a blocked recv
+                except OSError:
+                    pass
+
+    def wait_until_reachable(self, budget: float, progress: Callable[[str], None], every: float = 5.0) -> None:
+        """For init-containers started before Vault's agent or the mesh: poll until Vault answers."""
+        started = time.monotonic()
+        deadline, next_note = started + budget, started + every
+        while True:
+            try:
+                self._send("GET", "sys/health?standbyok=true&sealedcode=200&uninitcode=200", None,
+                           max(0.1, min(2.0, deadline - time.monotonic())))
+                return  # any HTTP answer: reachable; sealed or standby shows in the real requests
+            except TransientError as exc:
+                now = time.monotonic()
+                if now >= deadline:
+                    raise vault_error(f"Vault is still unreachable after waiting {budget:g}s "
+                                      f"(BRUIN_VAULT_WAIT): {exc}") from None
+                if now >= next_note:
+                    progress(f"waiting for Vault at {self._address.display()} ({now - started:.0f}s of "
+                             f"{budget:g}s): {exc}")
+                    next_note = now + every
+                if self.cancel.wait(min(0.5, max(0.0, deadline - now))):
+                    raise vault_error("interrupted while waiting for Vault") from None
 
     def request(self, method: str, path: str, payload: Any = None, *, what: str) -> Response:
         """One Vault operation: `what` names it in errors ("listing kv/metadata/team")."""

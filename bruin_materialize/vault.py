@@ -5,9 +5,9 @@ One LIST per folder and one GET per secret, the GETs on a bounded thread pool.
 
 from __future__ import annotations
 
-import concurrent.futures
-from collections.abc import Callable, Iterator
-from typing import Any, NamedTuple
+import threading
+from collections.abc import Callable
+from typing import Any, NamedTuple, TypeVar
 
 from bruin_materialize.errors import vault_error
 from bruin_materialize.transport import Response, Transport, quote_path
@@ -83,24 +83,46 @@ class KV:
         return RawSecret(name, location, data)
 
     def read_all(self, path: str, names: list[str], *, concurrency: int) -> list[RawSecret]:
-        """Read every secret; the first Vault error cancels what has not started yet."""
-        if concurrency <= 1 or len(names) <= 1:
-            return [self.read(path, name) for name in names]
-        with concurrent.futures.ThreadPoolExecutor(max_workers=min(concurrency, len(names))) as pool:
-            return list(_ordered_or_first_error(pool, lambda name: self.read(path, name), names))
+        """Read every secret, in order; the first Vault error stops the rest."""
+        return parallel(lambda name: self.read(path, name), names, concurrency)
 
 
-def _ordered_or_first_error(
-    pool: concurrent.futures.ThreadPoolExecutor, work: Callable[[str], RawSecret], names: list[str]
-) -> Iterator[RawSecret]:
-    futures = [pool.submit(work, name) for name in names]
-    try:
-        for future in futures:
-            yield future.result()
-    except BaseException:
-        for future in futures:
-            future.cancel()
-        raise
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def parallel(work: Callable[[T], R], items: list[T], workers: int) -> list[R]:
+    """`work` over `items` on up to `workers` daemon threads, results in order.
+
+    Daemon threads, not a ThreadPoolExecutor: on SIGTERM the main thread must be able to leave while
+    a worker is still stuck in connect(), instead of joining it at exit.
+    """
+    if workers <= 1 or len(items) <= 1:
+        return [work(item) for item in items]
+    results: list[R | None] = [None] * len(items)
+    errors: list[BaseException] = []
+    pending = iter(enumerate(items))
+    lock = threading.Lock()
+
+    def worker() -> None:
+        while not errors:
+            with lock:
+                job = next(pending, None)
+            if job is None:
+                return
+            try:
+                results[job[0]] = work(job[1])
+            except BaseException as exc:  # handed to the caller, which raises it
+                errors.append(exc)
+
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(min(workers, len(items)))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    return results  # type: ignore[return-value]  # every slot was filled: no error
 
 
 def detect_version(transport: Transport, mount: str, path: str) -> int:

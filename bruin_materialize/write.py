@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from pathlib import Path
 
@@ -39,6 +40,43 @@ def write_atomic(path: Path, text: str) -> None:
             raise usage_error(f"cannot write {path}: {exc.strerror}") from None
         raise
     _fsync_dir(path.parent)
+
+
+def check_destination(path: Path, *, allow_repo: bool) -> None:
+    """Refuse places where the file could be swapped or committed; called before any Vault call."""
+    existing = path.absolute().parent
+    while not existing.exists():
+        existing = existing.parent
+    _refuse_shared_directory(existing, path)
+    if not allow_repo:
+        repo = git_work_tree(existing)
+        if repo is not None:
+            raise usage_error(f"{path} is inside the git work tree {repo}, where a credentials file could be "
+                              "committed; write it elsewhere (tmpfs) or pass --allow-repo")
+
+
+def _refuse_shared_directory(directory: Path, path: Path) -> None:
+    """Others who can write the directory could replace the file; sticky dirs (/tmp) stop them."""
+    st = directory.stat()
+    if not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return
+    if st.st_mode & stat.S_ISVTX:
+        try:
+            owner = path.lstat().st_uid
+        except FileNotFoundError:
+            return
+        if owner == os.geteuid():
+            return
+        raise usage_error(f"{path} exists and belongs to another user; choose another output path")
+    raise usage_error(f"{directory} can be written by other users (mode {stat.S_IMODE(st.st_mode):o}), who could "
+                      "replace the file; choose a private directory")
+
+
+def git_work_tree(directory: Path) -> Path | None:
+    for candidate in (directory, *directory.parents):
+        if (candidate / ".git").exists():
+            return candidate
+    return None
 
 
 def make_private_dirs(directory: Path) -> None:
