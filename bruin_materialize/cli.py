@@ -200,7 +200,7 @@ def _read_secrets(settings: Settings, console: Console) -> tuple[list[RawSecret]
         logged_in = settings.auth.logs_in
         version = settings.kv_version or detect_version(client, settings.mount, settings.path)
         kv = KV(client, settings.mount, version)
-        listing = kv.list(settings.path, recursive=settings.recursive)
+        listing = kv.list_secrets(settings.path, recursive=settings.recursive)
         for folder in listing.skipped_folders:
             console.warning(f"{settings.mount}/{settings.path}/{folder}: subfolder not read; pass --recursive to "
                             "read its secrets as connections named FOLDER/NAME")

@@ -29,7 +29,7 @@ def render(connections: list[Connection], environment: str, source: str) -> str:
     env.filters["yaml"] = to_yaml
     by_type = [(t, [c.fields for c in group]) for t, group in itertools.groupby(connections, key=lambda c: c.type)]
     # The source is a comment: keep it on one line whatever the mount or path holds.
-    text = env.get_template(TEMPLATE).render(environment=environment, by_type=by_type,
+    text: str = env.get_template(TEMPLATE).render(environment=environment, by_type=by_type,
                                              source=to_yaml(source))
     return text if text.endswith("\n") else text + "\n"
 

@@ -38,6 +38,7 @@ def parse_schema(doc: Any, source: str) -> Schema:
     props = root.get("properties") if isinstance(root, dict) else None
     if not isinstance(props, dict) or not props:
         raise usage_error(f"{source} is not bruin's connections schema (no $defs.Connections.properties)")
+    assert isinstance(defs, dict)  # checked above, through root
     schema = Schema({}, defs, source)
     for type_name, prop in props.items():
         items = prop.get("items") if isinstance(prop, dict) else None

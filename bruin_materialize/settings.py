@@ -165,7 +165,7 @@ class _Parser(argparse.ArgumentParser):
         raise usage_error(f"{self.prog}: {message} (see --help)")
 
 
-def _common_parser() -> argparse.ArgumentParser:
+def _common_parser() -> _Parser:
     common = _Parser(add_help=False, allow_abbrev=False)
     vault = common.add_argument_group("Vault (flags win over the environment)")
     for flag, env, help_text in _VAULT_OPTIONS:

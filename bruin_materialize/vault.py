@@ -35,7 +35,7 @@ class KV:
             return quote_path(self.mount, kind, *segments)
         return quote_path(self.mount, *segments)
 
-    def list(self, path: str, *, recursive: bool) -> Listing:
+    def list_secrets(self, path: str, *, recursive: bool) -> Listing:
         """Every secret under `path`; folders are read only with `recursive`."""
         names: list[str] = []
         skipped: list[str] = []
