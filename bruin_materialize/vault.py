@@ -60,8 +60,9 @@ class KV:
                 raise vault_error(f"no secrets at {shown} (KV v{self.version}): the path is empty or does not exist")
             return []
         if resp.status == 403:
+            listed = "/".join(p for p in (path, folder.rstrip("/")) if p)
             raise vault_error(f"permission denied listing {shown}: the token's policy needs the `list` "
-                              f"capability on {_policy_path(self.mount, self.version, 'metadata', path)}")
+                              f"capability on {_policy_path(self.mount, self.version, 'metadata', listed)}")
         _expect_ok(resp, f"listing {shown}")
         keys = _dig(resp.body, "data", "keys")
         if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):

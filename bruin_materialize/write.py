@@ -43,12 +43,18 @@ def write_atomic(path: Path, text: str) -> None:
 
 
 def check_destination(path: Path, *, allow_repo: bool) -> None:
-    """Refuse places where the file could be swapped or committed; called before any Vault call."""
-    existing = path.absolute().parent
-    while not existing.exists():
-        existing = existing.parent
-    _refuse_shared_directory(existing, path)
+    """Refuse places where the file could be swapped or committed; called before any Vault call.
+
+    A parent that does not exist yet is made 0700 by us (make_private_dirs), so only an existing
+    one is checked: a Kubernetes emptyDir is 0777, and a subdirectory of it is the way to use it.
+    """
+    parent = path.absolute().parent
+    if parent.exists():
+        _refuse_shared_directory(parent, path)
     if not allow_repo:
+        existing = parent
+        while not existing.exists():
+            existing = existing.parent
         repo = git_work_tree(existing)
         if repo is not None:
             raise usage_error(f"{path} is inside the git work tree {repo}, where a credentials file could be "
@@ -69,7 +75,7 @@ def _refuse_shared_directory(directory: Path, path: Path) -> None:
             return
         raise usage_error(f"{path} exists and belongs to another user; choose another output path")
     raise usage_error(f"{directory} can be written by other users (mode {stat.S_IMODE(st.st_mode):o}), who could "
-                      "replace the file; choose a private directory")
+                      "replace the file; write into a new subdirectory of it, which is created private")
 
 
 def git_work_tree(directory: Path) -> Path | None:
@@ -90,10 +96,16 @@ def make_private_dirs(directory: Path) -> None:
         try:
             new.mkdir(mode=0o700)
             os.chmod(new, 0o700)  # mkdir's mode is filtered by the umask
-        except FileExistsError:
-            pass
+        except FileExistsError:  # made meanwhile, maybe by someone else: it must be ours and private
+            _refuse_foreign_directory(new)
         except OSError as exc:
             raise usage_error(f"cannot create {new}: {exc.strerror}") from None
+
+
+def _refuse_foreign_directory(directory: Path) -> None:
+    st = directory.lstat()
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise usage_error(f"{directory} appeared while it was being created and is not a private directory of ours")
 
 
 def make_runtime_dir(base: Path, *, allow_non_tmpfs: bool) -> Path:

@@ -1,0 +1,467 @@
+"""The deployment files: the Dockerfile, the Kubernetes manifests and the Vault setup script.
+
+No Docker and no cluster here: the files are parsed and checked for what the deployment relies on,
+then the image's entrypoint command line and the Vault setup script are run for real, against the
+OpenBao dev server and the stand-in bruin.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from ruamel.yaml import YAML
+
+from bruin_materialize.write import is_memory_backed
+
+if TYPE_CHECKING:
+    from conftest import KV, BaoServer, FakeBruin
+
+REPO = Path(__file__).resolve().parent.parent
+DOCKERFILE = REPO / "Dockerfile"
+DOCKERIGNORE = REPO / ".dockerignore"
+MANIFESTS = REPO / "deploy" / "kubernetes"
+VAULT_SETUP = MANIFESTS / "vault-setup.sh"
+SETTINGS_SOURCE = REPO / "bruin_materialize" / "settings.py"
+
+APP_DIR = "/opt/bruin-materialize"
+VENV_PYTHON = f"{APP_DIR}/venv/bin/python"
+TOKEN_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"  # where bruin reads its Kubernetes token
+PASSWORD = "deploy-Secret-Passw0rd"
+
+# Any PEM certificate will do: Vault only parses the cluster CA when the auth method is configured.
+CLUSTER_CA = """\
+-----BEGIN CERTIFICATE-----
+MIIBkjCCATegAwIBAgIUdn8r0itlB8bscVDclN3dWHCtTAQwCgYIKoZIzj0EAwIw
+HTEbMBkGA1UEAwwSZXhhbXBsZS1jbHVzdGVyLWNhMCAXDTI2MTEyODE5MDc1MFoY
+DzIxMjYxMTA0MTkwNzUwWjAdMRswGQYDVQQDDBJleGFtcGxlLWNsdXN0ZXItY2Ew
+WTATBgcqhkjOPQIBBggqhkjOPQMBBwNCAAS/kpIZclpZpUvT5XbWqXp9SKm07O2b
+Ft/i30eYR+Zg/cCc3pA1LcmW+BvMOPtUVBo+0iJl3qP3Ms/HIuKYukpno1MwUTAd
+BgNVHQ4EFgQU6ij8hc6qsnyEZMVbr6i32kADmvcwHwYDVR0jBBgwFoAU6ij8hc6q
+snyEZMVbr6i32kADmvcwDwYDVR0TAQH/BAUwAwEB/zAKBggqhkjOPQQDAgNJADBG
+AiEAqJoDDoWCzuoLlfzWUcZ98Du3X9qptffKfmcjNQTjNlMCIQDXjJudve2/q60g
+KtEN4hISpEN0TzoKEGnCo4qxIKXkJQ==
+-----END CERTIFICATE-----
+"""
+
+
+# --- reading the Dockerfile ----------------------------------------------------------------------
+
+
+def dockerfile_instructions(text: str) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) in order: continuation lines joined, comment lines dropped."""
+    instructions: list[tuple[str, str]] = []
+    pending = ""
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue  # Docker drops comment lines even inside a continued instruction
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        keyword, _, rest = (pending + line).partition(" ")
+        instructions.append((keyword.upper(), rest.strip()))
+        pending = ""
+    return instructions
+
+
+def instruction_args(name: str) -> list[str]:
+    return [args for keyword, args in dockerfile_instructions(DOCKERFILE.read_text()) if keyword == name]
+
+
+def exec_form(name: str) -> list[str]:
+    """The last ENTRYPOINT or CMD, which must be in exec (JSON array) form."""
+    value = json.loads(instruction_args(name)[-1])
+    assert isinstance(value, list) and all(isinstance(part, str) for part in value)
+    return value
+
+
+def dockerfile_env() -> dict[str, str]:
+    env: dict[str, str] = {}
+    for args in instruction_args("ENV"):
+        for pair in shlex.split(args):
+            name, sep, value = pair.partition("=")
+            assert sep, f"ENV {args!r}: use the NAME=VALUE form"
+            env[name] = value
+    return env
+
+
+def dockerfile_arg_defaults() -> dict[str, str]:
+    defaults: dict[str, str] = {}
+    for args in instruction_args("ARG"):
+        name, _, value = args.partition("=")
+        defaults[name] = value
+    return defaults
+
+
+def substitute_args(value: str, args: Mapping[str, str]) -> str:
+    for name, default in args.items():
+        value = value.replace(f"${{{name}}}", default).replace(f"${name}", default)
+    return value
+
+
+# --- reading the manifests -----------------------------------------------------------------------
+
+
+def manifests() -> Iterator[tuple[str, dict[str, Any]]]:
+    for path in sorted(MANIFESTS.glob("*.yaml")):
+        for doc in YAML(typ="safe", pure=True).load_all(path.read_text(encoding="utf-8")):
+            if doc is not None:
+                yield path.name, doc
+
+
+def manifest(kind: str) -> dict[str, Any]:
+    [doc] = [doc for _, doc in manifests() if doc["kind"] == kind]
+    return doc
+
+
+def pod_spec(doc: dict[str, Any]) -> dict[str, Any] | None:
+    spec = doc.get("spec", {})
+    if doc["kind"] == "CronJob":
+        spec = spec["jobTemplate"]["spec"]
+    template = spec.get("template")
+    return template["spec"] if template else None
+
+
+def containers(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    return [*spec.get("initContainers", []), *spec.get("containers", [])]
+
+
+def container(spec: dict[str, Any], name: str) -> dict[str, Any]:
+    [found] = [c for c in containers(spec) if c["name"] == name]
+    return found
+
+
+def volume(spec: dict[str, Any], name: str) -> dict[str, Any]:
+    [found] = [v for v in spec["volumes"] if v["name"] == name]
+    return found
+
+
+def mount_holding(spec: dict[str, Any], ctr: dict[str, Any], path: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The container's volume mount under which `path` lies, and its volume (deepest mount wins)."""
+    candidates = [m for m in ctr.get("volumeMounts", [])
+                  if path == m["mountPath"] or path.startswith(m["mountPath"].rstrip("/") + "/")]
+    assert candidates, f"{ctr['name']}: nothing is mounted at {path}"
+    mount = max(candidates, key=lambda m: len(m["mountPath"]))
+    return mount, volume(spec, mount["name"])
+
+
+def is_memory_volume(vol: dict[str, Any]) -> bool:
+    return bool(vol.get("emptyDir", {}).get("medium") == "Memory")
+
+
+def env_of(ctr: dict[str, Any]) -> dict[str, str]:
+    return {item["name"]: item["value"] for item in ctr.get("env", [])}
+
+
+def flag_value(argv: Sequence[str], flag: str) -> str:
+    values = [argv[i + 1] for i, arg in enumerate(argv[:-1]) if arg == flag]
+    values += [arg.partition("=")[2] for arg in argv if arg.startswith(flag + "=")]
+    assert len(values) == 1, f"{flag} given {len(values)} times in {argv}"
+    return values[0]
+
+
+# --- the Dockerfile ------------------------------------------------------------------------------
+
+
+def test_entrypoint_is_exec_with_the_venv_python_under_tini() -> None:
+    assert exec_form("ENTRYPOINT") == ["/usr/bin/tini", "--", VENV_PYTHON, f"{APP_DIR}/materialize.py", "exec"]
+    assert exec_form("CMD") == ["."]
+    [venv_run] = [run for run in instruction_args("RUN") if "-m venv" in run]
+    assert f"python3 -m venv {APP_DIR}/venv" in venv_run
+    assert f"{APP_DIR}/venv/bin/pip install --no-cache-dir" in venv_run and "-r requirements.txt" in venv_run
+    assert any("tini" in run.split() for run in instruction_args("RUN")), "tini is not installed"
+
+
+def test_base_is_bruins_image_at_a_pinned_version() -> None:
+    [base] = instruction_args("FROM")
+    assert base == "ghcr.io/bruin-data/bruin:${BRUIN_VERSION}"
+    version = dockerfile_arg_defaults()["BRUIN_VERSION"]
+    assert version.startswith("v") and version != "latest"
+
+
+def test_runs_as_a_non_root_numeric_user() -> None:
+    user = substitute_args(instruction_args("USER")[-1], dockerfile_arg_defaults())
+    uid, _, gid = user.partition(":")
+    # Numeric: Kubernetes' runAsNonRoot can only check a numeric user.
+    assert uid.isdigit() and int(uid) != 0, user
+    assert gid.isdigit() and int(gid) != 0, user
+
+
+def test_copies_the_program_only() -> None:
+    sources = {shlex.split(args)[0] for args in instruction_args("COPY")}
+    assert sources == {"requirements.txt", "materialize.py", "bruin_materialize/", "templates/"}
+    # The build context holds the same, and no tests, .venv, .git or demo secrets.
+    lines = [line.strip() for line in DOCKERIGNORE.read_text().splitlines()]
+    patterns = [line for line in lines if line and not line.startswith("#")]
+    assert patterns[0] == "*"
+    assert {p[1:].rstrip("/") for p in patterns if p.startswith("!")} == {s.rstrip("/") for s in sources}
+
+
+def test_environment_names_the_bruin_binary_and_a_tmpfs_runtime_dir() -> None:
+    env = dockerfile_env()
+    assert env["BRUIN_BIN"] == "/home/bruin/.local/bin/bruin"
+    assert env["BRUIN_MATERIALIZE_RUNTIME_DIR"] == "/dev/shm"
+    source = SETTINGS_SOURCE.read_text(encoding="utf-8")
+    assert all(f'"{name}"' in source for name in ("BRUIN_BIN", "BRUIN_MATERIALIZE_RUNTIME_DIR"))
+
+
+# --- the manifests -------------------------------------------------------------------------------
+
+
+def test_manifests_parse_and_name_their_kinds() -> None:
+    kinds = sorted(doc["kind"] for _, doc in manifests())
+    assert kinds == ["CronJob", "Job", "ServiceAccount"]
+    assert all(doc.get("apiVersion") and doc.get("metadata", {}).get("name") for _, doc in manifests())
+
+
+def pod_specs() -> list[tuple[str, dict[str, Any]]]:
+    specs = [(f"{name}:{doc['kind']}", pod_spec(doc)) for name, doc in manifests()]
+    return [(where, spec) for where, spec in specs if spec is not None]
+
+
+@pytest.mark.parametrize(("where", "spec"), pod_specs(), ids=[where for where, _ in pod_specs()])
+def test_every_container_is_locked_down(where: str, spec: dict[str, Any]) -> None:
+    pod = spec["securityContext"]
+    assert pod["runAsNonRoot"] is True and pod["seccompProfile"] == {"type": "RuntimeDefault"}, where
+    assert containers(spec), where
+    for ctr in containers(spec):
+        sc = ctr["securityContext"]
+        assert sc["runAsNonRoot"] is True, ctr["name"]
+        assert sc["readOnlyRootFilesystem"] is True, ctr["name"]
+        assert sc["allowPrivilegeEscalation"] is False, ctr["name"]
+        assert sc["capabilities"] == {"drop": ["ALL"]}, ctr["name"]
+        assert sc["seccompProfile"] == {"type": "RuntimeDefault"}, ctr["name"]
+        assert "privileged" not in sc and "runAsUser" not in sc, ctr["name"]  # the pod's user for all
+
+
+@pytest.mark.parametrize(("where", "spec"), pod_specs(), ids=[where for where, _ in pod_specs()])
+def test_vault_login_uses_the_service_account_with_a_vault_only_token(where: str, spec: dict[str, Any]) -> None:
+    account = manifest("ServiceAccount")
+    assert spec["serviceAccountName"] == account["metadata"]["name"], where
+    assert spec["automountServiceAccountToken"] is False and account["automountServiceAccountToken"] is False
+    logging_in = [ctr for ctr in containers(spec) if "BRUIN_VAULT_ROLE" in env_of(ctr)]
+    assert logging_in, where
+    for ctr in containers(spec):
+        mounts = {m["mountPath"]: m for m in ctr.get("volumeMounts", [])}
+        if ctr not in logging_in:
+            assert TOKEN_DIR not in mounts, f"{ctr['name']} does not log in: it needs no token"
+            continue
+        mount = mounts[TOKEN_DIR]
+        assert mount["readOnly"] is True
+        [source] = volume(spec, mount["name"])["projected"]["sources"]
+        assert source["serviceAccountToken"]["path"] == "token"
+        assert source["serviceAccountToken"]["audience"] == "vault"
+
+
+def test_env_names_in_manifests_are_read_by_the_tool() -> None:
+    source = SETTINGS_SOURCE.read_text(encoding="utf-8")
+    for _, spec in pod_specs():
+        for ctr in containers(spec):
+            for name in env_of(ctr):
+                assert f'"{name}"' in source, f"{ctr['name']}: {name} is not a setting of the tool"
+
+
+def test_cronjob_runs_the_image_entrypoint_on_a_memory_runtime_dir() -> None:
+    spec = pod_spec(manifest("CronJob"))
+    assert spec is not None
+    [ctr] = spec["containers"]
+    assert "command" not in ctr, "the image's entrypoint must run"
+    assert ctr["args"][0] == "--", "bruin's arguments must not be taken for the tool's options"
+    env = env_of(ctr)
+    assert {"BRUIN_VAULT_HOST", "BRUIN_VAULT_MOUNT_PATH", "BRUIN_VAULT_PATH", "BRUIN_VAULT_ROLE"} <= set(env)
+    runtime = env.get("BRUIN_MATERIALIZE_RUNTIME_DIR", dockerfile_env()["BRUIN_MATERIALIZE_RUNTIME_DIR"])
+    mount, vol = mount_holding(spec, ctr, runtime)
+    assert is_memory_volume(vol) and not mount.get("readOnly")
+    cache_mount, cache_volume = mount_holding(spec, ctr, env["XDG_CACHE_HOME"])
+    assert "emptyDir" in cache_volume and not cache_mount.get("readOnly")
+
+
+def test_init_container_renders_where_the_unmodified_bruin_reads() -> None:
+    spec = pod_spec(manifest("Job"))
+    assert spec is not None
+    [init] = spec["initContainers"]
+    [bruin] = spec["containers"]
+    render_argv = [*init["command"], *init.get("args", [])]
+    bruin_argv = [*bruin["command"], *bruin.get("args", [])]
+    assert render_argv[render_argv.index(f"{APP_DIR}/materialize.py") + 1] == "render"
+    assert bruin_argv[:2] == ["bruin", "run"]
+    output = flag_value(render_argv, "--output")
+    assert flag_value(bruin_argv, "--config-file") == output
+    assert flag_value(render_argv, "--environment") == flag_value(bruin_argv, "--environment")
+    init_mount, init_volume = mount_holding(spec, init, output)
+    bruin_mount, bruin_volume = mount_holding(spec, bruin, output)
+    assert init_volume is bruin_volume and is_memory_volume(init_volume)
+    # bruin writes a .gitignore beside the file: its mount must be writable too.
+    assert not init_mount.get("readOnly") and not bruin_mount.get("readOnly")
+    assert init_mount["mountPath"] == bruin_mount["mountPath"]
+    # The 0600 file is readable by bruin because both run as the pod's one user.
+    assert spec["securityContext"]["runAsUser"] and spec["securityContext"]["fsGroup"]
+    # bruin gets the file, not Vault: no Vault settings, no secrets backend.
+    assert not [name for name in env_of(bruin) if name.startswith(("BRUIN_VAULT_", "VAULT_", "BAO_"))]
+    assert "BRUIN_SECRETS_BACKEND" not in env_of(bruin) and "--secrets-backend" not in bruin_argv
+
+
+def test_init_container_runs_the_tool_of_the_image() -> None:
+    spec = pod_spec(manifest("Job"))
+    assert spec is not None
+    [init] = spec["initContainers"]
+    entrypoint = exec_form("ENTRYPOINT")
+    assert init["command"] == entrypoint[: entrypoint.index(f"{APP_DIR}/materialize.py") + 1]
+
+
+# --- running the image's entrypoint --------------------------------------------------------------
+
+
+def entrypoint_argv(bruin_args: Sequence[str]) -> list[str]:
+    """The image's ENTRYPOINT + arguments, with the image's paths swapped for this checkout's.
+
+    tini is left out: it only forwards signals and reaps children, and is not installed here.
+    """
+    argv = exec_form("ENTRYPOINT")
+    if argv[0].endswith("/tini"):
+        argv = argv[argv.index("--") + 1:]
+    swaps = {VENV_PYTHON: sys.executable, f"{APP_DIR}/materialize.py": str(REPO / "materialize.py")}
+    return [swaps.get(arg, arg) for arg in argv] + list(bruin_args)
+
+
+def run_entrypoint(bruin_args: Sequence[str], env: Mapping[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(entrypoint_argv(bruin_args), env=dict(env), cwd=cwd, stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=60)
+    sys.stdout.write(proc.stdout)  # echoed so that the leak guard scans it
+    sys.stderr.write(proc.stderr)
+    return proc
+
+
+@pytest.fixture
+def image_env(vault_env: dict[str, str], kv2: KV, fake_bruin: FakeBruin, tmp_path: Path) -> dict[str, str]:
+    """The environment the image gives its entrypoint, pointed at the test server and fake bruin."""
+    kv2.put("bruin/production", "pg", {"type": "postgres",
+                                       "details": {"host": "db", "port": 5432, "password": PASSWORD}})
+    env = dict(os.environ)
+    env.update(dockerfile_env())
+    env.update({"BRUIN_BIN": str(fake_bruin.bin), "BRUIN_VAULT_MOUNT_PATH": kv2.mount,
+                "BRUIN_VAULT_PATH": "bruin/production"})
+    return env
+
+
+@pytest.fixture
+def shm_cleanup() -> Iterator[list[Path]]:
+    """Directories exec left in /dev/shm (it becomes bruin, so it cannot remove them itself)."""
+    made: list[Path] = []
+    yield made
+    for directory in made:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+needs_tmpfs_shm = pytest.mark.skipif(not is_memory_backed(Path("/dev/shm")),
+                                     reason="needs /dev/shm on tmpfs, as in a container")
+
+
+@needs_tmpfs_shm
+def test_image_entrypoint_with_default_cmd_becomes_bruin_run(image_env: dict[str, str], fake_bruin: FakeBruin,
+                                                             tmp_path: Path, shm_cleanup: list[Path]) -> None:
+    workspace = tmp_path / "workspace"
+    workspace.mkdir()
+    proc = run_entrypoint(exec_form("CMD"), image_env, workspace)
+    record = fake_bruin.record()
+    config_file = Path(record["config_file"])
+    shm_cleanup.append(config_file.parent)
+    assert proc.returncode == 0, proc.stderr
+    assert record["argv"] == ["run", "--config-file", str(config_file), "."]
+    assert record["cwd"] == str(workspace)
+    assert config_file.parent.parent == Path("/dev/shm")
+    [pg] = record["config"]["environments"]["default"]["connections"]["postgres"]
+    assert pg == {"name": "pg", "host": "db", "port": 5432, "password": PASSWORD}
+    assert not [k for k in record["env"] if k.startswith(("BRUIN_VAULT_", "VAULT_", "BAO_"))]
+
+
+@needs_tmpfs_shm
+def test_cronjob_container_as_the_image_runs_it(image_env: dict[str, str], fake_bruin: FakeBruin, tmp_path: Path,
+                                               shm_cleanup: list[Path]) -> None:
+    """The CronJob's args and env on the image's entrypoint; Vault and paths swapped for the test's."""
+    spec = pod_spec(manifest("CronJob"))
+    assert spec is not None
+    [ctr] = spec["containers"]
+    env = {**image_env, **env_of(ctr)}
+    env.update({name: image_env[name] for name in ("BRUIN_VAULT_HOST", "BRUIN_VAULT_MOUNT_PATH", "BRUIN_VAULT_PATH")})
+    env["XDG_CACHE_HOME"] = str(tmp_path / "cache")
+    # The test server has no Kubernetes login: a token, which wins over the manifest's role.
+    assert env["BRUIN_VAULT_TOKEN"] and env["BRUIN_VAULT_ROLE"]
+    proc = run_entrypoint(ctr["args"], env, tmp_path)
+    record = fake_bruin.record()
+    config_file = Path(record["config_file"])
+    shm_cleanup.append(config_file.parent)
+    assert proc.returncode == 0, proc.stderr
+    assert record["argv"] == ["run", "--config-file", str(config_file), *ctr["args"][1:]]
+    assert record["environment"] == flag_value(ctr["args"], "--environment")
+    [pg] = record["config"]["environments"][record["environment"]]["connections"]["postgres"]
+    assert pg["password"] == PASSWORD
+    assert config_file.parent.parent == Path(env["BRUIN_MATERIALIZE_RUNTIME_DIR"])
+
+
+# --- the Vault setup script ----------------------------------------------------------------------
+
+
+def find_bao() -> str:
+    beside_python = Path(sys.executable).parent / "bao"
+    found = str(beside_python) if os.access(beside_python, os.X_OK) else shutil.which("bao")
+    if not found:
+        pytest.fail("the OpenBao CLI `bao` is not installed (requirements-dev.txt)", pytrace=False)
+    return found
+
+
+def run_vault_setup(server: BaoServer, settings: Mapping[str, str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    ca_file = tmp_path / "cluster-ca.pem"
+    ca_file.write_text(CLUSTER_CA)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "BAO_"))}
+    env.update({"HOME": str(tmp_path), "VAULT_CLI": find_bao(), "BAO_ADDR": server.addr, "BAO_TOKEN": server.root_token,
+                "VAULT_IN_CLUSTER": "false", "KUBERNETES_CA_CERT_FILE": str(ca_file),
+                "KUBERNETES_HOST": "https://127.0.0.1:6443"})  # stored only: nothing logs in here
+    env.update(settings)
+    proc = subprocess.run(["bash", str(VAULT_SETUP)], env=env, stdin=subprocess.DEVNULL, capture_output=True,
+                          text=True, timeout=60)
+    sys.stdout.write(proc.stdout)
+    sys.stderr.write(proc.stderr)
+    return proc
+
+
+def test_vault_setup_policy_is_enough_for_the_tool(bao_server: BaoServer, kv: KV, vault_env: dict[str, str],
+                                                   run_cli: Any, schema_path: Path, tmp_path: Path) -> None:
+    """The script's policy lets the tool list and read the connections (subfolders too), and the role
+    binds it to the manifests' service account. Run twice: it must be idempotent."""
+    kv.put("bruin/production", "pg", {"type": "postgres", "details": {"host": "db", "password": PASSWORD}})
+    kv.put("bruin/production/team", "wh", {"type": "postgres", "details": {"host": "wh", "password": PASSWORD}})
+    kv.put("bruin/staging", "other", {"type": "postgres", "details": {"host": "no"}})
+    account = manifest("ServiceAccount")["metadata"]["name"]
+    suffix = kv.mount  # unique per test: the auth mount, role and policy do not collide with other tests
+    settings = {"MOUNT": kv.mount, "SECRET_PATH": "bruin/production", "KV_VERSION": str(kv.version),
+                "NAMESPACE": "data", "K8S_AUTH_MOUNT": f"k8s-{suffix}", "POLICY": f"read-{suffix}",
+                "ROLE": "bruin-materialize", "SERVICE_ACCOUNT": account}
+    for _ in range(2):
+        proc = run_vault_setup(bao_server, settings, tmp_path)
+        assert proc.returncode == 0, proc.stderr
+    client = bao_server.client
+    role = client.read(f"auth/k8s-{suffix}/role/bruin-materialize")["data"]
+    assert role["bound_service_account_names"] == [account]
+    assert role["bound_service_account_namespaces"] == ["data"]
+    assert role["token_policies"] == [f"read-{suffix}"] and role["audience"] == "vault"
+    policy = client.sys.read_policy(f"read-{suffix}")["data"]["rules"]
+    token = bao_server.token(policy)
+    proc = run_cli("check", "--recursive", "--schema", str(schema_path),
+                   env={"BRUIN_VAULT_TOKEN": token, "BRUIN_VAULT_MOUNT_PATH": kv.mount,
+                        "BRUIN_VAULT_PATH": "bruin/production"})
+    assert proc.returncode == 0, proc.stderr
+    # Read access stops at the folder: the staging secrets are out of reach.
+    proc = run_cli("check", "--schema", str(schema_path),
+                   env={"BRUIN_VAULT_TOKEN": token, "BRUIN_VAULT_MOUNT_PATH": kv.mount,
+                        "BRUIN_VAULT_PATH": "bruin/staging"})
+    assert proc.returncode == 3, proc.stderr
