@@ -21,6 +21,7 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, NamedTuple
 
 from bruin_materialize.errors import usage_error, vault_error
@@ -184,7 +185,16 @@ class Transport:
             conn.close()
             raise vault_error(
                 f"TLS verification of {self._address.display()} failed ({exc.verify_message}); "
-                "check the CA (VAULT_CACERT) or the host name"
+                "check the CA (VAULT_CACERT or VAULT_CAPATH) or the host name"
+            ) from None
+        except (ssl.SSLEOFError, ssl.SSLZeroReturnError) as exc:
+            conn.close()  # the peer went away mid-handshake: as transient as a reset
+            raise TransientError(_connection_text(exc, self._address)) from None
+        except ssl.SSLError as exc:
+            conn.close()  # a refused handshake does not get better by retrying
+            raise vault_error(
+                f"TLS handshake with {self._address.display()} failed ({exc.reason or type(exc).__name__}); "
+                "check the client certificate (VAULT_CLIENT_CERT/KEY) and the server's TLS settings"
             ) from None
         except (OSError, http.client.HTTPException) as exc:
             conn.close()
@@ -213,13 +223,22 @@ class Transport:
 
 
 def ssl_context(tls: TLS) -> ssl.SSLContext:
-    """The system store, or the CA the settings name; a client certificate when given."""
+    """The system store, or the CAs the settings name; a client certificate when given.
+
+    VAULT_CAPATH is read as Vault's own clients read it: every file in the directory, whatever its
+    name (OpenSSL's capath would only find files named by subject hash).
+    """
     try:
-        context = ssl.create_default_context(cafile=tls.ca_cert, capath=tls.ca_path)
+        context = ssl.create_default_context(cafile=tls.ca_cert)
+        if tls.ca_path:
+            for entry in sorted(Path(tls.ca_path).iterdir()):
+                if entry.is_file():
+                    context.load_verify_locations(cafile=str(entry))
         if tls.client_cert:
             context.load_cert_chain(tls.client_cert, tls.client_key)
     except (OSError, ssl.SSLError) as exc:
-        which = "the client certificate or key" if tls.client_cert else "the CA certificate (VAULT_CACERT/CAPATH)"
+        which = ("the client certificate or key (VAULT_CLIENT_CERT/KEY)" if tls.client_cert and not
+                 isinstance(exc, FileNotFoundError) else "the CA certificates (VAULT_CACERT/CAPATH)")
         raise usage_error(f"cannot load {which}: {getattr(exc, 'strerror', None) or exc.__class__.__name__}") from None
     if tls.skip_verify:
         context.check_hostname = False
