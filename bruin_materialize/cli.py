@@ -106,12 +106,7 @@ def run(settings: Settings, environ: Mapping[str, str], console: Console) -> int
         if "BRUIN_CONFIG_FILE_CONTENT" in environ:
             console.warning("BRUIN_CONFIG_FILE_CONTENT is set; it is not passed to bruin, which would use it "
                             "instead of the rendered file")
-        _check_runtime_base(settings)
-    if settings.command == "render":
-        from bruin_materialize import write
-
-        assert settings.output is not None
-        write.check_destination(settings.output, allow_repo=settings.allow_repo)
+    _check_destination(settings)
     schema = _schema(settings, bruin, bruin_env, console)
     secrets, source = _read_secrets(settings, console)
     # exec knows bruin's environment exactly; render/check write for a bruin that may run elsewhere.
@@ -156,19 +151,16 @@ def _deliver(settings: Settings, outcome: Outcome, text: str, bruin: str | None,
     handover.exec_bruin(handover.bruin_arguments(bruin, config_file, settings.bruin_args), bruin_env)
 
 
-def _check_runtime_base(settings: Settings) -> None:
-    """Fail before any Vault call when exec could not write its file anyway."""
+def _check_destination(settings: Settings) -> None:
+    """Fail before any Vault call when the file could not, or should not, be written there."""
     from bruin_materialize import write
 
-    assert settings.runtime_dir is not None
-    if not settings.runtime_dir.is_dir():
-        raise usage_error(f"the runtime directory {settings.runtime_dir} does not exist; "
-                          "set BRUIN_MATERIALIZE_RUNTIME_DIR")
-    if not settings.allow_non_tmpfs and not write.is_memory_backed(settings.runtime_dir):
-        raise usage_error(
-            f"{settings.runtime_dir} is not on tmpfs, so credentials would reach a disk; choose another with "
-            "BRUIN_MATERIALIZE_RUNTIME_DIR, or set BRUIN_MATERIALIZE_ALLOW_NON_TMPFS=1"
-        )
+    if settings.command == "exec":
+        assert settings.runtime_dir is not None
+        write.check_runtime_base(settings.runtime_dir, allow_non_tmpfs=settings.allow_non_tmpfs)
+    elif settings.command == "render":
+        assert settings.output is not None
+        write.check_destination(settings.output, allow_repo=settings.allow_repo)
 
 
 def _schema(settings: Settings, bruin: str | None, bruin_env: dict[str, str], console: Console) -> Schema | None:

@@ -108,8 +108,8 @@ def _refuse_foreign_directory(directory: Path) -> None:
         raise usage_error(f"{directory} appeared while it was being created and is not a private directory of ours")
 
 
-def make_runtime_dir(base: Path, *, allow_non_tmpfs: bool) -> Path:
-    """A fresh 0700 directory for exec: bruin writes its .gitignore beside the config file."""
+def check_runtime_base(base: Path, *, allow_non_tmpfs: bool) -> None:
+    """exec's checks, made before any Vault call so a misconfigured pod fails at once."""
     if not base.is_dir():
         raise usage_error(f"the runtime directory {base} does not exist; set BRUIN_MATERIALIZE_RUNTIME_DIR")
     if not allow_non_tmpfs and not is_memory_backed(base):
@@ -117,6 +117,11 @@ def make_runtime_dir(base: Path, *, allow_non_tmpfs: bool) -> Path:
             f"{base} is not on tmpfs, so credentials would reach a disk; mount a tmpfs there, choose another "
             "with BRUIN_MATERIALIZE_RUNTIME_DIR, or set BRUIN_MATERIALIZE_ALLOW_NON_TMPFS=1"
         )
+
+
+def make_runtime_dir(base: Path, *, allow_non_tmpfs: bool) -> Path:
+    """A fresh 0700 directory for exec: bruin writes its .gitignore beside the config file."""
+    check_runtime_base(base, allow_non_tmpfs=allow_non_tmpfs)
     try:
         return Path(tempfile.mkdtemp(prefix="bruin-materialize-", dir=base))
     except OSError as exc:
