@@ -69,6 +69,7 @@ def abort_all() -> None:
         transport.abort()
 
 
+_STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
 _RETRY_STATUSES = frozenset({412, 429}) | (frozenset(range(500, 600)) - {501})
 
 
@@ -118,7 +119,7 @@ class Transport:
     def wait_until_reachable(self, budget: float, progress: Callable[[str], None], every: float = 5.0) -> None:
         """For init-containers started before Vault's agent or the mesh: poll until Vault answers."""
         started = time.monotonic()
-        deadline, next_note = started + budget, started + every
+        deadline, next_note = started + budget, started  # the first failure says it is waiting
         while True:
             try:
                 self._send("GET", "sys/health?standbyok=true&sealedcode=200&uninitcode=200", None,
@@ -165,7 +166,7 @@ class Transport:
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
-            return min(max(retry_after, 0.0), self._policy.wait_max)
+            return max(retry_after, 0.0)  # as long as asked: request() gives up if that passes the deadline
         ceiling = min(self._policy.wait_max, self._policy.wait_min * (2**attempt))
         return random.uniform(ceiling / 2, ceiling)
 
@@ -177,9 +178,17 @@ class Transport:
         headers = dict(self._headers)
         if body is not None:
             headers["Content-Type"] = "application/json"
+        reused = conn.sock is not None
         try:
-            conn.request(method, "/v1/" + path, body=body, headers=headers)
-            resp = conn.getresponse()
+            try:
+                conn.request(method, "/v1/" + path, body=body, headers=headers)
+                resp = conn.getresponse()
+            except _STALE if reused and method == "GET" else ():
+                # The server closed the idle keep-alive connection: nothing was processed, so send
+                # again on a fresh one without spending a retry (as Go's HTTP client does).
+                conn.close()
+                conn.request(method, "/v1/" + path, body=body, headers=headers)
+                resp = conn.getresponse()
             raw = resp.read()
         except ssl.SSLCertVerificationError as exc:
             conn.close()
@@ -296,6 +305,8 @@ def _connection_text(exc: BaseException, address: VaultAddress) -> str:
         return f"cannot resolve {address.host}; check BRUIN_VAULT_HOST"
     if isinstance(exc, FileNotFoundError):
         return f"no socket at {address.host}; check BRUIN_VAULT_HOST"
+    if isinstance(exc, http.client.IncompleteRead):
+        return f"the answer from {address.display()} was cut short"
     if isinstance(exc, ssl.SSLError):
         return f"TLS error with {address.display()} ({exc.reason or type(exc).__name__})"
     return f"connection to {address.display()} failed ({type(exc).__name__})"

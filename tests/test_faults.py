@@ -1,0 +1,486 @@
+"""Failure behaviour under injected faults: a proxy between the CLI and a real OpenBao server.
+
+Each test runs `materialize.py render` in a child process against a KV v2 mount holding three
+secrets, with BRUIN_VAULT_HOST pointing at the fault proxy (tests/fault_proxy.py), and checks what a
+person running it would see: the exit code, one `materialize: error: ...` line naming the operation
+and the path, how long it took, how often it asked Vault, and that the output directory is exactly
+as it was (no file, no temp file, a previous file byte for byte) whenever it failed.
+docs/reliability.md lists every scenario with the test that proves it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ruamel.yaml import YAML
+
+from fault_proxy import ALWAYS, FaultProxy, fault_proxy_fixture  # noqa: F401  (the `fault_proxy` fixture)
+
+MATERIALIZE = Path(__file__).resolve().parent.parent / "materialize.py"
+GIT = shutil.which("git")
+
+PASSWORD = "fault-Pa55word-n0t-f0r-output"
+SECRETS: dict[str, dict[str, Any]] = {
+    "pg": {"type": "postgres", "details": {"host": "db.internal", "port": 5432, "username": "app",
+                                           "password": PASSWORD, "database": "analytics"}},
+    "warehouse": {"type": "postgres", "details": {"host": "wh.internal", "port": 5433, "username": "etl",
+                                                  "password": PASSWORD + "-wh", "database": "dwh"}},
+    "lake": {"type": "duckdb", "details": {"path": "/data/lake.db"}},
+}
+PG = "bruin/pg"  # the request path that names one secret, and only that one
+
+# Upper bounds allow for a child interpreter's start (~0.3 s) and a busy 2-core machine.
+SLACK = 1.2
+PREVIOUS = b"# the previous run's file\ndefault_environment: default\n"
+
+
+class OutputDir:
+    """The directory `render` writes into, and a record of what it held before the run."""
+
+    def __init__(self, root: Path) -> None:
+        self.dir = root / "out"
+        self.dir.mkdir(mode=0o700)
+        self.file = self.dir / "bruin.yml"
+        self._before = self.snapshot()
+
+    def plant_previous(self) -> None:
+        """A file from an earlier run, which a failed run must leave byte for byte."""
+        self.file.write_bytes(PREVIOUS)
+        self._before = self.snapshot()
+
+    def snapshot(self) -> dict[str, bytes]:
+        return {p.name: p.read_bytes() for p in self.dir.iterdir()}
+
+    def assert_untouched(self) -> None:
+        # Covers "no output file", "no temp file left" and "previous file unchanged" at once.
+        assert self.snapshot() == self._before
+
+    def assert_written(self) -> None:
+        assert [p.name for p in self.dir.iterdir()] == ["bruin.yml"]  # no temp file left beside it
+        assert stat.S_IMODE(self.file.lstat().st_mode) == 0o600
+        doc = YAML(typ="safe", pure=True).load(self.file.read_text(encoding="utf-8"))
+        names = {c["name"] for conns in doc["environments"]["default"]["connections"].values() for c in conns}
+        assert names == set(SECRETS)
+
+
+class Run:
+    """One finished child run and how long it took."""
+
+    def __init__(self, proc: subprocess.CompletedProcess[str], elapsed: float) -> None:
+        self.proc = proc
+        self.elapsed = elapsed
+        self.code = proc.returncode
+        self.lines = proc.stderr.splitlines()
+
+    def assert_ok(self) -> None:
+        assert self.code == 0, self.proc.stderr
+        assert self.proc.stdout == ""
+        assert not any(line.startswith("materialize: error:") for line in self.lines)
+
+    def assert_failed(self, code: int, prefix: str, *fragments: str) -> None:
+        """Exit `code`, and stderr is exactly one error line starting with `prefix`."""
+        assert self.code == code, self.proc.stderr
+        assert self.proc.stdout == ""
+        assert "Traceback" not in self.proc.stderr
+        assert len(self.lines) == 1, self.proc.stderr
+        line = self.lines[0]
+        assert line.startswith(f"materialize: error: {prefix}"), line
+        for fragment in fragments:
+            assert fragment in line, line
+
+
+Render = Callable[..., Run]
+
+
+@pytest.fixture
+def mount(kv2: Any, vault_env: dict[str, str], fault_proxy: FaultProxy, schema_path: Path,
+          monkeypatch: pytest.MonkeyPatch) -> str:
+    """A KV v2 mount with SECRETS under bruin/, reached only through the proxy; fast retries."""
+    for name, secret in SECRETS.items():
+        kv2.put("bruin", name, secret)
+    settings = {
+        "BRUIN_VAULT_HOST": fault_proxy.addr,
+        "BRUIN_VAULT_MOUNT_PATH": kv2.mount,
+        "BRUIN_VAULT_PATH": "bruin",
+        "BRUIN_VAULT_TIMEOUT": "10s",
+        "BRUIN_VAULT_MAX_RETRIES": "3",
+        "BRUIN_VAULT_RETRY_WAIT_MIN": "50ms",
+        "BRUIN_VAULT_RETRY_WAIT_MAX": "200ms",
+        "BRUIN_MATERIALIZE_SCHEMA": str(schema_path),
+        "PATH": os.defpath,  # no bruin: render must not need one
+    }
+    for name, value in settings.items():
+        monkeypatch.setenv(name, value)
+    mount_name: str = kv2.mount
+    return mount_name
+
+
+@pytest.fixture
+def out(tmp_path: Path) -> OutputDir:
+    return OutputDir(tmp_path)
+
+
+@pytest.fixture
+def render(run_cli: Any, out: OutputDir, mount: str) -> Render:
+    """`render(*flags, **env)`: run `materialize.py render --output OUT` with env overrides."""
+
+    def run(*flags: str, **env: str) -> Run:
+        started = time.monotonic()
+        proc = run_cli("render", "--output", str(out.file), *flags, env=env, timeout=60)
+        return Run(proc, time.monotonic() - started)
+
+    return run
+
+
+def reading(mount: str) -> str:
+    return f"reading {mount}/{PG}: "
+
+
+def since_request(proxy: FaultProxy, path: str) -> float:
+    """Seconds from the first request to `path` until now (the child has exited): no start-up in it."""
+    return time.monotonic() - proxy.request_times(path)[0]
+
+
+# --- a transparent proxy ---------------------------------------------------------------------------
+
+
+def test_proxy_is_transparent_and_keeps_connections_alive(render: Render, out: OutputDir,
+                                                           fault_proxy: FaultProxy) -> None:
+    result = render(BRUIN_MATERIALIZE_CONCURRENCY="1")
+    result.assert_ok()
+    out.assert_written()
+    # mount inspection, one LIST, three GETs: one request each, all on one keep-alive connection.
+    assert fault_proxy.requests() == 5
+    assert fault_proxy.requests(PG) == 1
+    assert fault_proxy.accepted == 1
+
+
+# --- slow and silent servers -------------------------------------------------------------------
+
+
+def test_hanging_vault_fails_within_timeout(render: Render, out: OutputDir, mount: str,
+                                            fault_proxy: FaultProxy) -> None:
+    out.plant_previous()
+    fault_proxy.add_rule("hang", path=PG, times=ALWAYS)
+    result = render(BRUIN_VAULT_TIMEOUT="2s")
+    result.assert_failed(3, reading(mount), "timed out")
+    assert 2.0 <= result.elapsed < 2.0 + 2 * SLACK  # child start-up and listing included
+    assert 1.8 <= since_request(fault_proxy, PG) < 2.0 + SLACK  # from the read's arrival to the exit
+    assert fault_proxy.requests(PG) == 1  # the one budget was spent waiting: nothing left to retry
+    out.assert_untouched()
+
+
+def test_slow_answer_within_timeout_succeeds(render: Render, out: OutputDir, fault_proxy: FaultProxy) -> None:
+    fault_proxy.add_rule("delay", path=PG, seconds=1.0)
+    result = render(BRUIN_VAULT_TIMEOUT="5s")
+    result.assert_ok()
+    out.assert_written()
+    assert result.elapsed >= 1.0
+    assert fault_proxy.requests(PG) == 1  # slow is not failed: no retry
+
+
+def test_slow_answer_beyond_timeout_fails(render: Render, out: OutputDir, mount: str,
+                                          fault_proxy: FaultProxy) -> None:
+    fault_proxy.add_rule("delay", path=PG, times=ALWAYS, seconds=5.0)
+    result = render(BRUIN_VAULT_TIMEOUT="1s")
+    result.assert_failed(3, reading(mount), "timed out")
+    assert since_request(fault_proxy, PG) < 1.0 + SLACK  # the budget covers retries too: no second try
+    assert fault_proxy.requests(PG) == 1
+    out.assert_untouched()
+
+
+# --- error statuses -----------------------------------------------------------------------------
+
+
+def test_503_without_retries_fails_at_once(render: Render, out: OutputDir, mount: str,
+                                           fault_proxy: FaultProxy) -> None:
+    out.plant_previous()
+    fault_proxy.add_rule("status", path=PG, times=ALWAYS, status=503)
+    result = render(BRUIN_VAULT_MAX_RETRIES="0")
+    result.assert_failed(3, reading(mount), "HTTP 503")
+    assert "retr" not in result.lines[0]  # no "(after N retries)" when none were made
+    assert fault_proxy.requests(PG) == 1
+    out.assert_untouched()
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 412])
+def test_retryable_status_twice_then_success(render: Render, out: OutputDir, fault_proxy: FaultProxy,
+                                             status: int) -> None:
+    fault_proxy.add_rule("status", path=PG, times=2, status=status)
+    result = render(BRUIN_VAULT_MAX_RETRIES="3")
+    result.assert_ok()
+    out.assert_written()
+    assert fault_proxy.requests(PG) == 3
+
+
+def test_retryable_status_exhausts_retries(render: Render, out: OutputDir, mount: str,
+                                           fault_proxy: FaultProxy) -> None:
+    fault_proxy.add_rule("status", path=PG, times=ALWAYS, status=502)
+    result = render(BRUIN_VAULT_MAX_RETRIES="2")
+    result.assert_failed(3, reading(mount), "HTTP 502", "after 2 retries")
+    assert fault_proxy.requests(PG) == 3
+    # Three attempts, two waits of at most RETRY_WAIT_MAX each.
+    times = fault_proxy.request_times(PG)
+    assert times[-1] - times[0] < 2 * 0.2 + 0.3
+    out.assert_untouched()
+
+
+def test_501_is_not_retried(render: Render, out: OutputDir, mount: str, fault_proxy: FaultProxy) -> None:
+    fault_proxy.add_rule("status", path=PG, times=ALWAYS, status=501)
+    result = render()
+    result.assert_failed(3, reading(mount), "HTTP 501")
+    assert fault_proxy.requests(PG) == 1
+    out.assert_untouched()
+
+
+def test_429_retry_after_is_waited_for(render: Render, out: OutputDir, fault_proxy: FaultProxy) -> None:
+    fault_proxy.add_rule("retry_after", path=PG, seconds=1)
+    result = render(BRUIN_VAULT_RETRY_WAIT_MAX="200ms")
+    result.assert_ok()
+    out.assert_written()
+    first, second = fault_proxy.request_times(PG)
+    assert second - first >= 0.95  # the server's wait, not the 200 ms backoff cap
+    assert second - first < 1.0 + SLACK
+
+
+def test_429_retry_after_within_wait_max(render: Render, out: OutputDir, fault_proxy: FaultProxy) -> None:
+    fault_proxy.add_rule("retry_after", path=PG, seconds=1)
+    result = render(BRUIN_VAULT_RETRY_WAIT_MAX="2s")
+    result.assert_ok()
+    out.assert_written()
+    first, second = fault_proxy.request_times(PG)
+    assert 0.95 <= second - first < 1.0 + SLACK  # Retry-After, not the 50 ms first backoff
+
+
+def test_403_on_one_secret_is_not_retried(render: Render, out: OutputDir, mount: str,
+                                          fault_proxy: FaultProxy) -> None:
+    out.plant_previous()
+    fault_proxy.add_rule("status", path=PG, times=ALWAYS, status=403)
+    result = render()
+    result.assert_failed(3, f"permission denied reading {mount}/{PG}: ", "read")
+    assert fault_proxy.requests(PG) == 1
+    # The other reads run alongside; the first error cancels those not started. None is retried.
+    assert fault_proxy.requests("bruin/warehouse") <= 1
+    out.assert_untouched()
+
+
+def test_404_on_one_secret_is_not_retried(render: Render, out: OutputDir, mount: str,
+                                          fault_proxy: FaultProxy) -> None:
+    fault_proxy.add_rule("status", path=PG, times=ALWAYS, status=404)
+    result = render()
+    result.assert_failed(3, reading(mount), "not found")
+    assert fault_proxy.requests(PG) == 1
+    out.assert_untouched()
+
+
+# --- connections refused and reset ----------------------------------------------------------------
+
+
+def test_refused_then_available_succeeds(render: Render, out: OutputDir, fault_proxy: FaultProxy) -> None:
+    started = time.monotonic()
+    fault_proxy.refuse_connections(1.5)
+    result = render(BRUIN_VAULT_MAX_RETRIES="30", BRUIN_VAULT_TIMEOUT="10s")
+    result.assert_ok()
+    out.assert_written()
+    assert time.monotonic() - started >= 1.5
+    assert fault_proxy.requests() == 5  # refused connections carry no request
+
+
+def test_refused_without_retries_fails_at_once(render: Render, out: OutputDir, mount: str,
+                                               fault_proxy: FaultProxy) -> None:
+    out.plant_previous()
+    fault_proxy.refuse_connections(30)
+    result = render(BRUIN_VAULT_MAX_RETRIES="0")
+    result.assert_failed(3, f"inspecting mount {mount}: connection refused by {fault_proxy.addr}")
+    assert result.elapsed < 2 * SLACK  # child start-up only: no waiting out the 10 s timeout
+    out.assert_untouched()
+
+
+def test_vault_down_mid_run_recovers(render: Render, out: OutputDir, fault_proxy: FaultProxy) -> None:
+    # The read of pg takes Vault down for 1 s: open keep-alive connections are reset, new ones
+    # refused; the retries must reconnect once it is back.
+    fault_proxy.add_rule("refuse", path=PG, seconds=1.0)
+    result = render(BRUIN_VAULT_MAX_RETRIES="30", BRUIN_VAULT_TIMEOUT="10s")
+    result.assert_ok()
+    out.assert_written()
+    first, *_, last = fault_proxy.request_times(PG)
+    assert last - first >= 1.0
+
+
+def test_reset_is_retried(render: Render, out: OutputDir, fault_proxy: FaultProxy) -> None:
+    fault_proxy.add_rule("reset", path=PG)
+    result = render()
+    result.assert_ok()
+    out.assert_written()
+    assert fault_proxy.requests(PG) == 2
+
+
+def test_reset_without_retries_fails(render: Render, out: OutputDir, mount: str, fault_proxy: FaultProxy) -> None:
+    out.plant_previous()
+    fault_proxy.add_rule("reset", path=PG)
+    result = render(BRUIN_VAULT_MAX_RETRIES="0")
+    result.assert_failed(3, reading(mount), fault_proxy.addr)
+    assert fault_proxy.requests(PG) == 1
+    out.assert_untouched()
+
+
+def test_server_closed_keep_alive_connection_is_reopened(render: Render, out: OutputDir,
+                                                          fault_proxy: FaultProxy) -> None:
+    # One connection for everything; the proxy closes it right after answering the LIST, as a
+    # server or load balancer does at its idle timeout. The next GET goes out on a dead connection.
+    fault_proxy.add_rule("close", path="?list=true")
+    result = render(BRUIN_MATERIALIZE_CONCURRENCY="1", BRUIN_VAULT_MAX_RETRIES="0")
+    result.assert_ok()
+    out.assert_written()
+    assert fault_proxy.accepted == 2
+    assert fault_proxy.requests("bruin/") == 3  # each secret asked for once
+
+
+# --- broken bodies ---------------------------------------------------------------------------------
+
+
+def test_truncated_json_fails(render: Render, out: OutputDir, mount: str, fault_proxy: FaultProxy) -> None:
+    out.plant_previous()
+    fault_proxy.add_rule("truncate", path=PG, times=ALWAYS)
+    result = render(BRUIN_VAULT_MAX_RETRIES="1")
+    result.assert_failed(3, reading(mount))
+    assert fault_proxy.requests(PG) == 2  # a body cut short is a broken connection: retried
+    out.assert_untouched()
+
+
+def test_corrupt_json_fails_without_retry(render: Render, out: OutputDir, mount: str,
+                                          fault_proxy: FaultProxy) -> None:
+    fault_proxy.add_rule("corrupt", path=PG, times=ALWAYS)
+    result = render()
+    result.assert_failed(3, reading(mount), "not valid JSON")
+    assert fault_proxy.requests(PG) == 1
+    out.assert_untouched()
+
+
+# --- waiting for Vault at start (BRUIN_VAULT_WAIT / --wait) --------------------------------------
+
+
+@pytest.mark.parametrize("how", ["env", "flag"])
+def test_wait_for_vault_at_start(render: Render, out: OutputDir, fault_proxy: FaultProxy, how: str) -> None:
+    started = time.monotonic()
+    fault_proxy.refuse_connections(2.0)
+    if how == "env":
+        result = render(BRUIN_VAULT_WAIT="5s", BRUIN_VAULT_MAX_RETRIES="0")
+    else:
+        result = render("--wait", "5s", BRUIN_VAULT_MAX_RETRIES="0")
+    result.assert_ok()
+    out.assert_written()
+    assert 2.0 <= time.monotonic() - started < 2.0 + SLACK + 0.5  # noticed soon after Vault is back
+    waiting = [line for line in result.lines if line.startswith("materialize: waiting for Vault")]
+    assert len(waiting) <= 1  # at most one progress line every few seconds
+
+
+def test_wait_reports_progress(render: Render, out: OutputDir, fault_proxy: FaultProxy) -> None:
+    fault_proxy.refuse_connections(2.0)
+    result = render(BRUIN_VAULT_WAIT="5s", BRUIN_VAULT_MAX_RETRIES="0")
+    result.assert_ok()
+    progress = f"materialize: waiting for Vault at {fault_proxy.addr}"
+    waiting = [line for line in result.lines if line.startswith(progress)]
+    assert len(waiting) == 1  # says why it stalls, at once; not a line per probe
+
+
+# --- signals while blocked -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["TERM", "INT"])
+def test_signal_while_blocked_exits_promptly(mount: str, out: OutputDir, fault_proxy: FaultProxy,
+                                             signum: signal.Signals, code: int) -> None:
+    out.plant_previous()
+    fault_proxy.add_rule("hang", path=PG, times=ALWAYS)
+    proc = subprocess.Popen(
+        [sys.executable, str(MATERIALIZE), "render", "--output", str(out.file)],
+        env={**os.environ, "BRUIN_VAULT_TIMEOUT": "30s"},
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        _wait_for(lambda: fault_proxy.requests(PG) >= 1, 15.0)
+        time.sleep(0.2)  # the read of pg is now blocked in recv()
+        sent = time.monotonic()
+        proc.send_signal(signum)
+        try:
+            stdout, stderr = proc.communicate(timeout=1.0)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"still running 1 s after {signum.name}")
+        elapsed = time.monotonic() - sent
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    sys.stdout.write(stdout)  # where the leak guard looks
+    sys.stderr.write(stderr)
+    assert proc.returncode == code, stderr
+    assert elapsed < 1.0
+    assert stdout == ""
+    lines = stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("materialize: "), stderr
+    assert "Traceback" not in stderr
+    out.assert_untouched()
+
+
+def _wait_for(condition: Callable[[], bool], seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"condition not met within {seconds:g} s")
+        time.sleep(0.02)
+
+
+# --- output path safety -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("target_exists", [True, False], ids=["existing-target", "dangling"])
+def test_symlink_at_output_is_replaced_not_followed(render: Render, out: OutputDir, tmp_path: Path,
+                                                    target_exists: bool) -> None:
+    target = tmp_path / "elsewhere" / "precious.txt"
+    target.parent.mkdir()
+    if target_exists:
+        target.write_bytes(b"not yours to overwrite\n")
+    out.file.symlink_to(target)
+    result = render()
+    result.assert_ok()
+    assert not out.file.is_symlink()
+    out.assert_written()
+    if target_exists:
+        assert target.read_bytes() == b"not yours to overwrite\n"
+    else:
+        assert not target.exists()
+
+
+def test_world_writable_output_dir_is_refused(render: Render, out: OutputDir) -> None:
+    os.chmod(out.dir, 0o777)  # writable by all, no sticky bit: anyone could swap the file
+    out.plant_previous()
+    result = render()
+    result.assert_failed(2, "")
+    out.assert_untouched()
+
+
+@pytest.mark.skipif(GIT is None, reason="git is not installed")
+def test_output_in_git_work_tree_is_refused_unless_allowed(mount: str, tmp_path: Path, run_cli: Any) -> None:
+    assert GIT is not None
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    subprocess.run([GIT, "init", "-q", str(repo)], check=True, capture_output=True, timeout=30)
+    target = repo / "config" / "bruin.yml"
+    refused = run_cli("render", "--output", str(target), timeout=60)
+    assert refused.returncode == 2, refused.stderr
+    lines = refused.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("materialize: error: "), refused.stderr
+    assert not target.exists()
+    allowed = run_cli("render", "--output", str(target), "--allow-repo", timeout=60)
+    assert allowed.returncode == 0, allowed.stderr
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
