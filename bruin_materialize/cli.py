@@ -1,5 +1,8 @@
 """The entrypoint: settings → Vault (list, read) → validate → render → write → exec.
 
+Rendering merges into a base file when there is one (merge.py); `plan` compares the rendered text
+with a file instead of writing it (plan.py).
+
 `main` is the one error boundary: an expected failure (MaterializeError) becomes one line and its
 exit code; anything else is a bug, reported by type only (its text could quote a secret) unless
 --traceback is given.
@@ -12,16 +15,18 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-from bruin_materialize import auth, handover, transport
+from bruin_materialize import auth, handover, merge, transport
 from bruin_materialize.errors import ExitCode, MaterializeError, usage_error
+from bruin_materialize.plan import identical as identical  # the comparison `check` and the tests use
+from bruin_materialize.plan import show
 from bruin_materialize.schema import Schema, load_schema_file, schema_from_bruin
 from bruin_materialize.settings import Settings, parse_settings
 from bruin_materialize.transport import RetryPolicy, Transport, ssl_context
-from bruin_materialize.validate import ERROR, NOTE, WARNING, Options, Outcome, validate
+from bruin_materialize.validate import ERROR, NOTE, WARNING, Connection, Options, Outcome, validate
 from bruin_materialize.vault import KV, RawSecret, detect_version
 
 
@@ -96,6 +101,14 @@ def _restore_signal_handlers(previous: dict[int, Any]) -> None:
         signal.signal(sig, handler)
 
 
+PLAN_CHANGES = 1  # plan's exit code when the file would change (documented: not an internal error here)
+
+
+class Built(NamedTuple):
+    text: str  # the file
+    reads_back: Callable[[Any], bool]  # does a parse of the text hold what was read? (check)
+
+
 def run(settings: Settings, environ: Mapping[str, str], console: Console) -> int:
     bruin = None
     bruin_env = handover.bruin_environment(environ)
@@ -107,60 +120,232 @@ def run(settings: Settings, environ: Mapping[str, str], console: Console) -> int
             console.warning("BRUIN_CONFIG_FILE_CONTENT is set; it is not passed to bruin, which would use it "
                             "instead of the rendered file")
     _check_destination(settings)
+    # Every local file is read and every environment name checked before the first Vault call.
+    base = _load_base(settings, console)
+    sources = _vault_sources(settings, base)
+    default_environment = _default_environment(settings, sources, base)
+    _check_environments(settings, sources, base, default_environment)
+    against = _load_against(settings, base) if settings.command == "plan" else None
     schema = _schema(settings, bruin, bruin_env, console)
-    secrets, source = _read_secrets(settings, console)
+    secrets, source = _read_secrets(settings, sources, console)
     # exec knows bruin's environment exactly; render/check write for a bruin that may run elsewhere.
     env_names = frozenset(bruin_env) if settings.command == "exec" else None
-    outcome = validate(secrets, schema, Options(settings.strict, settings.expand_env, env_names))
-    _report(outcome, console)
-    if outcome.errors:
-        n = len(outcome.errors)
+    options = Options(settings.strict, settings.expand_env, env_names)
+    # Pure, so once per environment: a name is unique within its environment only.
+    outcomes = [(env, validate(found, schema, options)) for (env, _), found in zip(sources, secrets)]
+    _report_all(outcomes, console)
+    _absolutize_secrets(settings, outcomes, secrets, console)
+    built = _build(settings, outcomes, default_environment, base, source, console)
+    for env, outcome in outcomes:
+        console.info(_summary(outcome, env))
+    if settings.command == "plan":
+        assert against is not None
+        return _plan(built, against, console)
+    return _deliver(settings, built, bruin, bruin_env, console)
+
+
+def _vault_sources(settings: Settings, base: merge.Base | None) -> list[tuple[str, str]]:
+    """(environment, path) to read. With one path, the environment is the one bruin will select:
+    its arguments or --environment, else the base's default_environment, else "default"."""
+    if settings.environment_paths:
+        return list(settings.environment_paths)
+    environment = settings.selected_environment or (base.default_environment if base else None) or "default"
+    return [(environment, settings.path)]
+
+
+def _default_environment(settings: Settings, sources: list[tuple[str, str]], base: merge.Base | None) -> str:
+    if settings.default_environment:
+        return settings.default_environment
+    if base is not None and base.default_environment:
+        return base.default_environment
+    names = [env for env, _ in sources]
+    return settings.selected_environment if settings.selected_environment in names else names[0]
+
+
+def _check_environments(settings: Settings, sources: list[tuple[str, str]], base: merge.Base | None,
+                        default_environment: str) -> None:
+    names = merge.environment_names([env for env, _ in sources], base)
+    shown = ", ".join(repr(n) for n in names)
+    if default_environment not in names:
+        raise usage_error(f"the default environment {default_environment!r} would not be in the file, which "
+                          f"has {shown}; bruin could not load it")
+    selected = settings.selected_environment
+    if settings.command == "exec" and selected is not None and selected not in names:
+        raise usage_error(f"bruin's arguments select environment {selected!r}, which the file would not have (it "
+                          f"has {shown}); read it with --environment-path {selected}=SUBPATH")
+
+
+def _load_base(settings: Settings, console: Console) -> merge.Base | None:
+    if settings.base is None:
+        return None
+    from bruin_materialize.paths import absolutize_document
+
+    base = merge.load_base(settings.base)
+    for rw in absolutize_document(base.doc, settings.base.parent):
+        console.info(f"{settings.base}: {show(rw.environment)}/{show(rw.name)} ({show(rw.conn_type)}): "
+                     f"{show(rw.field)}: relative path made absolute against {settings.base.parent}, the base file's "
+                     "directory")
+    console.debug(f"merging into {settings.base} (environments: {', '.join(map(show, base.environments)) or 'none'})")
+    return base
+
+
+def _load_against(settings: Settings, base: merge.Base | None) -> Any:
+    """The file `plan` compares with, parsed as bruin would see it: its relative paths resolved."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+    from bruin_materialize.paths import absolutize_document
+
+    path = settings.against or (base.path if base is not None else None)
+    if path is None:
+        raise usage_error("plan needs a file to compare with: pass --against FILE or --base FILE (or keep a "
+                          ".bruin.yml at the project root)")
+    try:
+        doc = YAML(typ="safe", pure=True).load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise usage_error(f"cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise usage_error(f"{path} is not UTF-8") from None
+    except YAMLError as exc:  # its message quotes the document
+        mark = exc.problem_mark if isinstance(exc, MarkedYAMLError) else None
+        raise usage_error(f"{path} is not valid YAML" + (f" at line {mark.line + 1}" if mark else "")) from None
+    absolutize_document(doc, path.parent)
+    return doc
+
+
+def _report_all(outcomes: list[tuple[str, Outcome]], console: Console) -> None:
+    for _, outcome in outcomes:
+        _report(outcome, console)
+    n = sum(len(outcome.errors) for _, outcome in outcomes)
+    if n:
         raise MaterializeError(f"{n} invalid secret field{'s' if n > 1 else ''} (listed above); nothing was "
                                "written", ExitCode.INVALID)
-    from bruin_materialize.render import render
-
-    text = render(outcome.connections, settings.environment, source)
-    console.info(_summary(outcome, settings.environment))
-    return _deliver(settings, outcome, text, bruin, bruin_env, console)
 
 
-def _deliver(settings: Settings, outcome: Outcome, text: str, bruin: str | None,
-             bruin_env: dict[str, str], console: Console) -> int:
+def _absolutize_secrets(settings: Settings, outcomes: list[tuple[str, Outcome]], secrets: list[list[RawSecret]],
+                        console: Console) -> None:
+    """Relative paths in secrets meant the project: the file itself lives on tmpfs (paths.py)."""
+    from bruin_materialize.paths import absolutize
+
+    root = settings.project_root
+    for (_, outcome), found in zip(outcomes, secrets):
+        locations = {s.name: s.location for s in found}
+        for conn in outcome.connections:
+            for field in absolutize(conn.type, conn.fields, root):
+                console.info(f"{locations.get(conn.name, conn.name)}: details.{field}: relative path made "
+                             f"absolute against the project root {root}")
+
+
+def _build(settings: Settings, outcomes: list[tuple[str, Outcome]], default_environment: str,
+           base: merge.Base | None, source: str, console: Console) -> Built:
+    from bruin_materialize.render import expected_documents, header, render_environments
+
+    vault = [(env, outcome.connections) for env, outcome in outcomes]
+    if base is None:
+        text = render_environments(vault, default_environment, source)
+        expected = expected_documents(vault, default_environment)
+        return Built(text, lambda parsed: identical(parsed, expected))
+    merged = merge.merge(base, vault, default_environment, settings.prefer)
+    _report_collisions(merged.collisions, settings.prefer, base, console)
+    text = merge.dump(merged.doc, header(f"{source} and {base.path}"))
+    names = merge.environment_names([env for env, _ in vault], base)
+    return Built(text, lambda parsed: _holds(parsed, merged.written, names, default_environment))
+
+
+def _report_collisions(collisions: list[merge.Collision], prefer: str | None, base: merge.Base,
+                       console: Console) -> None:
+    for c in collisions:
+        types = show(c.vault_type)
+        if c.vault_type != c.base_type:
+            types = f"{types} in Vault, {show(c.base_type)} in the base"
+        where = f"environment {c.environment!r}: connection {c.name!r} ({types})"
+        if prefer is None:
+            console.error(f"{where} is both in Vault and in {base.path}; remove one, or pass --prefer vault|base")
+        else:
+            console.info(f"{where} is both in Vault and in {base.path}; {prefer}'s is kept (--prefer {prefer})")
+    if collisions and prefer is None:
+        n = len(collisions)
+        raise MaterializeError(f"{n} connection name{'s' if n > 1 else ''} in both Vault and the base file (listed "
+                               "above); nothing was written", ExitCode.INVALID)
+
+
+def _holds(parsed: Any, written: list[tuple[str, Connection]], environments: list[str], default: str) -> bool:
+    """The merged file parses to the base's environments plus Vault's, and holds each Vault value exactly."""
+    if not isinstance(parsed, dict) or parsed.get("default_environment") != default:
+        return False
+    envs = parsed.get("environments")
+    if not isinstance(envs, dict) or list(envs) != environments:
+        return False
+    for env, conn in written:
+        entries = ((envs[env] or {}).get("connections") or {}).get(conn.type) or []
+        if sum(1 for e in entries if identical(e, conn.fields)) != 1:
+            return False
+    return True
+
+
+def _plan(built: Built, against: Any, console: Console) -> int:
+    from ruamel.yaml import YAML
+
+    from bruin_materialize.plan import diff
+
+    lines = diff(YAML(typ="safe", pure=True).load(built.text), against)
+    for line in lines:
+        print(line)
+    sys.stdout.flush()
+    n = len(lines)
+    console.info(f"plan: {n} difference{'s' if n != 1 else ''}" if n else "plan: no changes")
+    return PLAN_CHANGES if lines else ExitCode.OK
+
+
+def _deliver(settings: Settings, built: Built, bruin: str | None, bruin_env: dict[str, str],
+             console: Console) -> int:
     from bruin_materialize import write
 
+    text = built.text
     if settings.command == "check":
-        _verify(text, outcome, settings.environment)
+        _verify(text, built)
         console.info("check passed: the config would be valid; nothing written")
         return ExitCode.OK
-    if settings.command == "render":
-        assert settings.output is not None
+    if settings.command == "render" and settings.output is not None:
         write.write_atomic(settings.output, text)
         if not write.is_memory_backed(settings.output.parent):
             console.warning(f"{settings.output} is not on tmpfs: the credentials are on disk; delete it after use")
         console.info(f"wrote {settings.output}")
         return ExitCode.OK
-    assert bruin is not None and settings.runtime_dir is not None
-    directory = write.make_runtime_dir(settings.runtime_dir, allow_non_tmpfs=settings.allow_non_tmpfs)
+    assert settings.runtime_dir is not None
+    config_file = _write_private(settings.runtime_dir, text, settings.allow_non_tmpfs)
+    if settings.command == "render":
+        console.info(f"wrote {config_file}; delete it when done: rm -r {config_file.parent}")
+        print(config_file, flush=True)  # for `export BRUIN_CONFIG_FILE=$(materialize.py render)`
+        return ExitCode.OK
+    assert bruin is not None
+    console.debug(f"wrote {config_file}; exec {bruin} run")
+    handover.exec_bruin(handover.bruin_arguments(bruin, config_file, settings.bruin_args), bruin_env)
+
+
+def _write_private(runtime_dir: Path, text: str, allow_non_tmpfs: bool) -> Path:
+    """The file in a fresh 0700 directory of its own (bruin writes a .gitignore beside it)."""
+    from bruin_materialize import write
+
+    directory = write.make_runtime_dir(runtime_dir, allow_non_tmpfs=allow_non_tmpfs)
     config_file = directory / write.CONFIG_NAME
     try:
         write.write_atomic(config_file, text)
     except BaseException:
         _remove_tree(directory)
         raise
-    console.debug(f"wrote {config_file}; exec {bruin} run")
-    handover.exec_bruin(handover.bruin_arguments(bruin, config_file, settings.bruin_args), bruin_env)
+    return config_file
 
 
 def _check_destination(settings: Settings) -> None:
     """Fail before any Vault call when the file could not, or should not, be written there."""
     from bruin_materialize import write
 
-    if settings.command == "exec":
+    if settings.command == "render" and settings.output is not None:
+        write.check_destination(settings.output, allow_repo=settings.allow_repo)
+    elif settings.command in ("exec", "render"):
         assert settings.runtime_dir is not None
         write.check_runtime_base(settings.runtime_dir, allow_non_tmpfs=settings.allow_non_tmpfs)
-    elif settings.command == "render":
-        assert settings.output is not None
-        write.check_destination(settings.output, allow_repo=settings.allow_repo)
 
 
 def _schema(settings: Settings, bruin: str | None, bruin_env: dict[str, str], console: Console) -> Schema | None:
@@ -180,7 +365,9 @@ def _schema(settings: Settings, bruin: str | None, bruin_env: dict[str, str], co
         return None
 
 
-def _read_secrets(settings: Settings, console: Console) -> tuple[list[RawSecret], str]:
+def _read_secrets(settings: Settings, sources: list[tuple[str, str]],
+                  console: Console) -> tuple[list[list[RawSecret]], str]:
+    """Every source's secrets, in order, over one Vault connection and one login."""
     creds = auth.read_credentials(settings.auth)  # a missing credential file is exit 2, before the network
     client = _transport(settings, console)
     started = time.monotonic()
@@ -190,21 +377,28 @@ def _read_secrets(settings: Settings, console: Console) -> tuple[list[RawSecret]
             client.wait_until_reachable(settings.wait, console.info)
         client.set_token(auth.obtain_token(client, creds))
         logged_in = settings.auth.logs_in
-        version = settings.kv_version or detect_version(client, settings.mount, settings.path)
+        version = settings.kv_version or detect_version(client, settings.mount, sources[0][1])
         kv = KV(client, settings.mount, version)
-        listing = kv.list_secrets(settings.path, recursive=settings.recursive)
-        for folder in listing.skipped_folders:
-            console.warning(f"{settings.mount}/{settings.path}/{folder}: subfolder not read; pass --recursive to "
-                            "read its secrets as connections named FOLDER/NAME")
-        secrets = kv.read_all(settings.path, listing.names, concurrency=settings.concurrency)
+        by_path: dict[str, list[RawSecret]] = {}
+        for _, path in sources:
+            if path not in by_path:  # two environments may share a path
+                by_path[path] = _read_path(settings, kv, path, console)
     finally:
         if logged_in and not client.cancel.is_set() and not auth.revoke(client):
             console.warning("could not revoke the login token; it stays valid until its TTL ends")
         client.close()
-    source = f"{settings.mount}/{settings.path}"
-    console.debug(f"read {len(secrets)} secrets from {source} (KV v{version}) in "
+    shown = ", ".join(f"{settings.mount}/{path}" for path in by_path)
+    console.debug(f"read {sum(map(len, by_path.values()))} secrets from {shown} (KV v{version}) in "
                   f"{time.monotonic() - started:.2f}s")
-    return secrets, f"{source} (KV v{version})"
+    return [by_path[path] for _, path in sources], f"{shown} (KV v{version})"
+
+
+def _read_path(settings: Settings, kv: KV, path: str, console: Console) -> list[RawSecret]:
+    listing = kv.list_secrets(path, recursive=settings.recursive)
+    for folder in listing.skipped_folders:
+        console.warning(f"{settings.mount}/{path}/{folder}: subfolder not read; pass --recursive to "
+                        "read its secrets as connections named FOLDER/NAME")
+    return kv.read_all(path, listing.names, concurrency=settings.concurrency)
 
 
 def _transport(settings: Settings, console: Console) -> Transport:
@@ -238,27 +432,13 @@ def _summary(outcome: Outcome, environment: str) -> str:
     return f"{n} connection{'s' if n != 1 else ''} for environment {environment!r}" + (f": {by_type}" if by_type else "")
 
 
-def _verify(text: str, outcome: Outcome, environment: str) -> None:
+def _verify(text: str, built: Built) -> None:
     """Parse the rendered text back with an independent YAML 1.2 parser: same data, same types."""
     from ruamel.yaml import YAML
 
-    from bruin_materialize.render import expected_document
-
-    parsed = YAML(typ="safe", pure=True).load(text)
-    if not identical(parsed, expected_document(outcome.connections, environment)):
+    if not built.reads_back(YAML(typ="safe", pure=True).load(text)):
         raise MaterializeError("the rendered file does not parse back to the secrets' values (a bug; please "
                                "report it, without the secrets)", ExitCode.INTERNAL)
-
-
-def identical(a: Any, b: Any) -> bool:
-    """Equal with the same types all the way down (1, 1.0 and True are not the same in a config)."""
-    if type(a) is not type(b):
-        return False
-    if isinstance(a, dict):
-        return a.keys() == b.keys() and all(identical(a[k], b[k]) for k in a)
-    if isinstance(a, list):
-        return len(a) == len(b) and all(identical(x, y) for x, y in zip(a, b))
-    return bool(a == b)
 
 
 def _remove_tree(directory: Path) -> None:

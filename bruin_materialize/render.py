@@ -2,12 +2,13 @@
 
 Emitting with ruamel.yaml costs ~0.9 s per 1,000 connections; JSON literals cost ~15 ms and read
 back the same. Tests round-trip every value class through a YAML 1.2 parser (tests/test_render.py);
-`check` re-parses the real output with ruamel.yaml.
+`check` re-parses the real output with ruamel.yaml. Merging into a base file is merge.py's job.
 """
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,22 @@ from bruin_materialize.yamltext import to_yaml
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 TEMPLATE = "bruin.yml.j2"
 
+# One environment's connections, as validate() returns them (sorted by type, then name).
+Environments = Sequence[tuple[str, list[Connection]]]
+
+
+def header(source: str) -> str:
+    """The two comment lines every rendered file starts with. The source is quoted as one line,
+    whatever the mount or path holds, so it cannot end the comment."""
+    return (f"# bruin config rendered by bruin-materialize from {to_yaml(source)}.\n"
+            "# It holds credentials: ephemeral, never edit or commit it.")
+
+
 def render(connections: list[Connection], environment: str, source: str) -> str:
+    return render_environments([(environment, connections)], environment, source)
+
+
+def render_environments(environments: Environments, default_environment: str, source: str) -> str:
     import jinja2  # imported here: `--help` and usage errors should not pay for it
 
     env = jinja2.Environment(
@@ -27,16 +43,28 @@ def render(connections: list[Connection], environment: str, source: str) -> str:
         keep_trailing_newline=True,
     )
     env.filters["yaml"] = to_yaml
-    by_type = [(t, [c.fields for c in group]) for t, group in itertools.groupby(connections, key=lambda c: c.type)]
-    # The source is a comment: keep it on one line whatever the mount or path holds.
-    text: str = env.get_template(TEMPLATE).render(environment=environment, by_type=by_type,
-                                             source=to_yaml(source))
+    grouped = [(name, _by_type(connections)) for name, connections in environments]
+    text: str = env.get_template(TEMPLATE).render(header=header(source), default_environment=default_environment,
+                                                  environments=grouped)
     return text if text.endswith("\n") else text + "\n"
+
+
+def _by_type(connections: list[Connection]) -> list[tuple[str, list[dict[str, Any]]]]:
+    return [(t, [c.fields for c in group]) for t, group in itertools.groupby(connections, key=lambda c: c.type)]
 
 
 def expected_document(connections: list[Connection], environment: str) -> dict[str, Any]:
     """The data the rendered text must parse back to (for `check` and the tests)."""
-    by_type: dict[str, list[dict[str, Any]]] = {}
+    return expected_documents([(environment, connections)], environment)
+
+
+def expected_documents(environments: Environments, default_environment: str) -> dict[str, Any]:
+    return {"default_environment": default_environment,
+            "environments": {name: {"connections": by_type(connections)} for name, connections in environments}}
+
+
+def by_type(connections: list[Connection]) -> dict[str, list[dict[str, Any]]]:
+    grouped: dict[str, list[dict[str, Any]]] = {}
     for conn in connections:
-        by_type.setdefault(conn.type, []).append(conn.fields)
-    return {"default_environment": environment, "environments": {environment: {"connections": by_type}}}
+        grouped.setdefault(conn.type, []).append(conn.fields)
+    return grouped

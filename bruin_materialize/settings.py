@@ -8,6 +8,7 @@ validation, so a pod spec written for bruin's native backend works unchanged.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
@@ -15,8 +16,11 @@ from pathlib import Path
 from typing import NamedTuple, NoReturn
 
 from bruin_materialize.errors import usage_error
+from bruin_materialize.paths import project_root as find_project_root
 
-COMMANDS = ("render", "check", "exec")
+COMMANDS = ("render", "check", "exec", "plan")
+BASE_NAME = ".bruin.yml"  # the file bruin reads at a project's root
+PREFER = ("vault", "base")
 
 
 class VaultAddress(NamedTuple):
@@ -85,6 +89,14 @@ class Settings(NamedTuple):
     cache_dir: Path | None  # where the schema from bruin is cached
     verbosity: int  # -1 quiet, 0 normal, 1 verbose
     traceback: bool
+    # Several environments in one file: (environment, path) pairs; empty: one environment, from `path`.
+    environment_paths: tuple[tuple[str, str], ...] = ()
+    default_environment: str | None = None  # --default-environment, as given
+    selected_environment: str | None = None  # chosen by bruin's arguments or --environment, if at all
+    base: Path | None = None  # the file the connections are merged into; None: the template alone
+    prefer: str | None = None  # "vault" or "base": who wins a connection both have; None: an error
+    project_root: Path = Path(".")  # where relative paths in connections are resolved
+    against: Path | None = None  # plan: the file compared with
 
 
 # One row per setting: flag, environment variable, help. Flags win over the environment.
@@ -122,9 +134,20 @@ _FLAG_OPTIONS: tuple[tuple[str, str, str], ...] = (
     ("--recursive", "BRUIN_MATERIALIZE_RECURSIVE", "read subfolders too, as connections named SUB/NAME"),
     ("--strict", "BRUIN_MATERIALIZE_STRICT", "unknown fields, missing required fields and deleted secrets are errors"),
     ("--expand-env", "BRUIN_MATERIALIZE_EXPAND_ENV", "let bruin expand ${NAME} inside secret values"),
-    ("--allow-non-tmpfs", "BRUIN_MATERIALIZE_ALLOW_NON_TMPFS", "exec: allow a runtime directory that is not tmpfs"),
+    ("--allow-non-tmpfs", "BRUIN_MATERIALIZE_ALLOW_NON_TMPFS",
+     "exec, render without --output: allow a runtime directory that is not tmpfs"),
     ("--allow-repo", "BRUIN_MATERIALIZE_ALLOW_REPO", "render: allow an output inside a git work tree"),
     ("--tls-skip-verify", "BRUIN_VAULT_SKIP_VERIFY", "do not verify Vault's certificate [fallback VAULT_SKIP_VERIFY]"),
+)
+_FILE_OPTIONS: tuple[tuple[str, str, str], ...] = (
+    ("--default-environment", "BRUIN_MATERIALIZE_DEFAULT_ENVIRONMENT",
+     "default_environment of the file (default: the base's, else the selected one if read, else the first)"),
+    ("--base", "BRUIN_MATERIALIZE_BASE", "bruin config file to merge the connections into (default: "
+     f"{BASE_NAME} at the project root, if there is one)"),
+    ("--prefer", "BRUIN_MATERIALIZE_PREFER", "vault or base: who wins a connection name both have "
+     "(default: neither, it is an error)"),
+    ("--project-root", "BRUIN_MATERIALIZE_PROJECT_ROOT", "relative paths in connections are resolved here "
+     "(default: the git root of the current directory, else the current directory)"),
 )
 # The standard Vault variables, used when the BRUIN_* one is not set.
 _FALLBACKS = {
@@ -172,11 +195,24 @@ def _common_parser() -> _Parser:
         vault.add_argument(flag, dest=_dest(flag), metavar=env, help=f"{help_text} [{env}]")
     for flag, env, help_text in _FLAG_OPTIONS:
         vault.add_argument(flag, dest=_dest(flag), action="store_true", default=None, help=f"{help_text} [{env}]")
+    files = common.add_argument_group("environments and base file")
+    files.add_argument("--environment-path", dest="environment_path", action="append", metavar="ENV=SUBPATH",
+                       help="read SUBPATH under the mount into environment ENV; repeat for each environment "
+                       "[BRUIN_MATERIALIZE_ENVIRONMENT_PATHS=ENV=SUBPATH,...]; replaces BRUIN_VAULT_PATH")
+    for flag, env, help_text in _FILE_OPTIONS:
+        files.add_argument(flag, dest=_dest(flag), metavar=env.removeprefix("BRUIN_MATERIALIZE_"),
+                           help=f"{help_text} [{env}]")
+    files.add_argument("--no-base", dest="no_base", action="store_true", default=None,
+                       help=f"do not merge into {BASE_NAME} [BRUIN_MATERIALIZE_NO_BASE]")
     out = common.add_argument_group("output")
     out.add_argument("-q", "--quiet", action="store_true", help="print errors only")
     out.add_argument("-v", "--verbose", action="store_true", help="print each step")
     out.add_argument("--traceback", action="store_true", help="show a traceback on internal errors")
     return common
+
+
+_ENVIRONMENT_HELP = ("bruin environment the connections go into (default: the base file's default_environment, "
+                     "else default); with environment paths, the default one if it is read")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -187,14 +223,18 @@ def build_parser() -> argparse.ArgumentParser:
         "a bruin config file (or exec `bruin run` on it).",
         allow_abbrev=False,
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{render,check,exec}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{render,check,exec,plan}")
     render = sub.add_parser("render", parents=[common], allow_abbrev=False, help="write the config file",
-                            description="Read, check and write the bruin config file (mode 0600).")
-    render.add_argument("--output", "-o", metavar="PATH", required=True, help="file to write")
-    render.add_argument("--environment", "-e", metavar="NAME", help="bruin environment (default: default)")
+                            description="Read, check and write the bruin config file (mode 0600). Without "
+                            "--output: into a fresh private directory on tmpfs, and print the file's path.")
+    render.add_argument("--output", "-o", metavar="PATH", help="file to write (default: a new file on tmpfs, "
+                        "its path printed on stdout)")
+    render.add_argument("--runtime-dir", metavar="DIR", help="without --output: where the private directory is "
+                        "made [BRUIN_MATERIALIZE_RUNTIME_DIR] (default: $XDG_RUNTIME_DIR, else /dev/shm)")
+    render.add_argument("--environment", "-e", metavar="NAME", help=_ENVIRONMENT_HELP)
     check = sub.add_parser("check", parents=[common], allow_abbrev=False, help="read and check, write nothing",
                            description="Read and check every secret; exit 0 only if the config would be valid.")
-    check.add_argument("--environment", "-e", metavar="NAME", help="bruin environment (default: default)")
+    check.add_argument("--environment", "-e", metavar="NAME", help=_ENVIRONMENT_HELP)
     exec_ = sub.add_parser(
         "exec", parents=[common], allow_abbrev=False, help="render onto tmpfs, then become `bruin run`",
         description="Render into a fresh private directory on tmpfs, then exec "
@@ -206,10 +246,18 @@ def build_parser() -> argparse.ArgumentParser:
                        "(default: $XDG_RUNTIME_DIR, else /dev/shm)")
     exec_.add_argument("bruin_args", nargs=argparse.REMAINDER, metavar="BRUIN_RUN_ARGS",
                        help="arguments for `bruin run`")
+    plan = sub.add_parser(
+        "plan", parents=[common], allow_abbrev=False, help="show what a render would change in a file",
+        description="Read and check as `check` does, then compare the file that would be rendered with FILE: "
+        "one line per connection added (+), removed (-) or changed (~, naming the fields), never a value. "
+        "Exit 0: no change; 1: changes.",
+    )
+    plan.add_argument("--against", metavar="FILE", help="the file to compare with (default: the base file)")
+    plan.add_argument("--environment", "-e", metavar="NAME", help=_ENVIRONMENT_HELP)
     return parser
 
 
-def parse_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
+def parse_settings(argv: Sequence[str], environ: Mapping[str, str], cwd: Path | None = None) -> Settings:
     parser = build_parser()
     ns, unknown = parser.parse_known_args(list(argv))
     bruin_args = list(getattr(ns, "bruin_args", None) or [])
@@ -219,7 +267,7 @@ def parse_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
     bruin_args = unknown + bruin_args
     if bruin_args[:1] == ["--"]:
         bruin_args = bruin_args[1:]
-    return _resolve(ns, bruin_args, environ)
+    return _resolve(ns, bruin_args, environ, cwd or Path.cwd())
 
 
 def _lookup(ns: argparse.Namespace, flag: str, env: str, environ: Mapping[str, str]) -> tuple[str | None, str]:
@@ -233,7 +281,7 @@ def _lookup(ns: argparse.Namespace, flag: str, env: str, environ: Mapping[str, s
     return _DEFAULTS.get(env), env
 
 
-def _resolve(ns: argparse.Namespace, bruin_args: list[str], environ: Mapping[str, str]) -> Settings:
+def _resolve(ns: argparse.Namespace, bruin_args: list[str], environ: Mapping[str, str], cwd: Path) -> Settings:
     def get(flag: str, env: str) -> tuple[str | None, str]:
         return _lookup(ns, flag, env, environ)
 
@@ -247,7 +295,10 @@ def _resolve(ns: argparse.Namespace, bruin_args: list[str], environ: Mapping[str
 
     address = parse_address(*get("--vault-host", "BRUIN_VAULT_HOST"))
     mount = _required_path(*get("--mount-path", "BRUIN_VAULT_MOUNT_PATH"))
-    path = _required_path(*get("--path", "BRUIN_VAULT_PATH"))
+    environment_paths = _environment_paths(ns, environ)
+    path_value, path_source = get("--path", "BRUIN_VAULT_PATH")
+    # With environment paths, BRUIN_VAULT_PATH (still set for bruin's own backend, maybe) is not read.
+    path = (path_value or "").strip("/") if environment_paths else _required_path(path_value, path_source)
     retry_min = parse_duration(*get("--retry-wait-min", "BRUIN_VAULT_RETRY_WAIT_MIN"))
     retry_max_raw, retry_max_src = get("--retry-wait-max", "BRUIN_VAULT_RETRY_WAIT_MAX")
     retry_max = parse_duration(retry_max_raw, retry_max_src)
@@ -261,6 +312,7 @@ def _resolve(ns: argparse.Namespace, bruin_args: list[str], environ: Mapping[str
     output = getattr(ns, "output", None)
     schema, _ = get("--schema", "BRUIN_MATERIALIZE_SCHEMA")
     auth = _auth(get, environ)
+    root = _project_root(get("--project-root", "BRUIN_MATERIALIZE_PROJECT_ROOT")[0], cwd)
     return Settings(
         command=ns.command,
         address=address,
@@ -297,6 +349,14 @@ def _resolve(ns: argparse.Namespace, bruin_args: list[str], environ: Mapping[str
         cache_dir=_cache_dir(environ),
         verbosity=-1 if ns.quiet else (1 if ns.verbose else 0),
         traceback=ns.traceback,
+        environment_paths=environment_paths,
+        default_environment=get("--default-environment", "BRUIN_MATERIALIZE_DEFAULT_ENVIRONMENT")[0] or None,
+        selected_environment=_selected_environment(ns, bruin_args),
+        base=_base(get("--base", "BRUIN_MATERIALIZE_BASE")[0], flag_on("--no-base", "BRUIN_MATERIALIZE_NO_BASE"),
+                   root, cwd),
+        prefer=_prefer(*get("--prefer", "BRUIN_MATERIALIZE_PREFER")),
+        project_root=root,
+        against=_absolute(getattr(ns, "against", None), cwd),
     )
 
 
@@ -359,11 +419,67 @@ def _default_runtime_dir(environ: Mapping[str, str]) -> Path:
 
 def _environment(ns: argparse.Namespace, bruin_args: Sequence[str]) -> str:
     """The environment bruin will select: its own --environment/-e/--env flag decides for exec."""
+    return _selected_environment(ns, bruin_args) or "default"
+
+
+def _selected_environment(ns: argparse.Namespace, bruin_args: Sequence[str]) -> str | None:
     chosen = bruin_environment(bruin_args)
     if chosen is not None:
         return chosen
     explicit: str | None = getattr(ns, "environment", None)
-    return explicit or "default"
+    return explicit or None
+
+
+def _environment_paths(ns: argparse.Namespace, environ: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """--environment-path ENV=SUBPATH (repeated), else BRUIN_MATERIALIZE_ENVIRONMENT_PATHS=ENV=SUBPATH,..."""
+    flags: list[str] | None = getattr(ns, "environment_path", None)
+    if flags:
+        items, source = flags, "--environment-path"
+    else:
+        text = environ.get("BRUIN_MATERIALIZE_ENVIRONMENT_PATHS", "")
+        items, source = [i for i in text.split(",") if i.strip()], "BRUIN_MATERIALIZE_ENVIRONMENT_PATHS"
+    pairs: list[tuple[str, str]] = []
+    for item in items:
+        name, sep, path = item.partition("=")
+        name = name.strip()
+        if not sep or not name or not path.strip().strip("/"):
+            raise usage_error(f"{source} takes ENV=SUBPATH, e.g. prod=bruin/prod (got an item without both)")
+        if name in (n for n, _ in pairs):
+            raise usage_error(f"{source} names environment {name!r} twice")
+        pairs.append((name, path.strip().strip("/")))
+    return tuple(pairs)
+
+
+def _project_root(explicit: str | None, cwd: Path) -> Path:
+    if explicit:
+        root = _absolute(explicit, cwd)
+        assert root is not None
+        return root
+    return find_project_root(cwd)
+
+
+def _base(explicit: str | None, no_base: bool, root: Path, cwd: Path) -> Path | None:
+    """--base wins; else the project's own .bruin.yml when there is one (a missing --base is an error later)."""
+    if no_base:
+        return None
+    if explicit:
+        return _absolute(explicit, cwd)
+    default = root / BASE_NAME
+    return default if default.is_file() else None
+
+
+def _prefer(value: str | None, source: str) -> str | None:
+    if not value:
+        return None
+    if value.strip().lower() not in PREFER:
+        raise usage_error(f"{source} must be vault or base")
+    return value.strip().lower()
+
+
+def _absolute(value: str | None, cwd: Path) -> Path | None:
+    if not value:
+        return None
+    return Path(os.path.normpath(cwd / value))
 
 
 _ENV_FLAGS = ("--environment", "-e", "--env")

@@ -327,10 +327,12 @@ def test_reset_is_retried(render: Render, out: OutputDir, fault_proxy: FaultProx
 
 def test_reset_without_retries_fails(render: Render, out: OutputDir, mount: str, fault_proxy: FaultProxy) -> None:
     out.plant_previous()
-    fault_proxy.add_rule("reset", path=PG)
-    result = render(BRUIN_VAULT_MAX_RETRIES="0")
+    fault_proxy.add_rule("reset", path=PG, times="always")
+    # One connection, so the read always goes out on a reused keep-alive connection: a reset there
+    # looks like a stale connection and is resent once on a fresh one, without spending a retry.
+    result = render(BRUIN_VAULT_MAX_RETRIES="0", BRUIN_MATERIALIZE_CONCURRENCY="1")
     result.assert_failed(3, reading(mount), fault_proxy.addr)
-    assert fault_proxy.requests(PG) == 1
+    assert fault_proxy.requests(PG) == 2
     out.assert_untouched()
 
 

@@ -172,5 +172,5 @@ def test_runtime_dir_default(tmp_path: Path) -> None:
 
 
 def test_usage_errors_are_one_line() -> None:
-    assert usage_message(["render"]).endswith("the following arguments are required: --output/-o (see --help)")
+    assert usage_message(["render", "--output"]).endswith("argument --output/-o: expected one argument (see --help)")
     assert "unrecognized arguments: --bogus" in usage_message(["check", "--bogus"])
