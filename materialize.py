@@ -15,4 +15,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bruin_materialize.cli import main  # noqa: E402
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    code = main()
+    # Skip the interpreter's teardown, which only frees memory the OS reclaims anyway: it costs
+    # 0.04 s at 20 secrets and 0.25 s at 5,000 (docs/performance.md). Nothing of ours runs at exit.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -28,6 +28,7 @@ from bruin_materialize.settings import Settings, parse_settings
 from bruin_materialize.transport import RetryPolicy, Transport, ssl_context
 from bruin_materialize.validate import ERROR, NOTE, WARNING, Connection, Options, Outcome, validate
 from bruin_materialize.vault import KV, RawSecret, detect_version
+from bruin_materialize.yamltext import parse
 
 
 class Console:
@@ -191,7 +192,6 @@ def _load_base(settings: Settings, console: Console) -> merge.Base | None:
 
 def _load_against(settings: Settings, base: merge.Base | None) -> Any:
     """The file `plan` compares with, parsed as bruin would see it: its relative paths resolved."""
-    from ruamel.yaml import YAML
     from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
     from bruin_materialize.paths import absolutize_document
@@ -201,7 +201,7 @@ def _load_against(settings: Settings, base: merge.Base | None) -> Any:
         raise usage_error("plan needs a file to compare with: pass --against FILE or --base FILE (or keep a "
                           ".bruin.yml at the project root)")
     try:
-        doc = YAML(typ="safe", pure=True).load(path.read_text(encoding="utf-8"))
+        doc = parse(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise usage_error(f"cannot read {path}: {exc.strerror}") from None
     except UnicodeDecodeError:
@@ -284,11 +284,9 @@ def _holds(parsed: Any, written: list[tuple[str, Connection]], environments: lis
 
 
 def _plan(built: Built, against: Any, console: Console) -> int:
-    from ruamel.yaml import YAML
-
     from bruin_materialize.plan import diff
 
-    lines = diff(YAML(typ="safe", pure=True).load(built.text), against)
+    lines = diff(parse(built.text), against)
     for line in lines:
         print(line)
     sys.stdout.flush()
@@ -434,9 +432,7 @@ def _summary(outcome: Outcome, environment: str) -> str:
 
 def _verify(text: str, built: Built) -> None:
     """Parse the rendered text back with an independent YAML 1.2 parser: same data, same types."""
-    from ruamel.yaml import YAML
-
-    if not built.reads_back(YAML(typ="safe", pure=True).load(text)):
+    if not built.reads_back(parse(text)):
         raise MaterializeError("the rendered file does not parse back to the secrets' values (a bug; please "
                                "report it, without the secrets)", ExitCode.INTERNAL)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -24,6 +23,8 @@ def find_bruin(bruin_bin: str | None, path_env: str | None) -> str:
         if os.path.isfile(bruin_bin) and os.access(bruin_bin, os.X_OK):
             return bruin_bin
         raise usage_error(f"BRUIN_BIN={bruin_bin} is not an executable file")
+    import shutil  # only exec and the schema lookup need it
+
     found = shutil.which("bruin", path=path_env)
     if not found:
         raise usage_error("bruin was not found on PATH; install it or set BRUIN_BIN to its path")

@@ -68,10 +68,12 @@ class _Report:
 
     def __init__(self, location: str, options: Options, out: list[Problem]) -> None:
         self.location, self.options, self.out = location, options, out
+        self.errors = 0  # this secret's, counted as they come: scanning `out` would be quadratic
 
     def add(self, level: str, field: str, message: str) -> None:
         where = f"{self.location}: {field}" if field else self.location
         self.out.append(Problem(level, where, message))
+        self.errors += level == ERROR
 
     def hint(self, field: str, message: str) -> None:
         """Schema hints: warnings, errors with --strict."""
@@ -100,14 +102,13 @@ def _connection(secret: RawSecret, schema: Schema | None, options: Options, out:
     if "name" in fields and fields["name"] != secret.name:
         report.add(WARNING, "details.name", "differs from the secret's name; the secret's name is used")
     fields.pop("name", None)
-    errors_before = _error_count(out)
     _check_keys(conn_type, fields, report)
     _check_text(secret.name, report, "name", options)
     for key, value in fields.items():
         _check_text(value, report, f"details.{key}", options)
     if schema is not None:
         fields = _check_against_schema(conn_type, fields, schema, report)
-    if _error_count(out) > errors_before:
+    if report.errors:
         return None
     return Connection(conn_type, secret.name, {"name": secret.name, **fields})
 
@@ -304,10 +305,6 @@ def _check_duplicates(connections: list[Connection], out: list[Problem]) -> None
         if first is not conn:
             out.append(Problem(ERROR, f"connection {conn.name!r}",
                                f"given by two secrets ({first.type} and {conn.type}); names must be unique"))
-
-
-def _error_count(problems: list[Problem]) -> int:
-    return sum(1 for p in problems if p.level == ERROR)
 
 
 def _kind(value: Any) -> str:

@@ -69,9 +69,10 @@ class KV:
             raise vault_error(f"listing {shown}: the answer has no list of keys; is {self.mount} a KV engine?")
         return keys
 
-    def read(self, path: str, name: str) -> RawSecret:
+    def read(self, path: str, name: str, *, prefix: str | None = None) -> RawSecret:
         location = "/".join(p for p in (self.mount, path, name) if p)
-        resp = self.transport.request("GET", self._api("data", path, name), what=f"reading {location}")
+        api = (prefix or self._api("data", path) + "/") + quote_path(name)
+        resp = self.transport.request("GET", api, what=f"reading {location}")
         if resp.status == 403:
             raise vault_error(f"permission denied reading {location}: the token's policy needs the `read` "
                               f"capability on {_policy_path(self.mount, self.version, 'data', path)}/*")
@@ -85,7 +86,8 @@ class KV:
 
     def read_all(self, path: str, names: list[str], *, concurrency: int) -> list[RawSecret]:
         """Read every secret, in order; the first Vault error stops the rest."""
-        return parallel(lambda name: self.read(path, name), names, concurrency)
+        prefix = self._api("data", path) + "/"  # quoted once, not per secret
+        return parallel(lambda name: self.read(path, name, prefix=prefix), names, concurrency)
 
 
 T = TypeVar("T")

@@ -21,3 +21,11 @@ MAX_KEY = 1024
 def to_yaml(value: Any) -> str:
     text = json.dumps(value, ensure_ascii=False, allow_nan=False)
     return _UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def parse(text: str) -> Any:
+    """Read YAML 1.2 back (check, plan): ruamel's C loader when ruamel.yaml.clib is installed, ten
+    times faster than its pure-Python one; both resolve scalars by YAML 1.2 (`yes` stays a string)."""
+    from ruamel.yaml import YAML
+
+    return YAML(typ="safe").load(text)

@@ -13,6 +13,7 @@ from ruamel.yaml import YAML
 
 from bruin_materialize.cli import identical
 from bruin_materialize.render import expected_document, render
+from bruin_materialize import yamltext
 from bruin_materialize.yamltext import MAX_KEY, to_yaml
 from bruin_materialize.validate import INT64, Connection, Options, validate
 from bruin_materialize.vault import RawSecret
@@ -33,7 +34,10 @@ SCALARS: list[Any] = [None, True, False, 0, -1, 5432, INT64[0], INT64[1], 0.0, -
 
 
 def parse(text: str) -> Any:
-    return YAML(typ="safe", pure=True).load(text)
+    """Both of ruamel's loaders must agree with the data: `check` uses the C one when installed."""
+    pure = YAML(typ="safe", pure=True).load(text)
+    assert identical(yamltext.parse(text), pure)
+    return pure
 
 
 def round_trip(details: dict[str, Any], name: str = "conn", conn_type: str = "generic",
