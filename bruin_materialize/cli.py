@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, NoReturn
 
 from bruin_materialize import auth, handover, merge, transport
 from bruin_materialize.errors import ExitCode, MaterializeError, usage_error
@@ -64,6 +64,16 @@ class Interrupted(BaseException):
 def _on_signal(signum: int, _frame: object) -> None:
     transport.abort_all()  # wake the reader threads, stop retrying
     raise Interrupted(signum)
+
+
+def entrypoint() -> NoReturn:
+    """`python materialize.py` and the `bruin-materialize` command."""
+    code = main()
+    # Skip the interpreter's teardown, which only frees memory the OS reclaims anyway: it costs
+    # 0.04 s at 20 secrets and 0.25 s at 5,000 (docs/performance.md). Nothing of ours runs at exit.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

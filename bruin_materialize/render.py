@@ -15,7 +15,8 @@ from typing import Any
 from bruin_materialize.validate import Connection
 from bruin_materialize.yamltext import to_yaml
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+# A link to the top-level templates/ in a checkout, the files themselves in an installed wheel.
+TEMPLATES = Path(__file__).resolve().parent / "templates"
 TEMPLATE = "bruin.yml.j2"
 
 # One environment's connections, as validate() returns them (sorted by type, then name).
