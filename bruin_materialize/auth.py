@@ -12,7 +12,7 @@ from typing import Any, NamedTuple
 
 from bruin_materialize.errors import MaterializeError, usage_error, vault_error
 from bruin_materialize.settings import Auth
-from bruin_materialize.transport import Transport
+from bruin_materialize.transport import Transport, dig
 
 _LABELS = {"kubernetes": "kubernetes", "approle": "AppRole", "jwt": "JWT"}
 _CHECK = {
@@ -53,7 +53,7 @@ def obtain_token(transport: Transport, creds: Credentials) -> str:
         payload = {"role": auth.role, "jwt": creds.secret}
     what = describe(auth)
     resp = transport.request("POST", f"auth/{auth.mount}/login", payload, what=what)
-    token = _dig(resp.body, "auth", "client_token")
+    token = dig(resp.body, "auth", "client_token")
     if resp.status == 200 and isinstance(token, str) and token:
         return token
     if resp.status in (400, 401, 403):
@@ -95,11 +95,3 @@ def _read_secret_file(path: Path | None, source: str) -> str:
     if not text:
         raise usage_error(f"{path} ({source}) is empty")
     return text
-
-
-def _dig(body: Any, *keys: str) -> Any:
-    for key in keys:
-        if not isinstance(body, dict):
-            return None
-        body = body.get(key)
-    return body

@@ -263,6 +263,15 @@ def quote_path(*segments: str) -> str:
     return "/".join(parts)
 
 
+def dig(body: Any, *keys: str) -> Any:
+    """body[k1][k2]... of a decoded answer, or None where the shape is not what Vault documents."""
+    for key in keys:
+        if not isinstance(body, dict):
+            return None
+        body = body.get(key)
+    return body
+
+
 def _decode(raw: bytes, status: int, what: str) -> Any:
     if not raw.strip():
         return None

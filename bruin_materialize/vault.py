@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple, TypeVar
 
 from bruin_materialize.errors import vault_error
-from bruin_materialize.transport import Response, Transport, quote_path
+from bruin_materialize.transport import Response, Transport, dig, quote_path
 
 
 class RawSecret(NamedTuple):
@@ -64,7 +64,7 @@ class KV:
             raise vault_error(f"permission denied listing {shown}: the token's policy needs the `list` "
                               f"capability on {_policy_path(self.mount, self.version, 'metadata', listed)}")
         _expect_ok(resp, f"listing {shown}")
-        keys = _dig(resp.body, "data", "keys")
+        keys = dig(resp.body, "data", "keys")
         if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
             raise vault_error(f"listing {shown}: the answer has no list of keys; is {self.mount} a KV engine?")
         return keys
@@ -81,7 +81,7 @@ class KV:
         if resp.status == 404:
             raise vault_error(f"reading {location}: not found, though it was listed; was it removed meanwhile?")
         _expect_ok(resp, f"reading {location}")
-        data = _dig(resp.body, "data", "data") if self.version == 2 else _dig(resp.body, "data")
+        data = dig(resp.body, "data", "data") if self.version == 2 else dig(resp.body, "data")
         return RawSecret(name, location, data)
 
     def read_all(self, path: str, names: list[str], *, concurrency: int) -> list[RawSecret]:
@@ -151,7 +151,7 @@ def detect_version(transport: Transport, mount: str, path: str) -> int:
 
 
 def _version_from_mount_info(body: Any, mount: str) -> int:
-    data = _dig(body, "data") or {}
+    data = dig(body, "data") or {}
     engine = data.get("type") if isinstance(data, dict) else None
     if engine not in ("kv", "generic"):
         raise vault_error(f"mount {mount} is not a KV secrets engine (it is {engine or 'unknown'})")
@@ -163,8 +163,8 @@ def _is_deleted_version(resp: Response) -> bool:
     """KV v2 answers a deleted or destroyed current version with 404 and its metadata."""
     if resp.status not in (200, 404):
         return False
-    meta = _dig(resp.body, "data", "metadata")
-    return isinstance(meta, dict) and _dig(resp.body, "data", "data") is None
+    meta = dig(resp.body, "data", "metadata")
+    return isinstance(meta, dict) and dig(resp.body, "data", "data") is None
 
 
 def _expect_ok(resp: Response, what: str) -> None:
@@ -184,11 +184,3 @@ def _expect_ok(resp: Response, what: str) -> None:
 
 def _policy_path(mount: str, version: int, kind: str, path: str) -> str:
     return "/".join(p for p in (mount, kind if version == 2 else "", path) if p)
-
-
-def _dig(body: Any, *keys: str) -> Any:
-    for key in keys:
-        if not isinstance(body, dict):
-            return None
-        body = body.get(key)
-    return body
