@@ -1,7 +1,7 @@
 """Relative paths in connections, and the project root they are resolved against.
 
 bruin makes some connection fields absolute against the directory of the config file it loads
-(pkg/config LoadFromFileOrEnv; /work/shared/bruin/NOTES.md). The rendered file lives in a private
+(pkg/config, LoadFromFileOrEnv). The rendered file lives in a private
 tmpfs directory, so a relative path kept as is would point into that directory. Each one is made
 absolute here instead: a secret's against the project root, a base file's against that file's own
 directory, which is where bruin resolved it when it read that file directly.

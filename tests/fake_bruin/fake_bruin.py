@@ -1,6 +1,6 @@
-"""A stand-in for the `bruin` CLI, for tests (the real binary cannot be installed here).
+"""A stand-in for the `bruin` CLI, for tests (bruin itself is not installed where they run).
 
-It loads the config file the way /work/shared/bruin/NOTES.md says bruin does, records what it was
+It loads the config file the way bruin's pkg/config (LoadFromFileOrEnv) does, records what it was
 given in $FAKE_BRUIN_RECORD (JSON) and exits with $FAKE_BRUIN_EXIT (default 0).
 
     bruin internal connections      print the connections JSON Schema ($FAKE_BRUIN_SCHEMA)
@@ -39,7 +39,7 @@ _RUN_FLAGS = {
     "--secrets-backend": "secrets_backend",
 }
 
-# Connection fields that bruin makes absolute against the config file's directory (NOTES.md).
+# Connection fields that bruin makes absolute against the config file's directory (pkg/config).
 # `always` means even an empty value is joined (duckdb's loop has no "if empty, skip").
 _RELATIVE_PATH_FIELDS: dict[str, tuple[tuple[str, ...], bool]] = {
     "duckdb": (("path",), True),
