@@ -28,7 +28,7 @@ from bruin_materialize.settings import Settings, parse_settings
 from bruin_materialize.transport import RetryPolicy, Transport, ssl_context
 from bruin_materialize.validate import ERROR, NOTE, WARNING, Connection, Options, Outcome, validate
 from bruin_materialize.vault import KV, RawSecret, detect_version
-from bruin_materialize.yamltext import parse
+from bruin_materialize.yamltext import load_file, parse
 
 
 class Console:
@@ -202,23 +202,13 @@ def _load_base(settings: Settings, console: Console) -> merge.Base | None:
 
 def _load_against(settings: Settings, base: merge.Base | None) -> Any:
     """The file `plan` compares with, parsed as bruin would see it: its relative paths resolved."""
-    from ruamel.yaml.error import MarkedYAMLError, YAMLError
-
     from bruin_materialize.paths import absolutize_document
 
     path = settings.against or (base.path if base is not None else None)
     if path is None:
         raise usage_error("plan needs a file to compare with: pass --against FILE or --base FILE (or keep a "
                           ".bruin.yml at the project root)")
-    try:
-        doc = parse(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise usage_error(f"cannot read {path}: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise usage_error(f"{path} is not UTF-8") from None
-    except YAMLError as exc:  # its message quotes the document
-        mark = exc.problem_mark if isinstance(exc, MarkedYAMLError) else None
-        raise usage_error(f"{path} is not valid YAML" + (f" at line {mark.line + 1}" if mark else "")) from None
+    doc = load_file(path)
     absolutize_document(doc, path.parent)
     return doc
 

@@ -11,8 +11,6 @@ class ExitCode(enum.IntEnum):
     USAGE = 2  # a flag, a setting or a local file is wrong
     VAULT = 3  # Vault unreachable, sealed, refused login/permission, path empty or missing
     INVALID = 4  # secrets were read but would not make a valid bruin config
-    INTERRUPTED_INT = 130
-    INTERRUPTED_TERM = 143
 
 
 class MaterializeError(Exception):

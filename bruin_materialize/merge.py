@@ -19,6 +19,7 @@ from bruin_materialize.errors import usage_error
 from bruin_materialize.plan import show
 from bruin_materialize.render import Environments
 from bruin_materialize.validate import Connection
+from bruin_materialize.yamltext import load_file
 
 # Keys written plain; any other key is double-quoted, like the values (`yes:`, `1e3:`, `a: b:`).
 _PLAIN_KEY = re.compile(r"[a-z_][a-z0-9_]*")
@@ -58,20 +59,7 @@ def _yaml() -> Any:
 
 def load_base(path: Path) -> Base:
     """Read and check the base file. Errors are exit 2, naming the place, never quoting the text."""
-    from ruamel.yaml.error import MarkedYAMLError, YAMLError
-
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise usage_error(f"cannot read the base file {path}: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise usage_error(f"the base file {path} is not UTF-8") from None
-    try:
-        doc = _yaml().load(text)
-    except YAMLError as exc:  # its message quotes the document, which may hold credentials
-        mark = exc.problem_mark if isinstance(exc, MarkedYAMLError) else None
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise usage_error(f"the base file {path} is not valid YAML{where} (a duplicate key, perhaps)") from None
+    doc = load_file(path, "the base file", _yaml().load)
     return Base(path, *_checked(doc, path))
 
 

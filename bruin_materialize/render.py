@@ -7,7 +7,6 @@ back the same. Tests round-trip every value class through a YAML 1.2 parser (tes
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -44,14 +43,11 @@ def render_environments(environments: Environments, default_environment: str, so
         keep_trailing_newline=True,
     )
     env.filters["yaml"] = to_yaml
-    grouped = [(name, _by_type(connections)) for name, connections in environments]
+    # Connections come sorted by type, so by_type keeps the file's order.
+    grouped = [(name, list(by_type(connections).items())) for name, connections in environments]
     text: str = env.get_template(TEMPLATE).render(header=header(source), default_environment=default_environment,
                                                   environments=grouped)
     return text if text.endswith("\n") else text + "\n"
-
-
-def _by_type(connections: list[Connection]) -> list[tuple[str, list[dict[str, Any]]]]:
-    return [(t, [c.fields for c in group]) for t, group in itertools.groupby(connections, key=lambda c: c.type)]
 
 
 def expected_document(connections: list[Connection], environment: str) -> dict[str, Any]:

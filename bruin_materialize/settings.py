@@ -18,7 +18,6 @@ from typing import NamedTuple, NoReturn
 from bruin_materialize.errors import usage_error
 from bruin_materialize.paths import project_root as find_project_root
 
-COMMANDS = ("render", "check", "exec", "plan")
 BASE_NAME = ".bruin.yml"  # the file bruin reads at a project's root
 PREFER = ("vault", "base")
 
@@ -78,7 +77,6 @@ class Settings(NamedTuple):
     schema_file: Path | None
     strict: bool
     expand_env: bool
-    environment: str  # the bruin environment the connections go into
     output: Path | None  # render
     runtime_dir: Path | None  # exec: where the private directory is made
     allow_non_tmpfs: bool
@@ -97,6 +95,11 @@ class Settings(NamedTuple):
     prefer: str | None = None  # "vault" or "base": who wins a connection both have; None: an error
     project_root: Path = Path(".")  # where relative paths in connections are resolved
     against: Path | None = None  # plan: the file compared with
+
+    @property
+    def environment(self) -> str:
+        """The environment bruin will select when the file does not say otherwise."""
+        return self.selected_environment or "default"
 
 
 # One row per setting: flag, environment variable, help. Flags win over the environment.
@@ -338,7 +341,6 @@ def _resolve(ns: argparse.Namespace, bruin_args: list[str], environ: Mapping[str
         schema_file=Path(schema) if schema else None,
         strict=flag_on("--strict", "BRUIN_MATERIALIZE_STRICT"),
         expand_env=flag_on("--expand-env", "BRUIN_MATERIALIZE_EXPAND_ENV"),
-        environment=_environment(ns, bruin_args),
         output=Path(output) if output else None,
         runtime_dir=Path(runtime_dir) if runtime_dir else _default_runtime_dir(environ),
         allow_repo=flag_on("--allow-repo", "BRUIN_MATERIALIZE_ALLOW_REPO"),
@@ -415,11 +417,6 @@ def _cache_dir(environ: Mapping[str, str]) -> Path | None:
 def _default_runtime_dir(environ: Mapping[str, str]) -> Path:
     xdg = environ.get("XDG_RUNTIME_DIR")
     return Path(xdg) if xdg else Path("/dev/shm")
-
-
-def _environment(ns: argparse.Namespace, bruin_args: Sequence[str]) -> str:
-    """The environment bruin will select: its own --environment/-e/--env flag decides for exec."""
-    return _selected_environment(ns, bruin_args) or "default"
 
 
 def _selected_environment(ns: argparse.Namespace, bruin_args: Sequence[str]) -> str | None:

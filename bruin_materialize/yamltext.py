@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 _UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029\ufeff\ufffe\uffff]")
@@ -29,3 +31,24 @@ def parse(text: str) -> Any:
     from ruamel.yaml import YAML
 
     return YAML(typ="safe").load(text)
+
+
+def load_file(path: Path, what: str = "", load: Callable[[str], Any] = parse) -> Any:
+    """A YAML file the user named, read with `load`; errors are exit 2 and name the line, never
+    quote it: the file may hold credentials, and YAML errors quote the document. `what` names the
+    file's role in messages ("the base file")."""
+    from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+    from bruin_materialize.errors import usage_error
+
+    what = f"{what} " if what else ""
+    try:
+        return load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise usage_error(f"cannot read {what}{path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise usage_error(f"{what}{path} is not UTF-8") from None
+    except YAMLError as exc:
+        mark = exc.problem_mark if isinstance(exc, MarkedYAMLError) else None
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise usage_error(f"{what}{path} is not valid YAML{where} (a duplicate key, perhaps)") from None
