@@ -10,9 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import hvac
+import hvac.exceptions
+
 from bruin_materialize.errors import MaterializeError, usage_error, vault_error
 from bruin_materialize.settings import Auth
-from bruin_materialize.transport import Transport, dig
+from bruin_materialize.vault import call, dig, status, unexpected
 
 _LABELS = {"kubernetes": "kubernetes", "approle": "AppRole", "jwt": "JWT"}
 _CHECK = {
@@ -41,36 +44,43 @@ def read_credentials(auth: Auth) -> Credentials:
     return Credentials(auth, _read_secret_file(auth.token_file, source))
 
 
-def obtain_token(transport: Transport, creds: Credentials) -> str:
+def obtain_token(client: hvac.Client, creds: Credentials) -> str:
     """The token to read secrets with; logs in when the settings say so."""
     auth = creds.auth
     if not auth.logs_in:
         return creds.secret
-    payload: dict[str, Any]
-    if auth.method == "approle":
-        payload = {"role_id": auth.role, "secret_id": creds.secret}
-    else:
-        payload = {"role": auth.role, "jwt": creds.secret}
     what = describe(auth)
-    resp = transport.request("POST", f"auth/{auth.mount}/login", payload, what=what)
-    token = dig(resp.body, "auth", "client_token")
-    if resp.status == 200 and isinstance(token, str) and token:
+    try:
+        answer = call(what, lambda: _login(client, auth, creds.secret))
+    except hvac.exceptions.VaultError as exc:
+        code = status(exc)
+        if code in (400, 401, 403):
+            raise vault_error(f"{what} was refused (HTTP {code}); {_CHECK[auth.method]}") from None
+        if code in (404, 405):
+            raise vault_error(f"{what}: no such auth method (HTTP {code}); check the mount "
+                              f"({_mount_setting(auth)})") from None
+        raise unexpected(what, exc) from None
+    token = dig(answer, "auth", "client_token")
+    if isinstance(token, str) and token:
         return token
-    if resp.status in (400, 401, 403):
-        raise vault_error(f"{what} was refused (HTTP {resp.status}); {_CHECK[auth.method]}")
-    if resp.status in (404, 405):
-        raise vault_error(f"{what}: no such auth method (HTTP {resp.status}); check the mount "
-                          f"({_mount_setting(auth)})")
-    raise vault_error(f"{what}: unexpected answer (HTTP {resp.status})")
+    raise vault_error(f"{what}: the answer holds no token")
 
 
-def revoke(transport: Transport) -> bool:
+def _login(client: hvac.Client, auth: Auth, secret: str) -> Any:
+    if auth.method == "kubernetes":
+        return client.auth.kubernetes.login(auth.role, secret, use_token=False, mount_point=auth.mount)
+    if auth.method == "approle":
+        return client.auth.approle.login(auth.role, secret, use_token=False, mount_point=auth.mount)
+    return client.auth.jwt.jwt_login(auth.role, secret, use_token=False, path=auth.mount)
+
+
+def revoke(client: hvac.Client) -> bool:
     """Revoke the token we logged in for; False when Vault did not confirm it."""
     try:
-        resp = transport.request("POST", "auth/token/revoke-self", {}, what="revoking the login token")
-    except MaterializeError:  # a warning for the caller: the token still expires at its TTL
+        call("revoking the login token", client.auth.token.revoke_self)
+    except (MaterializeError, hvac.exceptions.VaultError):  # a warning for the caller: it expires at its TTL
         return False
-    return resp.status in (200, 204)
+    return True
 
 
 def describe(auth: Auth) -> str:

@@ -17,18 +17,19 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple, NoReturn
+from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
 
-from bruin_materialize import auth, handover, merge, transport
+from bruin_materialize import handover, merge
 from bruin_materialize.errors import ExitCode, MaterializeError, usage_error
 from bruin_materialize.plan import identical as identical  # the comparison `check` and the tests use
 from bruin_materialize.plan import show
 from bruin_materialize.schema import Schema, load_schema_file, schema_from_bruin
 from bruin_materialize.settings import Settings, parse_settings
-from bruin_materialize.transport import RetryPolicy, Transport, ssl_context
 from bruin_materialize.validate import ERROR, NOTE, WARNING, Connection, Options, Outcome, validate
-from bruin_materialize.vault import KV, RawSecret, detect_version
 from bruin_materialize.yamltext import load_file, parse
+
+if TYPE_CHECKING:
+    from bruin_materialize.vault import KV, RawSecret
 
 
 class Console:
@@ -62,7 +63,9 @@ class Interrupted(BaseException):
 
 
 def _on_signal(signum: int, _frame: object) -> None:
-    transport.abort_all()  # wake the reader threads, stop retrying
+    adapter = sys.modules.get("bruin_materialize.adapter")  # loaded once Vault is being talked to
+    if adapter is not None:
+        adapter.abort_all()  # wake the reader threads, stop retrying
     raise Interrupted(signum)
 
 
@@ -365,16 +368,22 @@ def _schema(settings: Settings, bruin: str | None, bruin_env: dict[str, str], co
 
 def _read_secrets(settings: Settings, sources: list[tuple[str, str]],
                   console: Console) -> tuple[list[list[RawSecret]], str]:
-    """Every source's secrets, in order, over one Vault connection and one login."""
+    """Every source's secrets, in order, over one Vault session and one login."""
+    from bruin_materialize import auth
+    from bruin_materialize.vault import KV, detect_version, open_client, wait_until_reachable
+
     creds = auth.read_credentials(settings.auth)  # a missing credential file is exit 2, before the network
-    client = _transport(settings, console)
+    if settings.tls.skip_verify and settings.address.scheme == "https":
+        console.warning("TLS verification is disabled (VAULT_SKIP_VERIFY): anyone on the network path could "
+                        "read these secrets")
+    client = open_client(settings)
     started = time.monotonic()
-    logged_in = False
+    token: str | None = None
     try:
         if settings.wait > 0:
-            client.wait_until_reachable(settings.wait, console.info)
-        client.set_token(auth.obtain_token(client, creds))
-        logged_in = settings.auth.logs_in
+            wait_until_reachable(client, settings.wait, console.info)
+        client.token = auth.obtain_token(client, creds)
+        token = client.token if settings.auth.logs_in else None
         version = settings.kv_version or detect_version(client, settings.mount, sources[0][1])
         kv = KV(client, settings.mount, version)
         by_path: dict[str, list[RawSecret]] = {}
@@ -382,13 +391,27 @@ def _read_secrets(settings: Settings, sources: list[tuple[str, str]],
             if path not in by_path:  # two environments may share a path
                 by_path[path] = _read_path(settings, kv, path, console)
     finally:
-        if logged_in and not client.cancel.is_set() and not auth.revoke(client):
+        client.adapter.close()
+        if token is not None and not _revoke(settings, token):
             console.warning("could not revoke the login token; it stays valid until its TTL ends")
-        client.close()
     shown = ", ".join(f"{settings.mount}/{path}" for path in by_path)
     console.debug(f"read {sum(map(len, by_path.values()))} secrets from {shown} (KV v{version}) in "
                   f"{time.monotonic() - started:.2f}s")
     return [by_path[path] for _, path in sources], f"{shown} (KV v{version})"
+
+
+def _revoke(settings: Settings, token: str) -> bool:
+    """Revoke our login token on a session of its own: the reading one may have been aborted by a signal."""
+    from bruin_materialize import auth
+    from bruin_materialize.adapter import RetryPolicy
+    from bruin_materialize.vault import open_client
+
+    policy = RetryPolicy(min(settings.timeout, 5.0), 1, settings.retry_wait_min, settings.retry_wait_max)
+    client = open_client(settings, policy=policy, token=token)
+    try:
+        return auth.revoke(client)
+    finally:
+        client.adapter.close()
 
 
 def _read_path(settings: Settings, kv: KV, path: str, console: Console) -> list[RawSecret]:
@@ -397,18 +420,6 @@ def _read_path(settings: Settings, kv: KV, path: str, console: Console) -> list[
         console.warning(f"{settings.mount}/{path}/{folder}: subfolder not read; pass --recursive to "
                         "read its secrets as connections named FOLDER/NAME")
     return kv.read_all(path, listing.names, concurrency=settings.concurrency)
-
-
-def _transport(settings: Settings, console: Console) -> Transport:
-    context = None
-    if settings.address.scheme == "https":
-        context = ssl_context(settings.tls)
-        if settings.tls.skip_verify:
-            console.warning("TLS verification is disabled (VAULT_SKIP_VERIFY): anyone on the network path could "
-                            "read these secrets")
-    headers = {"X-Vault-Namespace": settings.namespace} if settings.namespace else {}
-    policy = RetryPolicy(settings.timeout, settings.max_retries, settings.retry_wait_min, settings.retry_wait_max)
-    return Transport(settings.address, policy, ssl_context=context, headers=headers)
 
 
 def _report(outcome: Outcome, console: Console) -> None:

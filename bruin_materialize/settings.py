@@ -30,7 +30,8 @@ class VaultAddress(NamedTuple):
     def display(self) -> str:
         if self.scheme == "unix":
             return f"unix://{self.host}"
-        return f"{self.scheme}://{self.host}:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host  # an IPv6 address
+        return f"{self.scheme}://{host}:{self.port}"
 
 
 class Auth(NamedTuple):
@@ -66,6 +67,7 @@ class Settings(NamedTuple):
     auth: Auth
     namespace: str | None
     tls: TLS
+    proxy: str | None  # the HTTP proxy to reach Vault through, or None
     timeout: float
     max_retries: int
     retry_wait_min: float
@@ -124,6 +126,8 @@ _VAULT_OPTIONS: tuple[tuple[str, str, str], ...] = (
     ("--ca-path", "BRUIN_VAULT_CAPATH", "directory of CA certificates [fallback VAULT_CAPATH]"),
     ("--client-cert", "BRUIN_VAULT_CLIENT_CERT", "TLS client certificate [fallback VAULT_CLIENT_CERT]"),
     ("--client-key", "BRUIN_VAULT_CLIENT_KEY", "TLS client key [fallback VAULT_CLIENT_KEY]"),
+    ("--proxy", "BRUIN_VAULT_PROXY_ADDR", "HTTP proxy to reach Vault through [fallback VAULT_PROXY_ADDR; "
+     "else HTTPS_PROXY/HTTP_PROXY and NO_PROXY]"),
     ("--timeout", "BRUIN_VAULT_TIMEOUT", "budget per Vault operation, retries included (default 30s)"),
     ("--max-retries", "BRUIN_VAULT_MAX_RETRIES", "retries per operation, 0 disables (default 3)"),
     ("--retry-wait-min", "BRUIN_VAULT_RETRY_WAIT_MIN", "first backoff wait (default 200ms)"),
@@ -152,15 +156,12 @@ _FILE_OPTIONS: tuple[tuple[str, str, str], ...] = (
     ("--project-root", "BRUIN_MATERIALIZE_PROJECT_ROOT", "relative paths in connections are resolved here "
      "(default: the git root of the current directory, else the current directory)"),
 )
-# The standard Vault variables, used when the BRUIN_* one is not set.
+# The Vault CLI's variables, then OpenBao's, used when the BRUIN_* one is not set.
 _FALLBACKS = {
-    "BRUIN_VAULT_HOST": "VAULT_ADDR",
-    "BRUIN_VAULT_NAMESPACE": "VAULT_NAMESPACE",
-    "BRUIN_VAULT_CACERT": "VAULT_CACERT",
-    "BRUIN_VAULT_CAPATH": "VAULT_CAPATH",
-    "BRUIN_VAULT_CLIENT_CERT": "VAULT_CLIENT_CERT",
-    "BRUIN_VAULT_CLIENT_KEY": "VAULT_CLIENT_KEY",
-    "BRUIN_VAULT_SKIP_VERIFY": "VAULT_SKIP_VERIFY",
+    f"BRUIN_VAULT_{name}": (f"VAULT_{cli}", f"BAO_{cli}")
+    for name, cli in (("HOST", "ADDR"), ("NAMESPACE", "NAMESPACE"), ("CACERT", "CACERT"), ("CAPATH", "CAPATH"),
+                      ("CLIENT_CERT", "CLIENT_CERT"), ("CLIENT_KEY", "CLIENT_KEY"),
+                      ("SKIP_VERIFY", "SKIP_VERIFY"), ("PROXY_ADDR", "PROXY_ADDR"))
 }
 K8S_TOKEN_PATH = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 _DEFAULTS = {
@@ -278,8 +279,8 @@ def _lookup(ns: argparse.Namespace, flag: str, env: str, environ: Mapping[str, s
     value = getattr(ns, _dest(flag), None)
     if value is not None:
         return str(value), flag
-    for name in (env, _FALLBACKS.get(env)):
-        if name and environ.get(name):
+    for name in (env, *_FALLBACKS.get(env, ())):
+        if environ.get(name):
             return environ[name], name
     return _DEFAULTS.get(env), env
 
@@ -291,8 +292,8 @@ def _resolve(ns: argparse.Namespace, bruin_args: list[str], environ: Mapping[str
     def flag_on(flag: str, env: str) -> bool:
         if getattr(ns, _dest(flag)):
             return True
-        for name in (env, _FALLBACKS.get(env)):
-            if name and environ.get(name):
+        for name in (env, *_FALLBACKS.get(env, ())):
+            if environ.get(name):
                 return parse_bool(environ[name], name)
         return False
 
@@ -330,6 +331,7 @@ def _resolve(ns: argparse.Namespace, bruin_args: list[str], environ: Mapping[str
             client_key=get("--client-key", "BRUIN_VAULT_CLIENT_KEY")[0],
             skip_verify=flag_on("--tls-skip-verify", "BRUIN_VAULT_SKIP_VERIFY"),
         ),
+        proxy=_proxy(address, *get("--proxy", "BRUIN_VAULT_PROXY_ADDR"), environ),
         timeout=timeout,
         max_retries=parse_int(*get("--max-retries", "BRUIN_VAULT_MAX_RETRIES"), minimum=0),
         retry_wait_min=retry_min,
@@ -394,8 +396,9 @@ def _auth(get: _Getter, environ: Mapping[str, str]) -> Auth:
             raise usage_error(f"{source} needs BRUIN_VAULT_JWT_FILE, the file holding the JWT")
         mount = _required_path(*get("--jwt-mount", "BRUIN_VAULT_JWT_MOUNT"))
         return Auth("jwt", source, token_file=Path(jwt_file), mount=mount, role=jwt_role)
-    if environ.get("VAULT_TOKEN"):
-        return Auth("token", "VAULT_TOKEN", token=environ["VAULT_TOKEN"])
+    for name in ("VAULT_TOKEN", "BAO_TOKEN"):
+        if environ.get(name):
+            return Auth("token", name, token=environ[name])
     home_token = Path(environ["HOME"]) / ".vault-token" if environ.get("HOME") else None
     if home_token is not None and home_token.is_file():
         return Auth("token", "~/.vault-token", token_file=home_token)
@@ -525,6 +528,67 @@ def parse_address(value: str | None, source: str) -> VaultAddress:
         raise usage_error(f"{source} must not have a path; give the server address only")
     default_port = 443 if url.scheme == "https" else 80
     return VaultAddress(url.scheme, url.hostname, port or default_port)
+
+
+def _proxy(address: VaultAddress, value: str | None, source: str, environ: Mapping[str, str]) -> str | None:
+    """The proxy for Vault's address, chosen as the Vault CLI (Go's ProxyFromEnvironment) chooses it.
+
+    VAULT_PROXY_ADDR (or ours) is used for every request; otherwise HTTPS_PROXY or HTTP_PROXY by the
+    address's scheme, unless NO_PROXY matches the host. Loopback hosts and unix sockets are never proxied.
+    """
+    if address.scheme == "unix":
+        return None
+    if not value:
+        variable = "HTTPS_PROXY" if address.scheme == "https" else "HTTP_PROXY"
+        value, source = _either_case(variable, environ)
+        if not value or _bypasses_proxy(address, _either_case("NO_PROXY", environ)[0] or ""):
+            return None
+    url = value if "://" in value else "http://" + value
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018  (raises ValueError on a malformed port)
+    except ValueError:
+        raise usage_error(f"{source} is not a valid proxy URL") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise usage_error(f"{source} must be an http:// or https:// proxy URL")
+    return url
+
+
+def _either_case(name: str, environ: Mapping[str, str]) -> tuple[str | None, str]:
+    for variable in (name, name.lower()):
+        if environ.get(variable):
+            return environ[variable], variable
+    return None, name
+
+
+def _bypasses_proxy(address: VaultAddress, no_proxy: str) -> bool:
+    """NO_PROXY as Go reads it: `*`, IP addresses, CIDR ranges, and domains (with their subdomains)."""
+    import ipaddress
+
+    host = address.host.lower().rstrip(".")
+    try:
+        ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None = ipaddress.ip_address(host)
+    except ValueError:
+        ip = None
+    if host == "localhost" or (ip is not None and ip.is_loopback):
+        return True
+    for entry in filter(None, (e.strip().lower() for e in no_proxy.split(","))):
+        if entry == "*":
+            return True
+        name, _, port = entry.rpartition(":") if entry.count(":") == 1 else (entry, "", "")
+        if port and port != str(address.port):
+            continue
+        if ip is not None and "/" in name:
+            try:
+                if ip in ipaddress.ip_network(name, strict=False):
+                    return True
+            except ValueError:
+                pass
+            continue
+        name = name.strip("[]").removeprefix("*")
+        if (host == name and not name.startswith(".")) or host.endswith("." + name.lstrip(".")):
+            return True
+    return False
 
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")

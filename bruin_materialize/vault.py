@@ -1,16 +1,27 @@
-"""KV engine access: find its version, list the connection secrets under a path, read them all.
+"""KV engine access through hvac: the session, the engine's version, the listing, every secret read.
 
-One LIST per folder and one GET per secret, the GETs on a bounded thread pool.
+One LIST per folder and one GET per secret, the GETs on a bounded thread pool. Every call goes
+through hvac's API (`client.secrets.kv.v1/v2`, `client.sys`), sent by adapter.VaultAdapter; each is
+wrapped by `call`, which turns hvac's and the transport's exceptions (whose texts carry URLs and
+answer bodies) into one line naming the operation.
 """
 
 from __future__ import annotations
 
+import ssl
 import threading
+import time
+import urllib.parse
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
-from bruin_materialize.errors import vault_error
-from bruin_materialize.transport import Response, Transport, dig, quote_path
+import hvac
+import hvac.exceptions
+
+from bruin_materialize.adapter import RetryPolicy, Transport, TransportError, VaultAdapter
+from bruin_materialize.errors import MaterializeError, usage_error, vault_error
+from bruin_materialize.settings import TLS, Settings
 
 
 class RawSecret(NamedTuple):
@@ -24,16 +35,125 @@ class Listing(NamedTuple):
     skipped_folders: list[str]  # subfolders not read (without --recursive)
 
 
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+# --- the session ------------------------------------------------------------------------------------
+
+
+def open_client(settings: Settings, *, policy: RetryPolicy | None = None, token: str = "") -> hvac.Client:
+    """An hvac client for the settings' Vault: every argument given, so hvac reads no environment."""
+    transport = Transport(
+        settings.address,
+        policy or RetryPolicy(settings.timeout, settings.max_retries, settings.retry_wait_min, settings.retry_wait_max),
+        tls=ssl_context(settings.tls) if settings.address.scheme == "https" else None,
+        proxy=settings.proxy,
+        connections=settings.concurrency,
+    )
+    url = "http://localhost" if settings.address.scheme == "unix" else settings.address.display()
+    return hvac.Client(url=url, token=token, verify=True, cert=None, namespace=settings.namespace or None,
+                       adapter=VaultAdapter, transport=transport)
+
+
+def transport_of(client: hvac.Client) -> Transport:
+    adapter = client.adapter
+    assert isinstance(adapter, VaultAdapter)
+    return adapter.transport
+
+
+def ssl_context(tls: TLS) -> ssl.SSLContext:
+    """The system store, or the CAs the settings name; a client certificate when given.
+
+    VAULT_CAPATH is read as Vault's own clients read it: every file in the directory, whatever its
+    name (OpenSSL's capath would only find files named by subject hash).
+    """
+    try:
+        context = ssl.create_default_context(cafile=tls.ca_cert)
+        if tls.ca_path:
+            for entry in sorted(Path(tls.ca_path).iterdir()):
+                if entry.is_file():
+                    context.load_verify_locations(cafile=str(entry))
+        if tls.client_cert:
+            context.load_cert_chain(tls.client_cert, tls.client_key)
+    except (OSError, ssl.SSLError) as exc:
+        which = ("the client certificate or key (VAULT_CLIENT_CERT/KEY)" if tls.client_cert and not
+                 isinstance(exc, FileNotFoundError) else "the CA certificates (VAULT_CACERT/CAPATH)")
+        raise usage_error(f"cannot load {which}: {getattr(exc, 'strerror', None) or exc.__class__.__name__}") from None
+    if tls.skip_verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def call(what: str, operation: Callable[[], T]) -> T:
+    """Run one hvac call; a failure to get an answer at all becomes one line naming `what`.
+
+    hvac's status exceptions pass through for the caller to explain (403 on a LIST means something
+    else than 403 on a login); their texts (URLs, Vault's error strings) are never printed.
+    """
+    try:
+        return operation()
+    except TransportError as exc:
+        raise vault_error(f"{what}: {exc}") from None
+
+
+def status(exc: BaseException) -> int | None:
+    """The HTTP status behind one of hvac's exceptions; None when hvac does not say."""
+    code = getattr(exc, "status_code", None)  # set by VaultAdapter
+    return code if isinstance(code, int) else None
+
+
+def unexpected(what: str, exc: hvac.exceptions.VaultError) -> MaterializeError:
+    code = status(exc)
+    hints = {
+        400: "Vault rejected the request",
+        401: "the token is missing or invalid",
+        403: "permission denied; check the token and its policy",
+        404: "not found",
+    }
+    shown = f"HTTP {code}" if code else "an unexpected answer"
+    return vault_error(f"{what}: {shown}: {hints.get(code or 0, 'unexpected answer')}")
+
+
+def wait_until_reachable(client: hvac.Client, budget: float, progress: Callable[[str], None],
+                         every: float = 5.0) -> None:
+    """For init-containers started before Vault's agent or the mesh: poll until Vault answers."""
+    transport = transport_of(client)
+    policy = transport.policy
+    started = time.monotonic()
+    deadline, next_note = started + budget, started  # the first failure says it is waiting
+    try:
+        while True:
+            transport.policy = policy._replace(timeout=max(0.1, min(2.0, deadline - time.monotonic())),
+                                               max_retries=0)
+            try:
+                # Any HTTP answer means reachable; sealed or standby shows in the real requests.
+                client.sys.read_health_status(method="GET", standby_ok=True, sealed_code=200, uninit_code=200)
+                return
+            except TransportError as exc:
+                now = time.monotonic()
+                if now >= deadline:
+                    raise vault_error(f"Vault is still unreachable after waiting {budget:g}s "
+                                      f"(BRUIN_VAULT_WAIT): {exc}") from None
+                if now >= next_note:
+                    progress(f"waiting for Vault at {transport.address.display()} ({now - started:.0f}s of "
+                             f"{budget:g}s): {exc}")
+                    next_note = now + every
+                if transport.cancel.wait(min(0.5, max(0.0, deadline - now))):
+                    raise vault_error("interrupted while waiting for Vault") from None
+    finally:
+        transport.policy = policy
+
+
+# --- the KV engine ------------------------------------------------------------------------------------
+
+
 class KV:
-    def __init__(self, transport: Transport, mount: str, version: int) -> None:
-        self.transport = transport
+    def __init__(self, client: hvac.Client, mount: str, version: int) -> None:
+        self.client = client
         self.mount = mount
         self.version = version
-
-    def _api(self, kind: str, *segments: str) -> str:
-        if self.version == 2:
-            return quote_path(self.mount, kind, *segments)
-        return quote_path(self.mount, *segments)
 
     def list_secrets(self, path: str, *, recursive: bool) -> Listing:
         """Every secret under `path`; folders are read only with `recursive`."""
@@ -53,45 +173,56 @@ class KV:
 
     def _list_keys(self, path: str, folder: str, *, top: bool) -> list[str]:
         shown = "/".join(p for p in (self.mount, path, folder.rstrip("/")) if p)
-        api = self._api("metadata", path, folder)
-        resp = self.transport.request("GET", api + "?list=true", what=f"listing {shown}")
-        if resp.status == 404:
+        what = f"listing {shown}"
+        try:
+            body = call(what, lambda: self._engine().list_secrets(path=_join(path, folder), mount_point=self.mount))
+        except hvac.exceptions.InvalidPath:
             if top:
-                raise vault_error(f"no secrets at {shown} (KV v{self.version}): the path is empty or does not exist")
+                raise vault_error(f"no secrets at {shown} (KV v{self.version}): the path is empty or does not "
+                                  "exist") from None
             return []
-        if resp.status == 403:
+        except hvac.exceptions.Forbidden:
             listed = "/".join(p for p in (path, folder.rstrip("/")) if p)
-            raise vault_error(f"permission denied listing {shown}: the token's policy needs the `list` "
-                              f"capability on {_policy_path(self.mount, self.version, 'metadata', listed)}")
-        _expect_ok(resp, f"listing {shown}")
-        keys = dig(resp.body, "data", "keys")
+            raise vault_error(f"permission denied listing {shown}: the token's policy needs the `list` capability "
+                              f"on {_policy_path(self.mount, self.version, 'metadata', listed)}") from None
+        except hvac.exceptions.VaultError as exc:
+            raise unexpected(what, exc) from None
+        keys = dig(body, "data", "keys")
         if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
-            raise vault_error(f"listing {shown}: the answer has no list of keys; is {self.mount} a KV engine?")
+            raise vault_error(f"{what}: the answer has no list of keys; is {self.mount} a KV engine?")
         return keys
 
-    def read(self, path: str, name: str, *, prefix: str | None = None) -> RawSecret:
+    def read(self, path: str, name: str) -> RawSecret:
         location = "/".join(p for p in (self.mount, path, name) if p)
-        api = (prefix or self._api("data", path) + "/") + quote_path(name)
-        resp = self.transport.request("GET", api, what=f"reading {location}")
-        if resp.status == 403:
+        what = f"reading {location}"
+        try:
+            body = call(what, lambda: self._read(_join(path, name)))
+        except hvac.exceptions.Forbidden:
             raise vault_error(f"permission denied reading {location}: the token's policy needs the `read` "
-                              f"capability on {_policy_path(self.mount, self.version, 'data', path)}/*")
-        if self.version == 2 and _is_deleted_version(resp):
+                              f"capability on {_policy_path(self.mount, self.version, 'data', path)}/*") from None
+        except hvac.exceptions.InvalidPath as exc:
+            if self.version == 2 and _is_deleted_version(exc.json):
+                return RawSecret(name, location, None)
+            raise vault_error(f"{what}: not found, though it was listed; was it removed meanwhile?") from None
+        except hvac.exceptions.VaultError as exc:
+            raise unexpected(what, exc) from None
+        if self.version == 2 and _is_deleted_version(body):
             return RawSecret(name, location, None)
-        if resp.status == 404:
-            raise vault_error(f"reading {location}: not found, though it was listed; was it removed meanwhile?")
-        _expect_ok(resp, f"reading {location}")
-        data = dig(resp.body, "data", "data") if self.version == 2 else dig(resp.body, "data")
-        return RawSecret(name, location, data)
+        return RawSecret(name, location, dig(body, "data", "data") if self.version == 2 else dig(body, "data"))
+
+    def _engine(self) -> Any:
+        return self.client.secrets.kv.v2 if self.version == 2 else self.client.secrets.kv.v1
+
+    def _read(self, secret_path: str) -> Any:
+        if self.version == 2:
+            # A deleted or destroyed current version is an error to hvac; to us, a skipped connection.
+            return self.client.secrets.kv.v2.read_secret_version(path=secret_path, mount_point=self.mount,
+                                                                 raise_on_deleted_version=True)
+        return self.client.secrets.kv.v1.read_secret(path=secret_path, mount_point=self.mount)
 
     def read_all(self, path: str, names: list[str], *, concurrency: int) -> list[RawSecret]:
         """Read every secret, in order; the first Vault error stops the rest."""
-        prefix = self._api("data", path) + "/"  # quoted once, not per secret
-        return parallel(lambda name: self.read(path, name, prefix=prefix), names, concurrency)
-
-
-T = TypeVar("T")
-R = TypeVar("R")
+        return parallel(lambda name: self.read(path, name), names, concurrency)
 
 
 def parallel(work: Callable[[T], R], items: list[T], workers: int) -> list[R]:
@@ -128,23 +259,28 @@ def parallel(work: Callable[[T], R], items: list[T], workers: int) -> list[R]:
     return results  # type: ignore[return-value]  # every slot was filled: no error
 
 
-def detect_version(transport: Transport, mount: str, path: str) -> int:
+def detect_version(client: hvac.Client, mount: str, path: str) -> int:
     """The KV version of `mount`, asking as little as a least-privilege token may.
 
     `sys/internal/ui/mounts/MOUNT` answers any token with a capability under the mount (it is what
-    the Vault UI and CLI use); when it is refused, a LIST on the v2 metadata path decides.
+    the Vault UI and CLI use; hvac has no wrapper, so its adapter asks); when it is refused, a LIST on
+    the v2 metadata path decides, then one on the v1 path.
     """
-    resp = transport.request("GET", "sys/internal/ui/mounts/" + quote_path(mount), what=f"inspecting mount {mount}")
-    if resp.status == 200:
-        return _version_from_mount_info(resp.body, mount)
-    probe = transport.request("GET", quote_path(mount, "metadata", path) + "?list=true",
-                              what=f"inspecting mount {mount}")
-    if probe.status == 200:
-        return 2
-    plain = transport.request("GET", quote_path(mount, path) + "?list=true", what=f"inspecting mount {mount}")
-    if plain.status == 200:
-        return 1
-    if 403 in (resp.status, probe.status, plain.status) and 404 not in (probe.status, plain.status):
+    what = f"inspecting mount {mount}"
+    statuses: list[int | None] = []
+    probes: list[Callable[[], Any]] = [
+        lambda: client.adapter.get("/v1/sys/internal/ui/mounts/" + urllib.parse.quote(mount, safe="")),
+        lambda: client.secrets.kv.v2.list_secrets(path=path, mount_point=mount),
+        lambda: client.secrets.kv.v1.list_secrets(path=path, mount_point=mount),
+    ]
+    for index, probe in enumerate(probes):
+        try:
+            body = call(what, probe)
+        except hvac.exceptions.VaultError as exc:
+            statuses.append(status(exc))
+            continue
+        return _version_from_mount_info(body, mount) if index == 0 else (2 if index == 1 else 1)
+    if 403 in statuses and 404 not in statuses[1:]:
         raise vault_error(f"permission denied on mount {mount}: the token is invalid or its policy grants nothing "
                           f"under {mount}/{path}; check the token, or set BRUIN_MATERIALIZE_KV_VERSION")
     raise vault_error(f"no secrets at {mount}/{path}: the mount or path is empty or does not exist")
@@ -159,27 +295,22 @@ def _version_from_mount_info(body: Any, mount: str) -> int:
     return 2 if str(options.get("version", "1")) == "2" else 1
 
 
-def _is_deleted_version(resp: Response) -> bool:
-    """KV v2 answers a deleted or destroyed current version with 404 and its metadata."""
-    if resp.status not in (200, 404):
-        return False
-    meta = dig(resp.body, "data", "metadata")
-    return isinstance(meta, dict) and dig(resp.body, "data", "data") is None
+def _is_deleted_version(body: Any) -> bool:
+    """KV v2 answers a deleted or destroyed current version with its metadata and no data."""
+    return isinstance(dig(body, "data", "metadata"), dict) and dig(body, "data", "data") is None
 
 
-def _expect_ok(resp: Response, what: str) -> None:
-    if resp.status == 200:
-        return
-    hints = {
-        400: "Vault rejected the request",
-        401: "the token is missing or invalid",
-        404: "not found",
-        405: "method not allowed; is this path a KV engine?",
-    }
-    hint = hints.get(resp.status, "unexpected answer")
-    if resp.status == 403:
-        hint = "permission denied; check the token and its policy"
-    raise vault_error(f"{what}: HTTP {resp.status}: {hint}")
+def _join(*parts: str) -> str:
+    return "/".join(p.strip("/") for p in parts if p.strip("/"))
+
+
+def dig(body: Any, *keys: str) -> Any:
+    """body[k1][k2]... of a decoded answer, or None where the shape is not what Vault documents."""
+    for key in keys:
+        if not isinstance(body, dict):
+            return None
+        body = body.get(key)
+    return body
 
 
 def _policy_path(mount: str, version: int, kind: str, path: str) -> str:

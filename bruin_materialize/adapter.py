@@ -1,0 +1,506 @@
+"""hvac's HTTP side: an adapter that sends hvac's requests over urllib3 keep-alive pools.
+
+hvac's API (`client.secrets.kv`, `client.auth`, `client.sys`) builds every request and raises its
+exceptions; this adapter, handed to `hvac.Client`, sends them. hvac's default adapter goes through
+requests, which rebuilds each request and rescans the environment for proxies on every call: about
+1 ms of CPU per secret under the GIL (docs/performance.md). urllib3, the library requests itself
+sends with, does the HTTP, TLS, proxies and keep-alive here. This module adds what neither does:
+
+- bruin's retry rules (connection errors, 412, 429, 5xx but 501; exponential backoff with jitter;
+  `Retry-After`), inside one deadline per operation. urllib3's `Retry` has no overall deadline and
+  its waits cannot be cut short by a signal.
+- a deadline that also holds against a server trickling its answer: a socket timeout bounds each
+  read, not their sum, so a watchdog shuts the socket of a request still running at its deadline.
+- a GET that fails on a reused keep-alive connection before any answer is resent once on a fresh
+  one without spending a retry, as Go's HTTP client does.
+
+Nothing here puts a URL's query, a token, a request body or a response body into an exception text.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import http.client
+import json
+import random
+import socket
+import ssl
+import threading
+import time
+import urllib.parse
+from collections.abc import Mapping
+from typing import Any, NamedTuple, NoReturn
+
+import hvac.adapters
+import hvac.exceptions
+import hvac.utils
+import requests
+import urllib3
+import urllib3.connection
+import urllib3.exceptions
+from requests.structures import CaseInsensitiveDict
+
+from bruin_materialize import __version__
+from bruin_materialize.settings import VaultAddress
+
+USER_AGENT = f"bruin-materialize/{__version__}"
+MAX_ANSWER = 32 * 1024 * 1024  # Vault's own default max request size; a secrets answer is far smaller
+_RETRY_STATUSES = frozenset({412, 429}) | (frozenset(range(500, 600)) - {501})
+_IDEMPOTENT = frozenset({"GET", "HEAD"})
+
+
+class RetryPolicy(NamedTuple):
+    timeout: float  # one budget per operation, retries included
+    max_retries: int
+    wait_min: float
+    wait_max: float
+
+
+class TransportError(Exception):
+    """Vault could not be asked, or did not answer usably; the text is safe to print, never a body."""
+
+
+class _Transient(Exception):
+    """A failure worth retrying; its text is a safe description."""
+
+
+# --- the deadline watchdog ------------------------------------------------------------------------
+
+
+class _Watchdog:
+    """Shuts the socket of any request still running at its operation's deadline.
+
+    One daemon thread for all requests. Each request is armed with (deadline, connection) when it is
+    sent and disarmed when its body has been read; `abort` shuts every armed one at once (signals).
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._armed: dict[int, tuple[float, urllib3.connection.HTTPConnection]] = {}
+        self._thread: threading.Thread | None = None
+
+    def arm(self, deadline: float, conn: urllib3.connection.HTTPConnection) -> None:
+        with self._cond:
+            self._armed[threading.get_ident()] = (deadline, conn)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="vault-deadlines", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+
+    def disarm(self) -> None:
+        with self._cond:
+            self._armed.pop(threading.get_ident(), None)
+
+    def abort(self) -> None:
+        with self._cond:
+            conns = [conn for _, conn in self._armed.values()]
+        for conn in conns:
+            _shut(conn)
+
+    def _run(self) -> None:
+        with self._cond:
+            while True:
+                now = time.monotonic()
+                due = [key for key, (deadline, _) in self._armed.items() if deadline <= now]
+                for key in due:
+                    _shut(self._armed.pop(key)[1])
+                nxt = min((deadline for deadline, _ in self._armed.values()), default=None)
+                self._cond.wait(None if nxt is None else nxt - now)
+
+
+def _shut(conn: urllib3.connection.HTTPConnection) -> None:
+    sock = conn.sock
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)  # close() alone does not wake a thread blocked in recv
+        except OSError:
+            pass
+
+
+_WATCHDOG = _Watchdog()
+_current = threading.local()  # per thread: the operation's deadline, and whether its connection was reused
+
+
+class _Watched:
+    """Mixed into urllib3's connection classes: arms the watchdog and notes connection reuse."""
+
+    sock: socket.socket | None
+    sent = 0  # requests sent since this connection (re)connected
+
+    def connect(self) -> None:
+        self.sent = 0
+        super().connect()  # type: ignore[misc]
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        _current.reused = self.sock is not None and self.sent > 0
+        _WATCHDOG.arm(_current.deadline, self)  # type: ignore[arg-type]
+        super().request(*args, **kwargs)  # type: ignore[misc]
+        self.sent += 1
+
+
+class _HTTPConnection(_Watched, urllib3.connection.HTTPConnection):
+    pass
+
+
+class _HTTPSConnection(_Watched, urllib3.connection.HTTPSConnection):
+    pass
+
+
+class _UnixConnection(_Watched, urllib3.connection.HTTPConnection):
+    """HTTP over a unix socket (`unix:///path.sock`): urllib3's connection, another socket family."""
+
+    def __init__(self, *args: Any, socket_path: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.socket_path = socket_path
+
+    def connect(self) -> None:
+        self.sent = 0
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self.socket_path)
+        except BaseException:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+class _HTTPPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _HTTPConnection
+
+
+class _HTTPSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _HTTPSConnection
+
+
+class _UnixPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _UnixConnection
+
+
+# --- the transport ----------------------------------------------------------------------------------
+
+
+class Reply(NamedTuple):
+    status: int
+    body: bytes
+    headers: Any  # urllib3's HTTPHeaderDict (case-insensitive)
+
+
+_ACTIVE: set[Transport] = set()
+
+
+def abort_all() -> None:
+    """From a signal handler: stop retrying and wake every thread blocked on a socket."""
+    for transport in list(_ACTIVE):
+        transport.cancel.set()
+    _WATCHDOG.abort()
+
+
+class Transport:
+    """urllib3 pools to one Vault address (directly, through a proxy, or over a unix socket)."""
+
+    def __init__(self, address: VaultAddress, policy: RetryPolicy, *, tls: ssl.SSLContext | None = None,
+                 proxy: str | None = None, connections: int = 8) -> None:
+        self.address = address
+        self.policy = policy
+        self.proxy = proxy
+        self.cancel = threading.Event()
+        self._http = _pools(address, tls, proxy, connections)
+        self._base = "" if address.scheme == "unix" else address.display()
+        _ACTIVE.add(self)
+
+    def close(self) -> None:
+        self._http.clear() if isinstance(self._http, urllib3.PoolManager) else self._http.close()
+        _ACTIVE.discard(self)
+
+    def send(self, method: str, target: str, body: bytes | None, headers: dict[str, str]) -> Reply:
+        """One operation: retried by bruin's rules until it succeeds or its deadline passes."""
+        deadline = time.monotonic() + self.policy.timeout
+        attempt = 0
+        while True:
+            retry_after = None
+            try:
+                reply = self._attempt(method, target, body, headers, deadline)
+                if reply.status not in _RETRY_STATUSES:
+                    return reply
+                last = _status_text(reply.status)
+                retry_after = _retry_after(reply.headers.get("Retry-After"))
+            except _Transient as exc:
+                last = str(exc)
+            if attempt >= self.policy.max_retries or self.cancel.is_set():
+                break
+            wait = self._backoff(attempt, retry_after)
+            if time.monotonic() + wait >= deadline or self.cancel.wait(wait):
+                break
+            attempt += 1
+        raise TransportError(last + _retry_note(attempt))
+
+    def _attempt(self, method: str, target: str, body: bytes | None, headers: dict[str, str],
+                 deadline: float) -> Reply:
+        try:
+            return self._exchange(method, target, body, headers, deadline)
+        except _Transient:
+            if not (getattr(_current, "stale", False) and method in _IDEMPOTENT):
+                raise
+        # The server closed the idle keep-alive connection: nothing was processed, so send again on
+        # a fresh connection without spending a retry.
+        return self._exchange(method, target, body, headers, deadline)
+
+    def _exchange(self, method: str, target: str, body: bytes | None, headers: dict[str, str],
+                  deadline: float) -> Reply:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise self._timed_out()
+        _current.deadline, _current.reused, _current.stale = deadline, False, False
+        timeout = urllib3.Timeout(connect=remaining, read=remaining)
+        try:
+            try:
+                resp = self._http.urlopen(method, self._base + target, body=body, headers=headers, retries=False,
+                                          redirect=False, timeout=timeout, preload_content=False)
+            except _FAILURES as exc:
+                _current.stale = _current.reused and _is_stale(exc)  # nothing was answered yet
+                raise self._failure(exc, deadline) from None
+            try:
+                return Reply(resp.status, _read_bounded(resp), resp.headers)
+            except _FAILURES as exc:
+                raise self._failure(exc, deadline) from None
+            finally:
+                resp.release_conn()
+        finally:
+            _WATCHDOG.disarm()
+
+    def _failure(self, exc: BaseException, deadline: float) -> Exception:
+        """Our text for a failed exchange: TransportError when retrying cannot help, else _Transient."""
+        chain = _chain(exc)
+        shown = self._shown()
+        cert = _first(chain, ssl.SSLCertVerificationError)
+        if cert is not None:
+            reason = getattr(cert, "verify_message", None) or "host name mismatch"
+            return TransportError(f"TLS verification of {shown} failed ({reason}); check the CA (VAULT_CACERT or "
+                                  "VAULT_CAPATH) or the host name")
+        tls = _first(chain, ssl.SSLError)
+        if tls is not None and not isinstance(tls, (ssl.SSLEOFError, ssl.SSLZeroReturnError)):
+            reason = getattr(tls, "reason", None) or type(tls).__name__
+            return TransportError(f"TLS handshake with {shown} failed ({reason}); check the client certificate "
+                                  "(VAULT_CLIENT_CERT/KEY) and the server's TLS settings")
+        if time.monotonic() >= deadline or _first(chain, TimeoutError, socket.timeout) is not None:
+            return self._timed_out()
+        if self.proxy and _first(chain, urllib3.exceptions.ProxyError) is not None:
+            refused = _first(chain, ConnectionRefusedError) is not None
+            return _Transient(f"cannot reach Vault through the proxy {_without_password(self.proxy)} "
+                              f"({'connection refused' if refused else 'no connection or tunnel'}); check "
+                              "HTTPS_PROXY/HTTP_PROXY/NO_PROXY or VAULT_PROXY_ADDR")
+        return _Transient(_connection_text(chain, shown))
+
+    def _timed_out(self) -> _Transient:
+        return _Transient(f"timed out talking to {self._shown()} (no answer within {self.policy.timeout:g}s)")
+
+    def _shown(self) -> str:
+        return self.address.display()
+
+    def _backoff(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return retry_after  # as long as asked: send() gives up if that passes the deadline
+        ceiling = min(self.policy.wait_max, self.policy.wait_min * (2**attempt))
+        return random.uniform(ceiling / 2, ceiling)
+
+
+def _pools(address: VaultAddress, tls: ssl.SSLContext | None, proxy: str | None,
+           connections: int) -> urllib3.PoolManager | urllib3.HTTPConnectionPool:
+    """Keep-alive pools holding a connection per reading thread; a proxy only for TCP addresses."""
+    if address.scheme == "unix":
+        return _UnixPool("localhost", maxsize=connections, socket_path=address.host)
+    kwargs: dict[str, Any] = {"maxsize": connections, "headers": {"User-Agent": USER_AGENT}}
+    if tls is not None:
+        kwargs.update(ssl_context=tls, cert_reqs=tls.verify_mode, assert_hostname=None if tls.check_hostname else False)
+        if tls.verify_mode == ssl.CERT_NONE:
+            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)  # we print our own warning
+    if proxy:
+        manager: urllib3.PoolManager = urllib3.ProxyManager(proxy, proxy_headers=_proxy_headers(proxy), **kwargs)
+    else:
+        manager = urllib3.PoolManager(**kwargs)
+    manager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
+    return manager
+
+
+def _proxy_headers(proxy: str) -> dict[str, str] | None:
+    auth = urllib3.util.parse_url(proxy).auth
+    return urllib3.make_headers(proxy_basic_auth=urllib.parse.unquote(auth)) if auth else None
+
+
+def _without_password(url: str) -> str:
+    parts = urllib3.util.parse_url(url)
+    return parts._replace(auth=None).url if parts.auth else url
+
+
+_FAILURES = (urllib3.exceptions.HTTPError, OSError, http.client.HTTPException)
+
+
+def _read_bounded(resp: Any) -> bytes:
+    """The whole body, refusing one past MAX_ANSWER before holding it all in memory."""
+    length = resp.headers.get("Content-Length", "")
+    too_large = length.isdigit() and int(length) > MAX_ANSWER
+    data: bytes = b"" if too_large else resp.read(MAX_ANSWER + 1)
+    if too_large or len(data) > MAX_ANSWER:
+        resp.close()  # the rest stays unread: the connection cannot be reused
+        raise TransportError(f"the answer is larger than {MAX_ANSWER // 2**20} MiB; is this a Vault server?")
+    return data
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """The exception and everything it wraps: urllib3 nests the OS error in causes and in args."""
+    found: list[BaseException] = []
+    pending = [exc]
+    while pending:
+        current = pending.pop()
+        if any(current is seen for seen in found):
+            continue
+        found.append(current)
+        pending.extend(arg for arg in current.args if isinstance(arg, BaseException))
+        pending.extend(e for e in (current.__cause__, current.__context__) if e is not None)
+    return found
+
+
+def _first(chain: list[BaseException], *types: type[BaseException]) -> BaseException | None:
+    return next((e for e in chain if isinstance(e, types)), None)
+
+
+def _is_stale(exc: BaseException) -> bool:
+    """The connection died before any answer: a server or balancer closed it while it was idle."""
+    chain = _chain(exc)
+    died = _first(chain, http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
+    return died is not None and _first(chain, http.client.IncompleteRead, urllib3.exceptions.IncompleteRead) is None
+
+
+def _connection_text(chain: list[BaseException], shown: str) -> str:
+    if _first(chain, ConnectionRefusedError) is not None:
+        return f"connection refused by {shown}; is Vault running and BRUIN_VAULT_HOST right?"
+    if _first(chain, socket.gaierror, urllib3.exceptions.NameResolutionError) is not None:
+        return f"cannot resolve {urllib3.util.parse_url(shown).host}; check BRUIN_VAULT_HOST"
+    if _first(chain, FileNotFoundError) is not None:
+        return f"no socket at {shown.removeprefix('unix://')}; check BRUIN_VAULT_HOST"
+    if _first(chain, http.client.IncompleteRead, urllib3.exceptions.IncompleteRead) is not None:
+        return f"the answer from {shown} was cut short"
+    tls = _first(chain, ssl.SSLError)
+    if tls is not None:
+        return f"TLS error with {shown} ({getattr(tls, 'reason', None) or type(tls).__name__})"
+    root = chain[-1] if chain else None
+    return f"connection to {shown} failed ({type(root).__name__})"
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _status_text(status: int) -> str:
+    if status == 503:
+        return "HTTP 503: Vault is sealed, in standby or unavailable"
+    if status == 429:
+        return "HTTP 429: rate limited"
+    return f"HTTP {status}"
+
+
+def _retry_note(retries: int) -> str:
+    return f" (after {retries} retr{'y' if retries == 1 else 'ies'})" if retries else ""
+
+
+# --- the hvac adapter --------------------------------------------------------------------------------
+
+
+class VaultAdapter(hvac.adapters.JSONAdapter):
+    """hvac's JSONAdapter, sending through a Transport instead of a requests session.
+
+    As JSONAdapter: a 200 answer is returned as its decoded JSON, another success as a response,
+    an error raised as hvac's exception for its status (`hvac.exceptions.Forbidden`, ...). hvac's
+    `verify`, `cert`, `proxies` and `timeout` are not used: the Transport was built from the
+    settings (hvac would otherwise fill them from VAULT_* variables it read at import).
+    """
+
+    def __init__(self, *, transport: Transport, **hvac_kwargs: Any) -> None:
+        super().__init__(strict_http=True, **hvac_kwargs)  # LIST as GET ?list=true: proxies know GET
+        self.transport = transport
+
+    def close(self) -> None:
+        self.transport.close()
+        super().close()
+
+    def request(self, method: str, url: str, headers: Mapping[str, str] | None = None, raise_exception: bool = True,
+                **kwargs: Any) -> Any:
+        method = method.upper()
+        if method == "LIST":
+            method, kwargs["params"] = "GET", {**(kwargs.get("params") or {}), "list": "true"}
+        target = _target(url, kwargs.get("params"))
+        body = None if kwargs.get("json") is None else json.dumps(kwargs["json"]).encode()
+        reply = self.transport.send(method, target, body, self._headers(headers, body is not None))
+        if reply.status == 200:
+            return _decode(reply)
+        if reply.status >= 400 and raise_exception and not self.ignore_exceptions:
+            _raise_for_status(method, target.partition("?")[0], reply)
+        return _response(reply)
+
+    def _headers(self, extra: Mapping[str, str] | None, has_body: bool) -> dict[str, str]:
+        headers = {"X-Vault-Request": "true", **(extra or {})}
+        if self.token:
+            headers["X-Vault-Token"] = self.token
+        if self.namespace:
+            headers["X-Vault-Namespace"] = self.namespace
+        if has_body:
+            headers["Content-Type"] = "application/json"
+        return headers
+
+
+def _target(url: str, params: dict[str, Any] | None) -> str:
+    while "//" in url:  # as hvac's adapter: Vault reads `//` as `/`
+        url = url.replace("//", "/")
+    query = urllib.parse.urlencode({k: _param(v) for k, v in params.items()}) if params else ""
+    return "/" + url.lstrip("/") + ("?" + query if query else "")
+
+
+def _param(value: Any) -> str:
+    return ("true" if value else "false") if isinstance(value, bool) else str(value)
+
+
+def _decode(reply: Reply) -> Any:
+    if not reply.body.strip():
+        return {}
+    try:
+        return json.loads(reply.body)
+    except ValueError:
+        # A proxy's HTML page, or a truncated body: say so without quoting it.
+        raise TransportError(f"the answer (HTTP {reply.status}) is not valid JSON; is this a Vault server?") from None
+
+
+def _raise_for_status(method: str, path: str, reply: Reply) -> NoReturn:
+    """hvac's exception for the status, as its own adapter raises it, and the status kept on it."""
+    text = reply.body.decode("utf-8", "replace")
+    try:
+        parsed = json.loads(text) if text.strip() else None
+    except ValueError:
+        parsed = None
+    errors = parsed.get("errors") if isinstance(parsed, dict) else None
+    try:
+        hvac.utils.raise_for_error(method, path, reply.status, None if errors else text, errors=errors, text=text,
+                                   json=parsed)
+    except hvac.exceptions.VaultError as exc:
+        setattr(exc, "status_code", reply.status)  # hvac's exceptions do not keep it; our messages name it
+        raise
+    raise AssertionError("hvac.utils.raise_for_error returned")  # it always raises
+
+
+def _response(reply: Reply) -> requests.Response:
+    """The requests.Response hvac's error handling reads (status, headers, text, json)."""
+    response = requests.Response()
+    response.status_code = reply.status
+    response.headers = CaseInsensitiveDict(reply.headers)
+    response._content = reply.body
+    response.encoding = "utf-8"
+    return response
