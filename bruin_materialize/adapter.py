@@ -28,7 +28,7 @@ import ssl
 import threading
 import time
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple, NoReturn
 
 import hvac.adapters
@@ -180,6 +180,46 @@ class _UnixPool(urllib3.HTTPConnectionPool):
 # --- the transport ----------------------------------------------------------------------------------
 
 
+class Gate:
+    """How many requests may be in flight: additive increase, multiplicative decrease.
+
+    Halved when Vault answers 429 (once per round of requests: the 429s of requests sent before the
+    cut do not cut again), raised by one per round of successes, never above the ceiling
+    (BRUIN_MATERIALIZE_CONCURRENCY). A fleet of processes throttled by one quota so converges on
+    what the quota allows, as TCP flows converge on a link's capacity.
+    """
+
+    def __init__(self, ceiling: int, note: Callable[[str], None]) -> None:
+        self.ceiling = ceiling
+        self.limit = float(ceiling)
+        self._note = note
+        self._in_flight = 0
+        self._last_cut = 0.0
+        self._cond = threading.Condition()
+
+    def acquire(self) -> float:
+        with self._cond:
+            while self._in_flight >= int(self.limit):
+                self._cond.wait()
+            self._in_flight += 1
+            return time.monotonic()
+
+    def release(self, started: float, *, throttled: bool) -> None:
+        with self._cond:
+            self._in_flight -= 1
+            before = int(self.limit)
+            if throttled and started >= self._last_cut:
+                self.limit = max(1.0, self.limit / 2)
+                self._last_cut = time.monotonic()
+                if int(self.limit) < before:
+                    self._note(f"Vault is rate-limiting: {int(self.limit)} parallel request(s), was {before}")
+            elif not throttled and self.limit < self.ceiling:
+                self.limit = min(float(self.ceiling), self.limit + 1 / self.limit)
+                if int(self.limit) == self.ceiling > before:
+                    self._note(f"rate limit eased: back to {self.ceiling} parallel requests")
+            self._cond.notify_all()
+
+
 class Reply(NamedTuple):
     status: int
     body: bytes
@@ -200,11 +240,12 @@ class Transport:
     """urllib3 pools to one Vault address (directly, through a proxy, or over a unix socket)."""
 
     def __init__(self, address: VaultAddress, policy: RetryPolicy, *, tls: ssl.SSLContext | None = None,
-                 proxy: str | None = None, connections: int = 8) -> None:
+                 proxy: str | None = None, connections: int = 8, note: Callable[[str], None] | None = None) -> None:
         self.address = address
         self.policy = policy
         self.proxy = proxy
         self.cancel = threading.Event()
+        self.gate = Gate(connections, note or (lambda _: None))
         self._http = _pools(address, tls, proxy, connections)
         self._base = "" if address.scheme == "unix" else address.display()
         _ACTIVE.add(self)
@@ -214,26 +255,49 @@ class Transport:
         _ACTIVE.discard(self)
 
     def send(self, method: str, target: str, body: bytes | None, headers: dict[str, str]) -> Reply:
-        """One operation: retried by bruin's rules until it succeeds or its deadline passes."""
+        """One operation: retried by bruin's rules until it succeeds or its deadline passes.
+
+        A 429 is back-pressure, not a failure: it is waited out (Retry-After, else backoff with full
+        jitter) for as long as the deadline allows, without spending the error retries.
+        """
         deadline = time.monotonic() + self.policy.timeout
-        attempt = 0
+        errors = throttled = 0
         while True:
             retry_after = None
             try:
-                reply = self._attempt(method, target, body, headers, deadline)
+                reply = self._gated(method, target, body, headers, deadline)
                 if reply.status not in _RETRY_STATUSES:
                     return reply
                 last = _status_text(reply.status)
                 retry_after = _retry_after(reply.headers.get("Retry-After"))
             except _Transient as exc:
                 last = str(exc)
-            if attempt >= self.policy.max_retries or self.cancel.is_set():
+                reply = None
+            if reply is not None and reply.status == 429:
+                wait = retry_after if retry_after is not None else self._full_jitter(throttled)
+                throttled += 1
+                if self.cancel.is_set() or time.monotonic() + wait >= deadline or self.cancel.wait(wait):
+                    raise TransportError(f"Vault kept rate-limiting (HTTP 429) for {self.policy.timeout:g}s; raise "
+                                         "BRUIN_VAULT_TIMEOUT, or lower BRUIN_MATERIALIZE_CONCURRENCY")
+                continue
+            if errors >= self.policy.max_retries or self.cancel.is_set():
                 break
-            wait = self._backoff(attempt, retry_after)
+            wait = retry_after if retry_after is not None else self._backoff(errors)
             if time.monotonic() + wait >= deadline or self.cancel.wait(wait):
                 break
-            attempt += 1
-        raise TransportError(last + _retry_note(attempt))
+            errors += 1
+        raise TransportError(last + _retry_note(errors))
+
+    def _gated(self, method: str, target: str, body: bytes | None, headers: dict[str, str],
+               deadline: float) -> Reply:
+        started = self.gate.acquire()
+        throttled = False
+        try:
+            reply = self._attempt(method, target, body, headers, deadline)
+            throttled = reply.status == 429
+            return reply
+        finally:
+            self.gate.release(started, throttled=throttled)
 
     def _attempt(self, method: str, target: str, body: bytes | None, headers: dict[str, str],
                  deadline: float) -> Reply:
@@ -298,11 +362,15 @@ class Transport:
     def _shown(self) -> str:
         return self.address.display()
 
-    def _backoff(self, attempt: int, retry_after: float | None) -> float:
-        if retry_after is not None:
-            return retry_after  # as long as asked: send() gives up if that passes the deadline
+    def _backoff(self, attempt: int) -> float:
+        """Exponential, with jitter, as bruin's client (go-retryablehttp) waits between error retries."""
         ceiling = min(self.policy.wait_max, self.policy.wait_min * (2**attempt))
         return random.uniform(ceiling / 2, ceiling)
+
+    def _full_jitter(self, attempt: int) -> float:
+        """Anywhere up to the exponential ceiling: throttled clients of a fleet spread out instead of
+        coming back together (https://aws.amazon.com/blogs/architecture/exponential-backoff-and-jitter/)."""
+        return random.uniform(0, min(self.policy.wait_max, self.policy.wait_min * (2 ** min(attempt, 16))))
 
 
 def _pools(address: VaultAddress, tls: ssl.SSLContext | None, proxy: str | None,

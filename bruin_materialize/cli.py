@@ -376,7 +376,7 @@ def _read_secrets(settings: Settings, sources: list[tuple[str, str]],
     if settings.tls.skip_verify and settings.address.scheme == "https":
         console.warning("TLS verification is disabled (VAULT_SKIP_VERIFY): anyone on the network path could "
                         "read these secrets")
-    client = open_client(settings)
+    client = open_client(settings, note=console.debug)
     started = time.monotonic()
     token: str | None = None
     try:

@@ -42,14 +42,18 @@ R = TypeVar("R")
 # --- the session ------------------------------------------------------------------------------------
 
 
-def open_client(settings: Settings, *, policy: RetryPolicy | None = None, token: str = "") -> hvac.Client:
-    """An hvac client for the settings' Vault: every argument given, so hvac reads no environment."""
+def open_client(settings: Settings, *, policy: RetryPolicy | None = None, token: str = "",
+                note: Callable[[str], None] | None = None) -> hvac.Client:
+    """An hvac client for the settings' Vault: every argument given, so hvac reads no environment.
+
+    `note` hears how the transport adapts to rate limiting (for -v)."""
     transport = Transport(
         settings.address,
         policy or RetryPolicy(settings.timeout, settings.max_retries, settings.retry_wait_min, settings.retry_wait_max),
         tls=ssl_context(settings.tls) if settings.address.scheme == "https" else None,
         proxy=settings.proxy,
         connections=settings.concurrency,
+        note=note,
     )
     url = "http://localhost" if settings.address.scheme == "unix" else settings.address.display()
     return hvac.Client(url=url, token=token, verify=True, cert=None, namespace=settings.namespace or None,

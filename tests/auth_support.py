@@ -421,7 +421,8 @@ class AuthWorld:
     def accessors(self, namespace: str | None = None) -> set[str]:
         """The accessors of every live token (LIST auth/token/accessors, as root)."""
         client = self.bao.namespace_client(namespace) if namespace else self.bao.client
-        keys: list[str] = client.list("auth/token/accessors")["data"]["keys"]
+        listed = client.list("auth/token/accessors")  # None (a 404) where no token is live
+        keys: list[str] = listed["data"]["keys"] if listed else []
         return set(keys)
 
     def login_tokens_since(self, before: set[str], namespace: str | None = None) -> set[str]:

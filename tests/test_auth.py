@@ -212,6 +212,24 @@ def test_approle_login(mat: Materialize, auth_world: AuthWorld, revocation: set[
     assert_login_token_revoked(auth_world, revocation)
 
 
+def test_rate_limited_login_is_waited_out(mat: Materialize, auth_world: AuthWorld, revocation: set[str]) -> None:
+    # One login per 2 s window at auth/approle/login; this test spends the window's one first.
+    client = auth_world.bao.client
+    client.sys.create_or_update_quota("approle-login", 1, path="auth/approle/login", interval="2s")
+    try:
+        spent = client.auth.approle.login(auth_world.role_id, auth_world.secret_id(), use_token=False)
+        auth_world.revoke_accessors({spent["auth"]["accessor"]})
+        started = time.monotonic()
+        run = mat.render(env={"BRUIN_VAULT_ROLE_ID": auth_world.role_id, "BRUIN_VAULT_SECRET_ID":
+                              auth_world.secret_id(), "BRUIN_VAULT_MAX_RETRIES": "0"})
+        waited = time.monotonic() - started
+    finally:
+        client.sys.delete_quota("approle-login")
+    mat.assert_same_file(run)  # a 429 on the login is waited out, without an error retry to spend
+    assert waited >= 0.5
+    assert_login_token_revoked(auth_world, revocation)
+
+
 def test_approle_mount_setting_is_used(mat: Materialize, auth_world: AuthWorld) -> None:
     env = {"BRUIN_VAULT_ROLE_ID": auth_world.role_id, "BRUIN_VAULT_SECRET_ID": auth_world.secret_id(),
            "BRUIN_VAULT_APPROLE_MOUNT": "approle-elsewhere"}

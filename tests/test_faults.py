@@ -262,6 +262,25 @@ def test_429_retry_after_within_wait_max(render: Render, out: OutputDir, fault_p
     assert 0.95 <= second - first < 1.0 + SLACK  # Retry-After, not the 50 ms first backoff
 
 
+def test_429_does_not_spend_error_retries(render: Render, out: OutputDir, fault_proxy: FaultProxy) -> None:
+    # Rate limiting is back-pressure: waited out within the deadline, whatever BRUIN_VAULT_MAX_RETRIES says.
+    fault_proxy.add_rule("status", path=PG, status=429, times=5)
+    result = render(BRUIN_VAULT_MAX_RETRIES="0")
+    result.assert_ok()
+    out.assert_written()
+    assert fault_proxy.requests(PG) == 6
+
+
+def test_error_retries_stop_at_max_retries_after_429s(render: Render, out: OutputDir, mount: str,
+                                                      fault_proxy: FaultProxy) -> None:
+    fault_proxy.add_rule("status", path=PG, status=429, times=3)
+    fault_proxy.add_rule("status", path=PG, status=502, times=ALWAYS)
+    result = render(BRUIN_VAULT_MAX_RETRIES="2")
+    result.assert_failed(3, reading(mount), "HTTP 502", "after 2 retries")
+    assert fault_proxy.requests(PG) == 3 + 3  # the 429s, then the first try and two retries
+    out.assert_untouched()
+
+
 def test_403_on_one_secret_is_not_retried(render: Render, out: OutputDir, mount: str,
                                           fault_proxy: FaultProxy) -> None:
     out.plant_previous()
