@@ -72,11 +72,15 @@ class _Watchdog:
 
     One daemon thread for all requests. Each request is armed with (deadline, connection) when it is
     sent and disarmed when its body has been read; `abort` shuts every armed one at once (signals).
+    The thread is woken only when it sleeps with nothing armed: a later request's deadline is never
+    earlier than one it already sleeps towards (every operation has the same budget), and a thread
+    switch per request would cost more than the request's own work.
     """
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._armed: dict[int, tuple[float, urllib3.connection.HTTPConnection]] = {}
+        self._idle = False
         self._thread: threading.Thread | None = None
 
     def arm(self, deadline: float, conn: urllib3.connection.HTTPConnection) -> None:
@@ -85,7 +89,8 @@ class _Watchdog:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="vault-deadlines", daemon=True)
                 self._thread.start()
-            self._cond.notify()
+            elif self._idle:
+                self._cond.notify()
 
     def disarm(self) -> None:
         with self._cond:
@@ -101,11 +106,11 @@ class _Watchdog:
         with self._cond:
             while True:
                 now = time.monotonic()
-                due = [key for key, (deadline, _) in self._armed.items() if deadline <= now]
-                for key in due:
+                for key in [key for key, (deadline, _) in self._armed.items() if deadline <= now]:
                     _shut(self._armed.pop(key)[1])
-                nxt = min((deadline for deadline, _ in self._armed.values()), default=None)
-                self._cond.wait(None if nxt is None else nxt - now)
+                nearest = min((deadline for deadline, _ in self._armed.values()), default=None)
+                self._idle = nearest is None
+                self._cond.wait(None if nearest is None else nearest - now)
 
 
 def _shut(conn: urllib3.connection.HTTPConnection) -> None:
@@ -204,16 +209,17 @@ class Gate:
             self._in_flight += 1
             return time.monotonic()
 
-    def release(self, started: float, *, throttled: bool) -> None:
+    def release(self, started: float, status: int | None) -> None:
+        """`status` is the answer's, None when there was none (that says nothing about the quota)."""
         with self._cond:
             self._in_flight -= 1
             before = int(self.limit)
-            if throttled and started >= self._last_cut:
+            if status == 429 and started >= self._last_cut:
                 self.limit = max(1.0, self.limit / 2)
                 self._last_cut = time.monotonic()
                 if int(self.limit) < before:
                     self._note(f"Vault is rate-limiting: {int(self.limit)} parallel request(s), was {before}")
-            elif not throttled and self.limit < self.ceiling:
+            elif status is not None and status != 429 and self.limit < self.ceiling:
                 self.limit = min(float(self.ceiling), self.limit + 1 / self.limit)
                 if int(self.limit) == self.ceiling > before:
                     self._note(f"rate limit eased: back to {self.ceiling} parallel requests")
@@ -291,13 +297,13 @@ class Transport:
     def _gated(self, method: str, target: str, body: bytes | None, headers: dict[str, str],
                deadline: float) -> Reply:
         started = self.gate.acquire()
-        throttled = False
+        status = None
         try:
             reply = self._attempt(method, target, body, headers, deadline)
-            throttled = reply.status == 429
+            status = reply.status
             return reply
         finally:
-            self.gate.release(started, throttled=throttled)
+            self.gate.release(started, status)
 
     def _attempt(self, method: str, target: str, body: bytes | None, headers: dict[str, str],
                  deadline: float) -> Reply:
