@@ -389,6 +389,39 @@ def test_each_relative_path_field_is_made_absolute(conn_type: str, field: tuple[
     assert absolutize("postgres", {"name": "c", "path": "rel"}, tmp_path) == []  # bruin leaves it alone
 
 
+# bruin's list (pkg/config/manager.go, LoadFromFileOrEnv), written out here so that a field dropped from
+# PATH_FIELDS fails a test instead of silently shrinking the parametrized one above.
+BRUIN_RESOLVES = {
+    ("duckdb", "path"), ("google_cloud_platform", "service_account_file"),
+    ("google_sheets", "service_account_file"), ("snowflake", "private_key_path"),
+    *((t, f) for t in ("mysql", "doris", "vitess") for f in ("ssl_ca_path", "ssl_cert_path", "ssl_key_path")),
+    ("iceberg", "catalog.path"), ("iceberg", "storage.path"), ("iceberg", "storage.key_file"),
+}
+
+
+def test_path_fields_are_the_ones_bruin_resolves() -> None:
+    assert {(t, ".".join(f)) for t, fields in PATH_FIELDS.items() for f in fields} == BRUIN_RESOLVES
+
+
+def test_google_sheets_key_file_reaches_bruin_absolute(kv2: Any, env: dict[str, str], fake_bruin: Any, run_cli: Any,
+                                                       tmp_path: Path) -> None:
+    """The stand-in bruin resolves it against the file's (tmpfs) directory, as bruin does: it must arrive
+    absolute, naming the file in the project."""
+    project_dir = tmp_path / "proj"
+    (project_dir / ".git").mkdir(parents=True)
+    kv2.put("bruin", "sheets", {"type": "google_sheets", "details": {"service_account_file": "keys/sa.json"}})
+    runtime = tmp_path / "runtime"
+    runtime.mkdir()
+    proc = run_cli("exec", "--no-base", "--", ".", cwd=project_dir,
+                   env={"PATH": f"{fake_bruin.bin.parent}{os.pathsep}{os.environ['PATH']}",
+                        "BRUIN_VAULT_MOUNT_PATH": kv2.mount, "BRUIN_VAULT_PATH": "bruin",
+                        "BRUIN_MATERIALIZE_RUNTIME_DIR": str(runtime), "BRUIN_MATERIALIZE_ALLOW_NON_TMPFS": "1"})
+    assert proc.returncode == 0, proc.stderr
+    [sheets] = fake_bruin.record()["config"]["environments"]["default"]["connections"]["google_sheets"]
+    assert sheets["service_account_file"] == str(project_dir / "keys" / "sa.json")
+    assert "details.service_account_file: relative path made absolute" in proc.stderr
+
+
 def test_is_relative_path() -> None:
     assert is_relative_path("lake.db") and is_relative_path("./a/b") and is_relative_path("~/x")
     assert not any(is_relative_path(v) for v in ("", ":memory:", "md:", "s3://b", "/x", 5, None, "a${X}"))
