@@ -23,7 +23,7 @@ from bruin_materialize import auth, handover, merge, transport
 from bruin_materialize.errors import ExitCode, MaterializeError, usage_error
 from bruin_materialize.plan import identical as identical  # the comparison `check` and the tests use
 from bruin_materialize.plan import show
-from bruin_materialize.schema import Schema, load_schema_file, schema_from_bruin
+from bruin_materialize.schema import SNAPSHOT_FROM, Schema, load_schema_file, load_snapshot, schema_from_bruin
 from bruin_materialize.settings import Settings, parse_settings
 from bruin_materialize.transport import RetryPolicy, Transport, ssl_context
 from bruin_materialize.validate import ERROR, NOTE, WARNING, Connection, Options, Outcome, validate
@@ -115,6 +115,11 @@ def _restore_signal_handlers(previous: dict[int, Any]) -> None:
 PLAN_CHANGES = 1  # plan's exit code when the file would change (documented: not an internal error here)
 
 
+class Provenance(NamedTuple):
+    source: str  # where the connections were read
+    schema: str  # which connection schema they were checked against
+
+
 class Built(NamedTuple):
     text: str  # the file
     reads_back: Callable[[Any], bool]  # does a parse of the text hold what was read? (check)
@@ -146,7 +151,7 @@ def run(settings: Settings, environ: Mapping[str, str], console: Console) -> int
     outcomes = [(env, validate(found, schema, options)) for (env, _), found in zip(sources, secrets)]
     _report_all(outcomes, console)
     _absolutize_secrets(settings, outcomes, secrets, console)
-    built = _build(settings, outcomes, default_environment, base, source, console)
+    built = _build(settings, outcomes, default_environment, base, Provenance(source, schema.describe()), console)
     for env, outcome in outcomes:
         console.info(_summary(outcome, env))
     if settings.command == "plan":
@@ -237,17 +242,17 @@ def _absolutize_secrets(settings: Settings, outcomes: list[tuple[str, Outcome]],
 
 
 def _build(settings: Settings, outcomes: list[tuple[str, Outcome]], default_environment: str,
-           base: merge.Base | None, source: str, console: Console) -> Built:
+           base: merge.Base | None, origin: Provenance, console: Console) -> Built:
     from bruin_materialize.render import expected_documents, header, render_environments
 
     vault = [(env, outcome.connections) for env, outcome in outcomes]
     if base is None:
-        text = render_environments(vault, default_environment, source)
+        text = render_environments(vault, default_environment, origin.source, origin.schema)
         expected = expected_documents(vault, default_environment)
         return Built(text, lambda parsed: identical(parsed, expected))
     merged = merge.merge(base, vault, default_environment, settings.prefer)
     _report_collisions(merged.collisions, settings.prefer, base, console)
-    text = merge.dump(merged.doc, header(f"{source} and {base.path}"))
+    text = merge.dump(merged.doc, header(f"{origin.source} and {base.path}", origin.schema))
     names = merge.environment_names([env for env, _ in vault], base)
     return Built(text, lambda parsed: _holds(parsed, merged.written, names, default_environment))
 
@@ -346,21 +351,25 @@ def _check_destination(settings: Settings) -> None:
         write.check_runtime_base(settings.runtime_dir, allow_non_tmpfs=settings.allow_non_tmpfs)
 
 
-def _schema(settings: Settings, bruin: str | None, bruin_env: dict[str, str], console: Console) -> Schema | None:
+def _schema(settings: Settings, bruin: str | None, bruin_env: dict[str, str], console: Console) -> Schema:
+    """--schema, else the bruin that will run, else the snapshot in the package (said once: it may be
+    older or newer than the bruin that runs the file)."""
     if settings.schema_file is not None:
         return load_schema_file(settings.schema_file)
     if bruin is None:
         try:
             bruin = handover.find_bruin(settings.bruin_bin, settings.search_path)
         except MaterializeError:
-            console.warning("no connection schema (bruin not found, no --schema): checking the secrets' shape "
-                            "only, not their types and fields")
-            return None
+            console.info(f"bruin not found and no --schema: checking against {SNAPSHOT_FROM} (the schema "
+                         "shipped with bruin-materialize); put bruin on PATH or pass --schema to check against "
+                         "the bruin that will run")
+            return load_snapshot()
     try:
         return schema_from_bruin(bruin, settings.cache_dir, bruin_env)
     except MaterializeError as exc:
-        console.warning(f"{exc.message}; checking the secrets' shape only")
-        return None
+        console.warning(f"{exc.message}; checking against {SNAPSHOT_FROM} (the schema shipped with "
+                        "bruin-materialize) instead")
+        return load_snapshot()
 
 
 def _read_secrets(settings: Settings, sources: list[tuple[str, str]],

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple, NoReturn
 
+from bruin_materialize import __version__
 from bruin_materialize.errors import usage_error
 from bruin_materialize.paths import project_root as find_project_root
 
@@ -226,6 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
         "a bruin config file (or exec `bruin run` on it).",
         allow_abbrev=False,
     )
+    parser.add_argument("--version", action="version", version=f"bruin-materialize {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="{render,check,exec,plan}")
     render = sub.add_parser("render", parents=[common], allow_abbrev=False, help="write the config file",
                             description="Read, check and write the bruin config file (mode 0600). Without "

@@ -17,11 +17,12 @@ from hypothesis import strategies as st
 from ruamel.yaml import YAML
 from test_render import HOSTILE, SCALARS, text, values
 
-from bruin_materialize import merge
+from bruin_materialize import __version__, merge
 from bruin_materialize.cli import identical, main
 from bruin_materialize.errors import ExitCode, MaterializeError
 from bruin_materialize.paths import PATH_FIELDS, absolutize, is_relative_path, project_root
 from bruin_materialize.render import header, render
+from bruin_materialize.schema import load_schema_file
 from bruin_materialize.settings import parse_settings
 from bruin_materialize.validate import Connection, Options, validate
 from bruin_materialize.vault import RawSecret
@@ -91,7 +92,7 @@ def test_each_path_fills_its_environment(kv: Any, env: dict[str, str], tmp_path:
     assert "materialize: 2 connections for environment 'prod': duckdb 1, postgres 1" in lines
     assert "materialize: 1 connection for environment 'staging': postgres 1" in lines
     header_line = out.read_text().splitlines()[0]
-    assert header_line == (f'# bruin config rendered by bruin-materialize from "{kv.mount}/bruin/prod, '
+    assert header_line == (f'# bruin config rendered by bruin-materialize {__version__} from "{kv.mount}/bruin/prod, '
                            f'{kv.mount}/bruin/staging (KV v{kv.version})".')
     assert main(["check", "-v", "--environment-path", "prod=bruin/prod", "--environment-path",
                  "staging=bruin/staging"]) == 0
@@ -224,9 +225,10 @@ def test_merge_keeps_every_environment_comment_and_setting_of_the_base(
                  "--environment-path", "staging=bruin/staging"]) == 0
     rendered = out.read_text(encoding="utf-8")
     doc, base = parse(rendered), parse(base_text)
-    assert rendered.splitlines()[:2] == header(f"{kv2.mount}/bruin/prod, {kv2.mount}/bruin/staging (KV v2) and "
-                                               f"{project / '.bruin.yml'}").splitlines()
-    assert rendered.splitlines()[1] == render([], "x", "y").splitlines()[1]  # the template's header
+    schema = load_schema_file(Path(os.environ["BRUIN_MATERIALIZE_SCHEMA"])).describe()
+    assert rendered.splitlines()[:3] == header(f"{kv2.mount}/bruin/prod, {kv2.mount}/bruin/staging (KV v2) and "
+                                               f"{project / '.bruin.yml'}", schema).splitlines()
+    assert rendered.splitlines()[1:3] == render([], "x", "y", schema).splitlines()[1:3]  # the template's header
     for line in base_text.splitlines():  # every comment, where it was
         if "#" in line:
             assert line in rendered.splitlines()
