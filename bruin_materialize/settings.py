@@ -96,6 +96,7 @@ class Settings(NamedTuple):
     prefer: str | None = None  # "vault" or "base": who wins a connection both have; None: an error
     project_root: Path = Path(".")  # where relative paths in connections are resolved
     against: Path | None = None  # plan: the file compared with
+    output_format: str = "text"  # check, plan, render: "json" puts one JSON document on stdout
 
     @property
     def environment(self) -> str:
@@ -259,7 +260,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     plan.add_argument("--against", metavar="FILE", help="the file to compare with (default: the base file)")
     plan.add_argument("--environment", "-e", metavar="NAME", help=_ENVIRONMENT_HELP)
+    for reporting in (render, check, plan):
+        _add_format(reporting)
     return parser
+
+
+def _add_format(parser: argparse.ArgumentParser) -> None:
+    # Not -o/--output (render's file); bruin's own `-o json` would collide with it.
+    parser.add_argument("--format", choices=("text", "json"), default=None,
+                        help="json: one JSON document on stdout (findings, connections, changes; never a value); "
+                        "stderr keeps the text (default: text)")
 
 
 def parse_settings(argv: Sequence[str], environ: Mapping[str, str], cwd: Path | None = None) -> Settings:
@@ -361,6 +371,7 @@ def _resolve(ns: argparse.Namespace, bruin_args: list[str], environ: Mapping[str
         prefer=_prefer(*get("--prefer", "BRUIN_MATERIALIZE_PREFER")),
         project_root=root,
         against=_absolute(getattr(ns, "against", None), cwd),
+        output_format=getattr(ns, "format", None) or "text",
     )
 
 
