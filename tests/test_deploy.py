@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from ruamel.yaml import YAML
 
+from bruin_materialize.errors import ExitCode
 from bruin_materialize.write import is_memory_backed
 
 if TYPE_CHECKING:
@@ -316,6 +317,83 @@ def test_init_container_runs_the_tool_of_the_image() -> None:
     [init] = spec["initContainers"]
     entrypoint = exec_form("ENTRYPOINT")
     assert init["command"] == entrypoint[: entrypoint.index(f"{APP_DIR}/materialize.py") + 1]
+
+
+# --- retries: podFailurePolicy ---------------------------------------------------------------------
+
+
+def job_spec(doc: dict[str, Any]) -> dict[str, Any]:
+    spec: dict[str, Any] = doc["spec"]["jobTemplate"]["spec"] if doc["kind"] == "CronJob" else doc["spec"]
+    return spec
+
+
+def pod_failure_policy_errors(spec: dict[str, Any]) -> list[str]:
+    """The API server's checks of a Job's podFailurePolicy (pkg/apis/batch/validation, validatePodFailurePolicy*),
+    which kubernetes-validate's schemas do not make: kubectl apply would refuse the Job."""
+    template = spec["template"]["spec"]
+    names = {c["name"] for c in containers(template)}
+    errors = [] if template.get("restartPolicy") == "Never" else ["restartPolicy must be Never"]
+    rules = spec["podFailurePolicy"]["rules"]
+    errors += ["more than 20 rules"] if len(rules) > 20 else []
+    for i, rule in enumerate(rules):
+        on_codes, on_conditions = rule.get("onExitCodes"), rule.get("onPodConditions")
+        if rule.get("action") not in ("Count", "FailJob", "Ignore"):  # FailIndex needs backoffLimitPerIndex
+            errors.append(f"rule {i}: action {rule.get('action')!r}")
+        if (on_codes is None) == (not on_conditions):
+            errors.append(f"rule {i}: exactly one of onExitCodes and onPodConditions")
+        for pattern in on_conditions or ():
+            if pattern.get("status") not in ("True", "False", "Unknown") or not pattern.get("type"):
+                errors.append(f"rule {i}: condition pattern {pattern}")
+        if on_codes is not None:
+            values = on_codes.get("values") or []
+            if on_codes.get("operator") not in ("In", "NotIn"):
+                errors.append(f"rule {i}: operator")
+            if "containerName" in on_codes and on_codes["containerName"] not in names:
+                errors.append(f"rule {i}: containerName must be one of {sorted(names)}")
+            if not 1 <= len(values) <= 255 or values != sorted(set(values)):
+                errors.append(f"rule {i}: values must be 1 to 255, ordered and unique")
+            if on_codes.get("operator") == "In" and 0 in values:
+                errors.append(f"rule {i}: 0 is not allowed with In")
+    return errors
+
+
+def failure_action(spec: dict[str, Any], container_name: str, exit_code: int) -> str:
+    """What the Job controller does when `container_name` fails with `exit_code`: the first matching rule,
+    else Count (the API's rules for a pod whose one failed container is that one)."""
+    for rule in spec["podFailurePolicy"]["rules"]:
+        codes = rule.get("onExitCodes")
+        if codes is None or codes.get("containerName", container_name) != container_name:
+            continue
+        if (exit_code in codes["values"]) == (codes["operator"] == "In"):
+            return str(rule["action"])
+    return "Count"
+
+
+@pytest.mark.parametrize(("kind", "tool"), [("CronJob", "bruin"), ("Job", "materialize")])
+def test_jobs_retry_only_what_a_retry_can_fix(kind: str, tool: str) -> None:
+    spec = job_spec(manifest(kind))
+    assert pod_failure_policy_errors(spec) == []
+    assert 1 <= spec["backoffLimit"] <= 3
+    # Disruptions (eviction, preemption, drain) first: never counted, whatever the exit code.
+    first = spec["podFailurePolicy"]["rules"][0]
+    assert first == {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}
+    # With several containers, every exit-code rule names its container (a code means something for one).
+    if len(containers(spec["template"]["spec"])) > 1:
+        assert all("containerName" in r["onExitCodes"] for r in spec["podFailurePolicy"]["rules"][1:])
+    assert failure_action(spec, tool, ExitCode.USAGE) == "FailJob"
+    assert failure_action(spec, tool, ExitCode.INVALID) == "FailJob"
+    assert failure_action(spec, tool, ExitCode.VAULT) == "Count"
+    assert failure_action(spec, "bruin", 1) == "FailJob"  # bruin's own failure: no rerun behind anyone's back
+
+
+def test_the_policy_check_catches_what_the_api_server_refuses() -> None:
+    spec = job_spec(manifest("Job"))
+    broken = json.loads(json.dumps(spec))
+    broken["template"]["spec"]["restartPolicy"] = "OnFailure"
+    broken["podFailurePolicy"]["rules"][1]["onExitCodes"].update(containerName="nope", values=[4, 2, 0])
+    assert pod_failure_policy_errors(broken) == [
+        "restartPolicy must be Never", "rule 1: containerName must be one of ['bruin', 'materialize']",
+        "rule 1: values must be 1 to 255, ordered and unique", "rule 1: 0 is not allowed with In"]
 
 
 # --- running the image's entrypoint --------------------------------------------------------------
