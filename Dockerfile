@@ -2,11 +2,12 @@
 # connections from Vault, writes them to tmpfs and becomes `bruin run --config-file FILE ...`.
 # docs/deployment.md has the commands.
 #
-# BRUIN_VERSION is a tag of ghcr.io/bruin-data/bruin, one per bruin release (v0.11.363 is one bruin's
-# own docs use). Use the bruin your pipelines are tested with; the current release is the newest tag at
-# https://github.com/bruin-data/bruin/releases (or `git ls-remote --tags https://github.com/bruin-data/bruin`),
-# and `docker buildx imagetools inspect ghcr.io/bruin-data/bruin:TAG` shows the image exists.
-ARG BRUIN_VERSION=v0.11.363
+# BRUIN_VERSION is a tag of ghcr.io/bruin-data/bruin, one per bruin release (v0.11.324 is the one
+# bruin's docs/deployment/airflow.md pins). Use the bruin your pipelines are tested with. The current
+# release is the newest tag at https://github.com/bruin-data/bruin/releases (or run
+# `git ls-remote --tags https://github.com/bruin-data/bruin`); `docker buildx imagetools inspect
+# ghcr.io/bruin-data/bruin:TAG` shows the image exists.
+ARG BRUIN_VERSION=v0.11.324
 
 # --- build: a virtual environment with the package installed -------------------------------------
 # The same base as the runtime stage, so the venv's python is the runtime's /usr/bin/python3.

@@ -213,7 +213,7 @@ def test_the_package_is_installed_in_a_build_stage_and_only_the_venv_kept() -> N
 def test_base_is_bruins_image_at_a_published_tag() -> None:
     assert [f for f in instruction_args("FROM", 0)] == ["ghcr.io/bruin-data/bruin:${BRUIN_VERSION} AS build"]
     assert instruction_args("FROM") == ["ghcr.io/bruin-data/bruin:${BRUIN_VERSION}"]
-    # A release tag as bruin publishes them (v0.11.363 is one its docs use), never a moving one.
+    # A release tag as bruin publishes them (v0.11.324 is one its docs use), never a moving one.
     assert re.fullmatch(r"v\d+\.\d+\.\d+", dockerfile_arg_defaults()["BRUIN_VERSION"])
     assert "https://github.com/bruin-data/bruin/releases" in DOCKERFILE.read_text()  # how to find the current one
 
