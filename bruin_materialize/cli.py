@@ -91,6 +91,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _emit(console, run(settings, os.environ, console))
     except MaterializeError as exc:
         console.error(exc.message)
+        if console.document is None:
+            console.document = _document_asked_for(args)  # a setting was wrong: settings never came
         return _emit(console, exc.exit_code, exc.message)
     except (Interrupted, KeyboardInterrupt) as exc:
         signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
@@ -112,6 +114,16 @@ def _emit(console: Console, exit_code: int, error: str | None = None) -> int:
     if console.document is not None:
         print(console.document.to_json(int(exit_code), error), flush=True)
     return exit_code
+
+
+def _document_asked_for(args: Sequence[str]) -> Document | None:
+    """--format json on a command line whose settings could not be resolved: the document still comes,
+    so a CI job gets its exit code and error line in the form it asked for."""
+    command = args[0] if args else ""
+    options = list(args[1:args.index("--")] if "--" in args else args[1:])
+    asked = any(a == "--format=json" for a in options) or any(
+        a == "--format" and b == "json" for a, b in zip(options, options[1:]))
+    return Document(command) if command in ("check", "plan", "render") and asked else None
 
 
 def _install_signal_handlers() -> dict[int, Any]:

@@ -136,6 +136,18 @@ def test_a_vault_error_is_a_document_too(env: dict[str, str], run_cli: Any) -> N
     assert doc["findings"] == [] and doc["connections"] == []
 
 
+def test_a_setting_error_is_a_document_too(env: dict[str, str], run_cli: Any) -> None:
+    proc = run_cli("plan", "--format", "json", "--kv-version", "7", "--against", "x.yml")
+    assert proc.returncode == 2, proc.stderr
+    doc = document(proc.stdout)
+    assert doc["command"] == "plan" and doc["exit_code"] == 2 and doc["changes"] == []
+    assert doc["error"] == proc.stderr.splitlines()[-1].removeprefix("materialize: error: ")
+    proc = run_cli("check", "--format=json", env={"BRUIN_VAULT_HOST": None})
+    assert proc.returncode == 2 and document(proc.stdout)["error"].startswith("BRUIN_VAULT_HOST")
+    proc = run_cli("check", "--kv-version", "7")  # text: nothing on stdout
+    assert proc.returncode == 2 and proc.stdout == ""
+
+
 def test_format_is_refused_where_it_means_nothing(env: dict[str, str], run_cli: Any) -> None:
     assert run_cli("check", "--format", "yaml").returncode == 2
     assert run_cli("exec", "--format", "json", "--", ".").returncode == 2
