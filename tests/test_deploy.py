@@ -426,6 +426,34 @@ def test_the_policy_check_catches_what_the_api_server_refuses() -> None:
         "rule 1: values must be 1 to 255, ordered and unique", "rule 1: 0 is not allowed with In"]
 
 
+# --- the recipes in docs/deployment.md ------------------------------------------------------------
+
+
+def doc_yaml_blocks() -> list[Any]:
+    text = (REPO / "docs" / "deployment.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```yaml\n(.*?)```", text, flags=re.DOTALL)
+    return [YAML(typ="safe", pure=True).load(block) for block in blocks]
+
+
+def test_vault_agent_injector_recipe_hands_over_a_token_file_first() -> None:
+    [annotations] = [b["metadata"]["annotations"] for b in doc_yaml_blocks()
+                     if isinstance(b, dict) and "vault.hashicorp.com/agent-inject" in b.get("metadata", {}).get(
+                         "annotations", {})]
+    # The agent's init container must run before this one and leave its token in the shared volume;
+    # no sidecar, whose volume would outlive the need.
+    assert annotations["vault.hashicorp.com/agent-init-first"] == "true"
+    assert annotations["vault.hashicorp.com/agent-inject-token"] == "true"
+    assert annotations["vault.hashicorp.com/agent-pre-populate-only"] == "true"
+    assert annotations["vault.hashicorp.com/role"] == "bruin-materialize"
+    # automountServiceAccountToken is off in the manifests: the agent gets their projected volume.
+    spec = pod_spec(manifest("Job"))
+    assert spec is not None
+    volume(spec, annotations["vault.hashicorp.com/agent-service-account-token-volume-name"])
+    [env] = [b["env"] for b in doc_yaml_blocks() if isinstance(b, dict) and "env" in b]
+    assert env == [{"name": "BRUIN_VAULT_TOKEN_FILE", "value": "/vault/secrets/token"}]
+    assert '"BRUIN_VAULT_TOKEN_FILE"' in SETTINGS_SOURCE.read_text(encoding="utf-8")
+
+
 # --- running the image's entrypoint --------------------------------------------------------------
 
 
