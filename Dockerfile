@@ -1,8 +1,45 @@
 # bruin-materialize on top of bruin's official image: `docker run IMAGE [BRUIN_RUN_ARGS...]` reads the
 # connections from Vault, writes them to tmpfs and becomes `bruin run --config-file FILE ...`.
-# docs/deployment.md has the commands. Set BRUIN_VERSION to a real tag of ghcr.io/bruin-data/bruin
-# (bruin's release tags, e.g. v0.11.761); the default is only a starting point.
-ARG BRUIN_VERSION=v0.11.761
+# docs/deployment.md has the commands.
+#
+# BRUIN_VERSION is a tag of ghcr.io/bruin-data/bruin, one per bruin release (v0.11.324 is the one
+# bruin's docs/deployment/airflow.md pins). Use the bruin your pipelines are tested with. The current
+# release is the newest tag at https://github.com/bruin-data/bruin/releases (or run
+# `git ls-remote --tags https://github.com/bruin-data/bruin`); `docker buildx imagetools inspect
+# ghcr.io/bruin-data/bruin:TAG` shows the image exists.
+ARG BRUIN_VERSION=v0.11.324
+
+# --- build: a virtual environment with the package installed -------------------------------------
+# The same base as the runtime stage, so the venv's python is the runtime's /usr/bin/python3.
+FROM ghcr.io/bruin-data/bruin:${BRUIN_VERSION} AS build
+
+# Root for apt and /opt; this stage is thrown away, only the venv is copied out of it.
+# hadolint ignore=DL3002
+USER 0
+
+# python3-venv: the image has python3 (via python3-dev) but not ensurepip. Versions come from the
+# base's Debian release; pinning them would break the build at the next Debian point release.
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3 python3-venv \
+ && rm -rf /var/lib/apt/lists/*
+
+WORKDIR /src
+
+# Dependencies first, pinned: this layer stays cached while the code changes.
+COPY requirements.txt ./
+RUN python3 -m venv /opt/bruin-materialize/venv \
+ && /opt/bruin-materialize/venv/bin/pip install --no-cache-dir --disable-pip-version-check -r requirements.txt
+
+# The package itself (--no-deps: its dependencies are the pinned ones above), bytecode compiled by pip.
+# Then pip and setuptools leave the venv: nothing needs them at run time.
+COPY pyproject.toml README.md LICENSE ./
+COPY bruin_materialize/ ./bruin_materialize/
+COPY templates/ ./templates/
+RUN /opt/bruin-materialize/venv/bin/pip install --no-cache-dir --disable-pip-version-check --no-deps . \
+ && /opt/bruin-materialize/venv/bin/pip uninstall --yes --disable-pip-version-check pip setuptools
+
+# --- runtime --------------------------------------------------------------------------------------
 FROM ghcr.io/bruin-data/bruin:${BRUIN_VERSION}
 
 # The official image is Debian (trixie-slim) with bruin at /home/bruin/.local/bin/bruin, owned by the
@@ -14,30 +51,20 @@ ARG APP_GID=1000
 
 USER 0
 
-# python3-venv: the image has python3 (via python3-dev) but not ensurepip. tini: PID 1 must forward
-# SIGTERM to bruin and reap its children. Versions come from the base's Debian release; pinning them
-# would break the build at the next Debian point release.
+# tini: PID 1 must forward SIGTERM to bruin and reap its children.
 # hadolint ignore=DL3008
 RUN apt-get update \
- && apt-get install -y --no-install-recommends python3 python3-venv tini \
+ && apt-get install -y --no-install-recommends python3 tini \
  && rm -rf /var/lib/apt/lists/*
 
-WORKDIR /opt/bruin-materialize
+# Owned by root and not writable by the runtime user.
+COPY --from=build /opt/bruin-materialize/venv /opt/bruin-materialize/venv
 
-# Dependencies first: this layer stays cached while the code changes.
-COPY requirements.txt ./
-RUN python3 -m venv /opt/bruin-materialize/venv \
- && /opt/bruin-materialize/venv/bin/pip install --no-cache-dir --disable-pip-version-check -r requirements.txt
-
-# Owned by root and not writable by the runtime user; bytecode compiled now, since it cannot be later.
-COPY materialize.py ./
-COPY bruin_materialize/ ./bruin_materialize/
-COPY templates/ ./templates/
-RUN /opt/bruin-materialize/venv/bin/python -m compileall -q /opt/bruin-materialize/bruin_materialize
-
-# BRUIN_MATERIALIZE_RUNTIME_DIR: the config file lives in memory only (Docker's /dev/shm is a tmpfs;
-# in Kubernetes mount an emptyDir with medium: Memory there).
-ENV BRUIN_BIN=/home/bruin/.local/bin/bruin \
+# PATH: `bruin-materialize` is the venv's command. BRUIN_MATERIALIZE_RUNTIME_DIR: the config file
+# lives in memory only (Docker's /dev/shm is a tmpfs; in Kubernetes mount an emptyDir with
+# medium: Memory there).
+ENV PATH=/opt/bruin-materialize/venv/bin:$PATH \
+    BRUIN_BIN=/home/bruin/.local/bin/bruin \
     BRUIN_MATERIALIZE_RUNTIME_DIR=/dev/shm \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
@@ -47,5 +74,6 @@ WORKDIR /workspace
 
 USER ${APP_UID}:${APP_GID}
 
-ENTRYPOINT ["/usr/bin/tini", "--", "/opt/bruin-materialize/venv/bin/python", "/opt/bruin-materialize/materialize.py", "exec"]
-CMD ["."]
+# Other commands replace CMD: `docker run IMAGE check`, `... render --output FILE` (the init container).
+ENTRYPOINT ["tini", "--", "bruin-materialize"]
+CMD ["exec", "."]

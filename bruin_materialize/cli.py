@@ -21,9 +21,10 @@ from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
 
 from bruin_materialize import handover, merge
 from bruin_materialize.errors import ExitCode, MaterializeError, usage_error
+from bruin_materialize.machine import Document
 from bruin_materialize.plan import identical as identical  # the comparison `check` and the tests use
 from bruin_materialize.plan import show
-from bruin_materialize.schema import Schema, load_schema_file, schema_from_bruin
+from bruin_materialize.schema import SNAPSHOT_FROM, Schema, load_schema_file, load_snapshot, schema_from_bruin
 from bruin_materialize.settings import Settings, parse_settings
 from bruin_materialize.validate import ERROR, NOTE, WARNING, Connection, Options, Outcome, validate
 from bruin_materialize.yamltext import load_file, parse
@@ -37,6 +38,7 @@ class Console:
 
     def __init__(self, verbosity: int = 0) -> None:
         self.verbosity = verbosity
+        self.document: Document | None = None  # --format json: stdout gets this document instead of text
 
     def error(self, message: str) -> None:
         print(f"materialize: error: {message}", file=sys.stderr)
@@ -87,21 +89,44 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = parse_settings(args, os.environ)
         console.verbosity = settings.verbosity
-        return run(settings, os.environ, console)
+        if settings.output_format == "json":
+            console.document = Document(settings.command)
+        return _emit(console, run(settings, os.environ, console))
     except MaterializeError as exc:
         console.error(exc.message)
-        return exc.exit_code
+        if console.document is None:
+            console.document = _document_asked_for(args)  # a setting was wrong: settings never came
+        return _emit(console, exc.exit_code, exc.message)
     except (Interrupted, KeyboardInterrupt) as exc:
         signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
-        console.error(f"interrupted by {signal.Signals(signum).name}; nothing was written")
-        return 128 + signum
+        message = f"interrupted by {signal.Signals(signum).name}; nothing was written"
+        console.error(message)
+        return _emit(console, 128 + signum, message)
     except Exception as exc:
         if settings is not None and settings.traceback:
             raise
-        console.error(f"internal error ({type(exc).__name__}); rerun with --traceback to see where")
-        return ExitCode.INTERNAL
+        message = f"internal error ({type(exc).__name__}); rerun with --traceback to see where"
+        console.error(message)
+        return _emit(console, ExitCode.INTERNAL, message)
     finally:
         _restore_signal_handlers(previous)
+
+
+def _emit(console: Console, exit_code: int, error: str | None = None) -> int:
+    """--format json: the one document on stdout, whatever happened; stderr has the text lines as ever."""
+    if console.document is not None:
+        print(console.document.to_json(int(exit_code), error), flush=True)
+    return exit_code
+
+
+def _document_asked_for(args: Sequence[str]) -> Document | None:
+    """--format json on a command line whose settings could not be resolved: the document still comes,
+    so a CI job gets its exit code and error line in the form it asked for."""
+    command = args[0] if args else ""
+    options = list(args[1:args.index("--")] if "--" in args else args[1:])
+    asked = any(a == "--format=json" for a in options) or any(
+        a == "--format" and b == "json" for a, b in zip(options, options[1:]))
+    return Document(command) if command in ("check", "plan", "render") and asked else None
 
 
 def _install_signal_handlers() -> dict[int, Any]:
@@ -116,6 +141,11 @@ def _restore_signal_handlers(previous: dict[int, Any]) -> None:
 
 
 PLAN_CHANGES = 1  # plan's exit code when the file would change (documented: not an internal error here)
+
+
+class Provenance(NamedTuple):
+    source: str  # where the connections were read
+    schema: str  # which connection schema they were checked against
 
 
 class Built(NamedTuple):
@@ -141,15 +171,19 @@ def run(settings: Settings, environ: Mapping[str, str], console: Console) -> int
     _check_environments(settings, sources, base, default_environment)
     against = _load_against(settings, base) if settings.command == "plan" else None
     schema = _schema(settings, bruin, bruin_env, console)
+    if console.document is not None:
+        console.document.schema = schema.describe()
     secrets, source = _read_secrets(settings, sources, console)
     # exec knows bruin's environment exactly; render/check write for a bruin that may run elsewhere.
     env_names = frozenset(bruin_env) if settings.command == "exec" else None
     options = Options(settings.strict, settings.expand_env, env_names)
     # Pure, so once per environment: a name is unique within its environment only.
     outcomes = [(env, validate(found, schema, options)) for (env, _), found in zip(sources, secrets)]
+    if console.document is not None:
+        console.document.add_outcomes(outcomes)
     _report_all(outcomes, console)
     _absolutize_secrets(settings, outcomes, secrets, console)
-    built = _build(settings, outcomes, default_environment, base, source, console)
+    built = _build(settings, outcomes, default_environment, base, Provenance(source, schema.describe()), console)
     for env, outcome in outcomes:
         console.info(_summary(outcome, env))
     if settings.command == "plan":
@@ -196,6 +230,10 @@ def _load_base(settings: Settings, console: Console) -> merge.Base | None:
 
     base = merge.load_base(settings.base)
     for rw in absolutize_document(base.doc, settings.base.parent):
+        if console.document is not None:
+            console.document.add(rw.environment, f"{settings.base}: {rw.name}", rw.field, NOTE, "path-absolutized",
+                                 f"relative path made absolute against {settings.base.parent}, the base file's "
+                                 "directory")
         console.info(f"{settings.base}: {show(rw.environment)}/{show(rw.name)} ({show(rw.conn_type)}): "
                      f"{show(rw.field)}: relative path made absolute against {settings.base.parent}, the base file's "
                      "directory")
@@ -231,26 +269,30 @@ def _absolutize_secrets(settings: Settings, outcomes: list[tuple[str, Outcome]],
     from bruin_materialize.paths import absolutize
 
     root = settings.project_root
-    for (_, outcome), found in zip(outcomes, secrets):
+    for (env, outcome), found in zip(outcomes, secrets):
         locations = {s.name: s.location for s in found}
         for conn in outcome.connections:
             for field in absolutize(conn.type, conn.fields, root):
+                if console.document is not None:
+                    console.document.add(env, locations.get(conn.name, conn.name), f"details.{field}", NOTE,
+                                         "path-absolutized", f"relative path made absolute against the project "
+                                         f"root {root}")
                 console.info(f"{locations.get(conn.name, conn.name)}: details.{field}: relative path made "
                              f"absolute against the project root {root}")
 
 
 def _build(settings: Settings, outcomes: list[tuple[str, Outcome]], default_environment: str,
-           base: merge.Base | None, source: str, console: Console) -> Built:
+           base: merge.Base | None, origin: Provenance, console: Console) -> Built:
     from bruin_materialize.render import expected_documents, header, render_environments
 
     vault = [(env, outcome.connections) for env, outcome in outcomes]
     if base is None:
-        text = render_environments(vault, default_environment, source)
+        text = render_environments(vault, default_environment, origin.source, origin.schema)
         expected = expected_documents(vault, default_environment)
         return Built(text, lambda parsed: identical(parsed, expected))
     merged = merge.merge(base, vault, default_environment, settings.prefer)
     _report_collisions(merged.collisions, settings.prefer, base, console)
-    text = merge.dump(merged.doc, header(f"{source} and {base.path}"))
+    text = merge.dump(merged.doc, header(f"{origin.source} and {base.path}", origin.schema))
     names = merge.environment_names([env for env, _ in vault], base)
     return Built(text, lambda parsed: _holds(parsed, merged.written, names, default_environment))
 
@@ -263,9 +305,14 @@ def _report_collisions(collisions: list[merge.Collision], prefer: str | None, ba
             types = f"{types} in Vault, {show(c.base_type)} in the base"
         where = f"environment {c.environment!r}: connection {c.name!r} ({types})"
         if prefer is None:
-            console.error(f"{where} is both in Vault and in {base.path}; remove one, or pass --prefer vault|base")
+            message = f"is both in Vault and in {base.path}; remove one, or pass --prefer vault|base"
+            console.error(f"{where} {message}")
         else:
-            console.info(f"{where} is both in Vault and in {base.path}; {prefer}'s is kept (--prefer {prefer})")
+            message = f"is both in Vault and in {base.path}; {prefer}'s is kept (--prefer {prefer})"
+            console.info(f"{where} {message}")
+        if console.document is not None:
+            console.document.add(c.environment, f"connection {c.name!r} ({types})", None,
+                                 ERROR if prefer is None else NOTE, "base-collision", message)
     if collisions and prefer is None:
         n = len(collisions)
         raise MaterializeError(f"{n} connection name{'s' if n > 1 else ''} in both Vault and the base file (listed "
@@ -287,12 +334,16 @@ def _holds(parsed: Any, written: list[tuple[str, Connection]], environments: lis
 
 
 def _plan(built: Built, against: Any, console: Console) -> int:
-    from bruin_materialize.plan import diff
+    from bruin_materialize.plan import changes
 
-    lines = diff(parse(built.text), against)
-    for line in lines:
-        print(line)
-    sys.stdout.flush()
+    found = changes(parse(built.text), against)
+    lines = [change.line() for change in found]
+    if console.document is not None:
+        console.document.changes = found
+    else:
+        for line in lines:
+            print(line)
+        sys.stdout.flush()
     n = len(lines)
     console.info(f"plan: {n} difference{'s' if n != 1 else ''}" if n else "plan: no changes")
     return PLAN_CHANGES if lines else ExitCode.OK
@@ -309,6 +360,8 @@ def _deliver(settings: Settings, built: Built, bruin: str | None, bruin_env: dic
         return ExitCode.OK
     if settings.command == "render" and settings.output is not None:
         write.write_atomic(settings.output, text)
+        if console.document is not None:
+            console.document.written = str(settings.output)
         if not write.is_memory_backed(settings.output.parent):
             console.warning(f"{settings.output} is not on tmpfs: the credentials are on disk; delete it after use")
         console.info(f"wrote {settings.output}")
@@ -317,7 +370,10 @@ def _deliver(settings: Settings, built: Built, bruin: str | None, bruin_env: dic
     config_file = _write_private(settings.runtime_dir, text, settings.allow_non_tmpfs)
     if settings.command == "render":
         console.info(f"wrote {config_file}; delete it when done: rm -r {config_file.parent}")
-        print(config_file, flush=True)  # for `export BRUIN_CONFIG_FILE=$(materialize.py render)`
+        if console.document is not None:
+            console.document.written = str(config_file)
+        else:
+            print(config_file, flush=True)  # for `export BRUIN_CONFIG_FILE=$(materialize.py render)`
         return ExitCode.OK
     assert bruin is not None
     console.debug(f"wrote {config_file}; exec {bruin} run")
@@ -349,21 +405,25 @@ def _check_destination(settings: Settings) -> None:
         write.check_runtime_base(settings.runtime_dir, allow_non_tmpfs=settings.allow_non_tmpfs)
 
 
-def _schema(settings: Settings, bruin: str | None, bruin_env: dict[str, str], console: Console) -> Schema | None:
+def _schema(settings: Settings, bruin: str | None, bruin_env: dict[str, str], console: Console) -> Schema:
+    """--schema, else the bruin that will run, else the snapshot in the package (said once: it may be
+    older or newer than the bruin that runs the file)."""
     if settings.schema_file is not None:
         return load_schema_file(settings.schema_file)
     if bruin is None:
         try:
             bruin = handover.find_bruin(settings.bruin_bin, settings.search_path)
         except MaterializeError:
-            console.warning("no connection schema (bruin not found, no --schema): checking the secrets' shape "
-                            "only, not their types and fields")
-            return None
+            console.info(f"bruin not found and no --schema: checking against {SNAPSHOT_FROM} (the schema "
+                         "shipped with bruin-materialize); put bruin on PATH or pass --schema to check against "
+                         "the bruin that will run")
+            return load_snapshot()
     try:
         return schema_from_bruin(bruin, settings.cache_dir, bruin_env)
     except MaterializeError as exc:
-        console.warning(f"{exc.message}; checking the secrets' shape only")
-        return None
+        console.warning(f"{exc.message}; checking against {SNAPSHOT_FROM} (the schema shipped with "
+                        "bruin-materialize) instead")
+        return load_snapshot()
 
 
 def _read_secrets(settings: Settings, sources: list[tuple[str, str]],

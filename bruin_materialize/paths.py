@@ -17,12 +17,18 @@ from typing import Any, NamedTuple
 
 _SSL_FILES = (("ssl_ca_path",), ("ssl_cert_path",), ("ssl_key_path",))
 
-# Connection type -> the fields bruin resolves, each as its key path inside the connection.
+# Connection type -> the fields bruin resolves, each as its key path inside the connection: the loop
+# after decoding in bruin's pkg/config/manager.go (LoadFromFileOrEnv). Checked against that file at
+# bruin commit 0034ee4f508d, which resolves duckdb, google_cloud_platform, mysql and snowflake,
+# and against the late-2026 loader (the bruin of schema_snapshot.json), which adds google_sheets,
+# doris, vitess and iceberg. bruin has only ever added to this list, so it holds the union: a field
+# made absolute here that an older bruin would have left relative still names the same file.
 # iceberg: the sqlite/hadoop catalog's `catalog.path`, local storage's `storage.path` (s3:// and gs://
 # warehouses carry a scheme and are left alone) and the GCS key file `storage.key_file`.
 PATH_FIELDS: dict[str, tuple[tuple[str, ...], ...]] = {
     "duckdb": (("path",),),
     "google_cloud_platform": (("service_account_file",),),
+    "google_sheets": (("service_account_file",),),
     "snowflake": (("private_key_path",),),
     "mysql": _SSL_FILES,
     "doris": _SSL_FILES,

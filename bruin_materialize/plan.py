@@ -7,7 +7,7 @@ and the fields that differ, never a value; names that could break a line are JSO
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, NamedTuple
 
 from bruin_materialize.paths import connections_in
 from bruin_materialize.yamltext import to_yaml
@@ -26,38 +26,68 @@ def identical(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
+class Change(NamedTuple):
+    """One difference. kind: added, removed, changed (fields), type_changed, settings (an environment's own
+    keys, in fields) or default_environment; an environment added or removed has name None."""
+
+    kind: str
+    environment: str | None
+    name: str | None = None
+    type: str | None = None
+    old_type: str | None = None  # type_changed
+    fields: tuple[str, ...] = ()  # changed, settings: dotted names, never values
+
+    def line(self) -> str:
+        if self.kind == "default_environment":
+            return "~ default_environment"
+        env = show(self.environment or "")
+        if self.name is None:
+            if self.kind == "settings":
+                return f"~ {env}: {', '.join(show(f) for f in self.fields)}"
+            return f"{'+' if self.kind == 'added' else '-'} {env} (environment)"
+        where = f"{env}/{show(self.name)}"
+        if self.kind in ("added", "removed"):
+            return f"{'+' if self.kind == 'added' else '-'} {where} ({show(self.type or '')})"
+        if self.kind == "type_changed":
+            return f"~ {where} ({show(self.type or '')}): type changed from {show(self.old_type or '')}"
+        return f"~ {where} ({show(self.type or '')}): {', '.join(show(f) for f in self.fields)}"
+
+
 def diff(new: Any, old: Any) -> list[str]:
     """One line per difference, environment by environment, connections sorted by name."""
-    lines: list[str] = []
+    return [change.line() for change in changes(new, old)]
+
+
+def changes(new: Any, old: Any) -> list[Change]:
+    found: list[Change] = []
     if _get(new, "default_environment") != _get(old, "default_environment"):
-        lines.append("~ default_environment")
+        found.append(Change("default_environment", None))
     new_envs, old_envs = _environments(new), _environments(old)
     for env in sorted(new_envs.keys() | old_envs.keys()):
         if env not in old_envs:
-            lines.append(f"+ {show(env)} (environment)")
+            found.append(Change("added", env))
         elif env not in new_envs:
-            lines.append(f"- {show(env)} (environment)")
+            found.append(Change("removed", env))
         else:
-            lines.extend(_settings_line(env, new_envs[env], old_envs[env]))
-        lines.extend(_connection_lines(env, _connections(new, env), _connections(old, env)))
-    return lines
+            found.extend(_settings_change(env, new_envs[env], old_envs[env]))
+        found.extend(_connection_changes(env, _connections(new, env), _connections(old, env)))
+    return found
 
 
-def _connection_lines(env: str, new: dict[str, tuple[str, Any]], old: dict[str, tuple[str, Any]]) -> list[str]:
-    lines: list[str] = []
+def _connection_changes(env: str, new: dict[str, tuple[str, Any]], old: dict[str, tuple[str, Any]]) -> list[Change]:
+    found: list[Change] = []
     for name in sorted(new.keys() | old.keys()):
-        where = f"{show(env)}/{show(name)}"
         if name not in old:
-            lines.append(f"+ {where} ({show(new[name][0])})")
+            found.append(Change("added", env, name, new[name][0]))
         elif name not in new:
-            lines.append(f"- {where} ({show(old[name][0])})")
+            found.append(Change("removed", env, name, old[name][0]))
         elif new[name][0] != old[name][0]:
-            lines.append(f"~ {where} ({show(new[name][0])}): type changed from {show(old[name][0])}")
+            found.append(Change("type_changed", env, name, new[name][0], old_type=old[name][0]))
         else:
             fields = changed_fields(new[name][1], old[name][1])
             if fields:
-                lines.append(f"~ {where} ({show(new[name][0])}): {', '.join(show(f) for f in fields)}")
-    return lines
+                found.append(Change("changed", env, name, new[name][0], fields=tuple(fields)))
+    return found
 
 
 def changed_fields(new: Any, old: Any, prefix: str = "") -> list[str]:
@@ -76,11 +106,11 @@ def changed_fields(new: Any, old: Any, prefix: str = "") -> list[str]:
     return changed
 
 
-def _settings_line(env: str, new: dict[str, Any], old: dict[str, Any]) -> list[str]:
+def _settings_change(env: str, new: dict[str, Any], old: dict[str, Any]) -> list[Change]:
     """An environment's own settings (schema_prefix, config, ...): everything but its connections."""
     keys = sorted((new.keys() | old.keys()) - {"connections"}, key=str)
     changed = [str(k) for k in keys if k not in new or k not in old or not identical(new[k], old[k])]
-    return [f"~ {show(env)}: {', '.join(show(k) for k in changed)}"] if changed else []
+    return [Change("settings", env, fields=tuple(changed))] if changed else []
 
 
 def _environments(doc: Any) -> dict[str, dict[str, Any]]:

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from bruin_materialize import __version__
 from bruin_materialize.validate import Connection
 from bruin_materialize.yamltext import to_yaml
 
@@ -22,18 +23,24 @@ TEMPLATE = "bruin.yml.j2"
 Environments = Sequence[tuple[str, list[Connection]]]
 
 
-def header(source: str) -> str:
-    """The two comment lines every rendered file starts with. The source is quoted as one line,
-    whatever the mount or path holds, so it cannot end the comment."""
-    return (f"# bruin config rendered by bruin-materialize from {to_yaml(source)}.\n"
-            "# It holds credentials: ephemeral, never edit or commit it.")
+def header(source: str, schema: str = "") -> str:
+    """The comment lines every rendered file starts with: this tool's version, where the connections came
+    from and which connection schema they were checked against (an init container's bruin-materialize
+    image carries its own bruin, which may not be the one that loads the file). Each is quoted as one
+    line, whatever the mount, path or file name holds, so it cannot end the comment."""
+    lines = [f"# bruin config rendered by bruin-materialize {__version__} from {to_yaml(source)}."]
+    if schema:
+        lines.append(f"# Checked against {to_yaml(schema)}.")
+    lines.append("# It holds credentials: ephemeral, never edit or commit it.")
+    return "\n".join(lines)
 
 
-def render(connections: list[Connection], environment: str, source: str) -> str:
-    return render_environments([(environment, connections)], environment, source)
+def render(connections: list[Connection], environment: str, source: str, schema: str = "") -> str:
+    return render_environments([(environment, connections)], environment, source, schema)
 
 
-def render_environments(environments: Environments, default_environment: str, source: str) -> str:
+def render_environments(environments: Environments, default_environment: str, source: str,
+                        schema: str = "") -> str:
     import jinja2  # imported here: `--help` and usage errors should not pay for it
 
     env = jinja2.Environment(
@@ -45,7 +52,7 @@ def render_environments(environments: Environments, default_environment: str, so
     env.filters["yaml"] = to_yaml
     # Connections come sorted by type, so by_type keeps the file's order.
     grouped = [(name, list(by_type(connections).items())) for name, connections in environments]
-    text: str = env.get_template(TEMPLATE).render(header=header(source), default_environment=default_environment,
+    text: str = env.get_template(TEMPLATE).render(header=header(source, schema), default_environment=default_environment,
                                                   environments=grouped)
     return text if text.endswith("\n") else text + "\n"
 

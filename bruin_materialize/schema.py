@@ -18,11 +18,22 @@ from typing import Any, NamedTuple
 
 from bruin_materialize.errors import usage_error
 
+# The schema shipped with the package, for machines without bruin (a CI job, the init container's
+# image when BRUIN_BIN is unset): data/connections-schema.md says where it came from.
+SNAPSHOT = Path(__file__).resolve().parent / "data" / "connections-schema.json"
+SNAPSHOT_FROM = "a bruin release of late 2026, 147 connection types"
+
 
 class Schema(NamedTuple):
     types: dict[str, dict[str, Any]]  # connection type -> its object schema
     defs: dict[str, dict[str, Any]]  # "$defs", to resolve "$ref"
     source: str
+    # sha256 of the schema's bytes, shortened: names exactly which schema a file was checked against,
+    # comparable with `bruin internal connections | sha256sum` where bruin runs.
+    digest: str = ""
+
+    def describe(self) -> str:
+        return f"{self.source}, sha256 {self.digest}" if self.digest else self.source
 
     def resolve(self, spec: Mapping[str, Any]) -> Mapping[str, Any]:
         ref = spec.get("$ref")
@@ -31,7 +42,7 @@ class Schema(NamedTuple):
         return spec
 
 
-def parse_schema(doc: Any, source: str) -> Schema:
+def parse_schema(doc: Any, source: str, raw: bytes = b"") -> Schema:
     """Check the document is the schema we expect; a malformed one is a usage error, not a crash."""
     defs = doc.get("$defs") if isinstance(doc, dict) else None
     root = defs.get("Connections") if isinstance(defs, dict) else None
@@ -39,7 +50,7 @@ def parse_schema(doc: Any, source: str) -> Schema:
     if not isinstance(props, dict) or not props:
         raise usage_error(f"{source} is not bruin's connections schema (no $defs.Connections.properties)")
     assert isinstance(defs, dict)  # checked above, through root
-    schema = Schema({}, defs, source)
+    schema = Schema({}, defs, source, hashlib.sha256(raw).hexdigest()[:12] if raw else "")
     for type_name, prop in props.items():
         items = prop.get("items") if isinstance(prop, dict) else None
         if isinstance(items, dict):
@@ -47,16 +58,20 @@ def parse_schema(doc: Any, source: str) -> Schema:
     return schema
 
 
-def load_schema_file(path: Path) -> Schema:
+def load_schema_file(path: Path, source: str | None = None) -> Schema:
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except OSError as exc:
         raise usage_error(f"cannot read the schema file {path}: {exc.strerror}") from None
     try:
-        doc = json.loads(text)
+        doc = json.loads(raw)
     except ValueError:
         raise usage_error(f"the schema file {path} is not valid JSON") from None
-    return parse_schema(doc, str(path))
+    return parse_schema(doc, source or str(path), raw)
+
+
+def load_snapshot() -> Schema:
+    return load_schema_file(SNAPSHOT, f"the schema snapshot shipped with bruin-materialize ({SNAPSHOT_FROM})")
 
 
 def schema_from_bruin(bruin: str, cache_dir: Path | None, env: Mapping[str, str]) -> Schema:
@@ -64,7 +79,8 @@ def schema_from_bruin(bruin: str, cache_dir: Path | None, env: Mapping[str, str]
     cache = _cache_file(bruin, cache_dir)
     if cache is not None:
         try:
-            return parse_schema(json.loads(cache.read_text(encoding="utf-8")), f"{bruin} (cached)")
+            raw = cache.read_bytes()
+            return parse_schema(json.loads(raw), f"`{bruin} internal connections` (cached)", raw)
         except (OSError, ValueError):
             pass
     try:
@@ -79,7 +95,7 @@ def schema_from_bruin(bruin: str, cache_dir: Path | None, env: Mapping[str, str]
         doc = json.loads(proc.stdout)
     except ValueError:
         raise usage_error(f"`{bruin} internal connections` did not print JSON; is this bruin too old?") from None
-    schema = parse_schema(doc, f"`{bruin} internal connections`")
+    schema = parse_schema(doc, f"`{bruin} internal connections`", proc.stdout)
     if cache is not None:
         _store(cache, proc.stdout)
     return schema

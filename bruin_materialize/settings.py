@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple, NoReturn
 
+from bruin_materialize import __version__
 from bruin_materialize.errors import usage_error
 from bruin_materialize.paths import project_root as find_project_root
 
@@ -97,6 +98,7 @@ class Settings(NamedTuple):
     prefer: str | None = None  # "vault" or "base": who wins a connection both have; None: an error
     project_root: Path = Path(".")  # where relative paths in connections are resolved
     against: Path | None = None  # plan: the file compared with
+    output_format: str = "text"  # check, plan, render: "json" puts one JSON document on stdout
 
     @property
     def environment(self) -> str:
@@ -227,6 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
         "a bruin config file (or exec `bruin run` on it).",
         allow_abbrev=False,
     )
+    parser.add_argument("--version", action="version", version=f"bruin-materialize {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="{render,check,exec,plan}")
     render = sub.add_parser("render", parents=[common], allow_abbrev=False, help="write the config file",
                             description="Read, check and write the bruin config file (mode 0600). Without "
@@ -258,7 +261,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     plan.add_argument("--against", metavar="FILE", help="the file to compare with (default: the base file)")
     plan.add_argument("--environment", "-e", metavar="NAME", help=_ENVIRONMENT_HELP)
+    for reporting in (render, check, plan):
+        _add_format(reporting)
     return parser
+
+
+def _add_format(parser: argparse.ArgumentParser) -> None:
+    # Not -o/--output (render's file); bruin's own `-o json` would collide with it.
+    parser.add_argument("--format", choices=("text", "json"), default=None,
+                        help="json: one JSON document on stdout (findings, connections, changes; never a value); "
+                        "stderr keeps the text (default: text)")
 
 
 def parse_settings(argv: Sequence[str], environ: Mapping[str, str], cwd: Path | None = None) -> Settings:
@@ -361,6 +373,7 @@ def _resolve(ns: argparse.Namespace, bruin_args: list[str], environ: Mapping[str
         prefer=_prefer(*get("--prefer", "BRUIN_MATERIALIZE_PREFER")),
         project_root=root,
         against=_absolute(getattr(ns, "against", None), cwd),
+        output_format=getattr(ns, "format", None) or "text",
     )
 
 

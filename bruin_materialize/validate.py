@@ -22,6 +22,8 @@ class Problem(NamedTuple):
     level: str
     where: str  # the secret's location, and the field when there is one
     message: str
+    location: str = ""  # the secret's location alone (mount/path/name), for `--format json`
+    field: str = ""  # the field alone, "" for the secret as a whole
 
     def line(self) -> str:
         return f"{self.where}: {self.message}"
@@ -72,7 +74,7 @@ class _Report:
 
     def add(self, level: str, field: str, message: str) -> None:
         where = f"{self.location}: {field}" if field else self.location
-        self.out.append(Problem(level, where, message))
+        self.out.append(Problem(level, where, message, self.location, field))
         self.errors += level == ERROR
 
     def hint(self, field: str, message: str) -> None:

@@ -35,7 +35,7 @@ REPO_DIR = TESTS_DIR.parent
 MATERIALIZE = REPO_DIR / "materialize.py"
 FAKE_BRUIN_DIR = TESTS_DIR / "fake_bruin"
 SHARED_SCHEMA = REPO_DIR.parent / "shared" / "bruin" / "connections-schema.json"
-SUBSET_SCHEMA = TESTS_DIR / "data" / "connections-schema-subset.json"
+PACKAGED_SCHEMA = REPO_DIR / "bruin_materialize" / "data" / "connections-schema.json"
 
 # Environment variables that would point the code under test at another Vault, token or config.
 _CLEARED_PREFIXES = ("BRUIN_VAULT_", "VAULT_", "BAO_", "BRUIN_MATERIALIZE_")
@@ -418,7 +418,9 @@ def run_cli() -> RunCli:
 @pytest.fixture(scope="session")
 def schema_path() -> Path:
     """bruin's connections JSON Schema: the shared full copy, else the subset kept in tests/data."""
-    return SHARED_SCHEMA if SHARED_SCHEMA.is_file() else SUBSET_SCHEMA
+    # The package's snapshot is a full copy too, so the tests check against bruin's whole schema
+    # even where ../shared is absent.
+    return SHARED_SCHEMA if SHARED_SCHEMA.is_file() else PACKAGED_SCHEMA
 
 
 @dataclasses.dataclass

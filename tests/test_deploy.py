@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -20,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from ruamel.yaml import YAML
 
+from bruin_materialize import __version__
+from bruin_materialize.errors import ExitCode
 from bruin_materialize.write import is_memory_backed
 
 if TYPE_CHECKING:
@@ -32,8 +35,8 @@ MANIFESTS = REPO / "deploy" / "kubernetes"
 VAULT_SETUP = MANIFESTS / "vault-setup.sh"
 SETTINGS_SOURCE = REPO / "bruin_materialize" / "settings.py"
 
-APP_DIR = "/opt/bruin-materialize"
-VENV_PYTHON = f"{APP_DIR}/venv/bin/python"
+VENV = "/opt/bruin-materialize/venv"
+COMMAND = "bruin-materialize"  # the console script pyproject.toml declares, in the venv's bin/
 TOKEN_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"  # where bruin reads its Kubernetes token
 PASSWORD = "deploy-Secret-Passw0rd"
 
@@ -73,8 +76,20 @@ def dockerfile_instructions(text: str) -> list[tuple[str, str]]:
     return instructions
 
 
-def instruction_args(name: str) -> list[str]:
-    return [args for keyword, args in dockerfile_instructions(DOCKERFILE.read_text()) if keyword == name]
+def stages() -> list[list[tuple[str, str]]]:
+    """The instructions of each build stage (global ARGs before the first FROM are left out)."""
+    found: list[list[tuple[str, str]]] = []
+    for keyword, args in dockerfile_instructions(DOCKERFILE.read_text()):
+        if keyword == "FROM":
+            found.append([])
+        if found:
+            found[-1].append((keyword, args))
+    return found
+
+
+def instruction_args(name: str, stage: int = -1) -> list[str]:
+    """A stage's instructions named `name`: by default the last stage's, the image that runs."""
+    return [args for keyword, args in stages()[stage] if keyword == name]
 
 
 def exec_form(name: str) -> list[str]:
@@ -96,9 +111,10 @@ def dockerfile_env() -> dict[str, str]:
 
 def dockerfile_arg_defaults() -> dict[str, str]:
     defaults: dict[str, str] = {}
-    for args in instruction_args("ARG"):
-        name, _, value = args.partition("=")
-        defaults[name] = value
+    for keyword, args in dockerfile_instructions(DOCKERFILE.read_text()):
+        if keyword == "ARG":
+            name, _, value = args.partition("=")
+            defaults[name] = value or defaults.get(name, "")
     return defaults
 
 
@@ -172,20 +188,34 @@ def flag_value(argv: Sequence[str], flag: str) -> str:
 # --- the Dockerfile ------------------------------------------------------------------------------
 
 
-def test_entrypoint_is_exec_with_the_venv_python_under_tini() -> None:
-    assert exec_form("ENTRYPOINT") == ["/usr/bin/tini", "--", VENV_PYTHON, f"{APP_DIR}/materialize.py", "exec"]
-    assert exec_form("CMD") == ["."]
-    [venv_run] = [run for run in instruction_args("RUN") if "-m venv" in run]
-    assert f"python3 -m venv {APP_DIR}/venv" in venv_run
-    assert f"{APP_DIR}/venv/bin/pip install --no-cache-dir" in venv_run and "-r requirements.txt" in venv_run
+def test_entrypoint_is_the_installed_command_under_tini() -> None:
+    assert exec_form("ENTRYPOINT") == ["tini", "--", COMMAND]
+    assert exec_form("CMD") == ["exec", "."]
+    assert dockerfile_env()["PATH"].split(":")[:2] == [f"{VENV}/bin", "$PATH"]
     assert any("tini" in run.split() for run in instruction_args("RUN")), "tini is not installed"
+    assert f'{COMMAND} = "bruin_materialize.cli:entrypoint"' in (REPO / "pyproject.toml").read_text()
 
 
-def test_base_is_bruins_image_at_a_pinned_version() -> None:
-    [base] = instruction_args("FROM")
-    assert base == "ghcr.io/bruin-data/bruin:${BRUIN_VERSION}"
-    version = dockerfile_arg_defaults()["BRUIN_VERSION"]
-    assert version.startswith("v") and version != "latest"
+def test_the_package_is_installed_in_a_build_stage_and_only_the_venv_kept() -> None:
+    build, runtime = stages()
+    build_runs = [args for keyword, args in build if keyword == "RUN"]
+    [venv_run] = [run for run in build_runs if "-m venv" in run]
+    assert f"python3 -m venv {VENV}" in venv_run and "-r requirements.txt" in venv_run
+    [install] = [run for run in build_runs if "--no-deps ." in run]
+    assert f"{VENV}/bin/pip install --no-cache-dir" in install
+    assert f"{VENV}/bin/pip uninstall --yes --disable-pip-version-check pip setuptools" in install
+    # Run time: the venv from the build stage, python3 and tini; no python3-venv, pip or sources.
+    assert [args for keyword, args in runtime if keyword == "COPY"] == [f"--from=build {VENV} {VENV}"]
+    runtime_runs = " ".join(args for keyword, args in runtime if keyword == "RUN")
+    assert "python3-venv" not in runtime_runs and "pip" not in runtime_runs
+
+
+def test_base_is_bruins_image_at_a_published_tag() -> None:
+    assert [f for f in instruction_args("FROM", 0)] == ["ghcr.io/bruin-data/bruin:${BRUIN_VERSION} AS build"]
+    assert instruction_args("FROM") == ["ghcr.io/bruin-data/bruin:${BRUIN_VERSION}"]
+    # A release tag as bruin publishes them (v0.11.324 is one its docs use), never a moving one.
+    assert re.fullmatch(r"v\d+\.\d+\.\d+", dockerfile_arg_defaults()["BRUIN_VERSION"])
+    assert "https://github.com/bruin-data/bruin/releases" in DOCKERFILE.read_text()  # how to find the current one
 
 
 def test_runs_as_a_non_root_numeric_user() -> None:
@@ -197,8 +227,9 @@ def test_runs_as_a_non_root_numeric_user() -> None:
 
 
 def test_copies_the_program_only() -> None:
-    sources = {shlex.split(args)[0] for args in instruction_args("COPY")}
-    assert sources == {"requirements.txt", "materialize.py", "bruin_materialize/", "templates/"}
+    sources = {source for args in instruction_args("COPY", 0) for source in shlex.split(args)[:-1]}
+    assert sources == {"requirements.txt", "pyproject.toml", "README.md", "LICENSE", "bruin_materialize/",
+                       "templates/"}
     # The build context holds the same, and no tests, .venv, .git or demo secrets.
     lines = [line.strip() for line in DOCKERIGNORE.read_text().splitlines()]
     patterns = [line for line in lines if line and not line.startswith("#")]
@@ -275,7 +306,7 @@ def test_cronjob_runs_the_image_entrypoint_on_a_memory_runtime_dir() -> None:
     assert spec is not None
     [ctr] = spec["containers"]
     assert "command" not in ctr, "the image's entrypoint must run"
-    assert ctr["args"][0] == "--", "bruin's arguments must not be taken for the tool's options"
+    assert ctr["args"][:2] == ["exec", "--"], "bruin's arguments must not be taken for the tool's options"
     env = env_of(ctr)
     assert {"BRUIN_VAULT_HOST", "BRUIN_VAULT_MOUNT_PATH", "BRUIN_VAULT_PATH", "BRUIN_VAULT_ROLE"} <= set(env)
     runtime = env.get("BRUIN_MATERIALIZE_RUNTIME_DIR", dockerfile_env()["BRUIN_MATERIALIZE_RUNTIME_DIR"])
@@ -290,9 +321,9 @@ def test_init_container_renders_where_the_unmodified_bruin_reads() -> None:
     assert spec is not None
     [init] = spec["initContainers"]
     [bruin] = spec["containers"]
-    render_argv = [*init["command"], *init.get("args", [])]
+    render_argv = init["args"]
     bruin_argv = [*bruin["command"], *bruin.get("args", [])]
-    assert render_argv[render_argv.index(f"{APP_DIR}/materialize.py") + 1] == "render"
+    assert render_argv[0] == "render"
     assert bruin_argv[:2] == ["bruin", "run"]
     output = flag_value(render_argv, "--output")
     assert flag_value(bruin_argv, "--config-file") == output
@@ -311,26 +342,140 @@ def test_init_container_renders_where_the_unmodified_bruin_reads() -> None:
 
 
 def test_init_container_runs_the_tool_of_the_image() -> None:
+    """Only `args`: the image's entrypoint runs, no image paths repeated in the manifest."""
     spec = pod_spec(manifest("Job"))
     assert spec is not None
     [init] = spec["initContainers"]
-    entrypoint = exec_form("ENTRYPOINT")
-    assert init["command"] == entrypoint[: entrypoint.index(f"{APP_DIR}/materialize.py") + 1]
+    assert "command" not in init and init["args"][0] == "render"
+
+
+# --- retries: podFailurePolicy ---------------------------------------------------------------------
+
+
+def job_spec(doc: dict[str, Any]) -> dict[str, Any]:
+    spec: dict[str, Any] = doc["spec"]["jobTemplate"]["spec"] if doc["kind"] == "CronJob" else doc["spec"]
+    return spec
+
+
+def pod_failure_policy_errors(spec: dict[str, Any]) -> list[str]:
+    """The API server's checks of a Job's podFailurePolicy (pkg/apis/batch/validation, validatePodFailurePolicy*),
+    which kubernetes-validate's schemas do not make: kubectl apply would refuse the Job."""
+    template = spec["template"]["spec"]
+    names = {c["name"] for c in containers(template)}
+    errors = [] if template.get("restartPolicy") == "Never" else ["restartPolicy must be Never"]
+    rules = spec["podFailurePolicy"]["rules"]
+    errors += ["more than 20 rules"] if len(rules) > 20 else []
+    for i, rule in enumerate(rules):
+        on_codes, on_conditions = rule.get("onExitCodes"), rule.get("onPodConditions")
+        if rule.get("action") not in ("Count", "FailJob", "Ignore"):  # FailIndex needs backoffLimitPerIndex
+            errors.append(f"rule {i}: action {rule.get('action')!r}")
+        if (on_codes is None) == (not on_conditions):
+            errors.append(f"rule {i}: exactly one of onExitCodes and onPodConditions")
+        for pattern in on_conditions or ():
+            if pattern.get("status") not in ("True", "False", "Unknown") or not pattern.get("type"):
+                errors.append(f"rule {i}: condition pattern {pattern}")
+        if on_codes is not None:
+            values = on_codes.get("values") or []
+            if on_codes.get("operator") not in ("In", "NotIn"):
+                errors.append(f"rule {i}: operator")
+            if "containerName" in on_codes and on_codes["containerName"] not in names:
+                errors.append(f"rule {i}: containerName must be one of {sorted(names)}")
+            if not 1 <= len(values) <= 255 or values != sorted(set(values)):
+                errors.append(f"rule {i}: values must be 1 to 255, ordered and unique")
+            if on_codes.get("operator") == "In" and 0 in values:
+                errors.append(f"rule {i}: 0 is not allowed with In")
+    return errors
+
+
+def failure_action(spec: dict[str, Any], container_name: str, exit_code: int) -> str:
+    """What the Job controller does when `container_name` fails with `exit_code`: the first matching rule,
+    else Count (the API's rules for a pod whose one failed container is that one)."""
+    for rule in spec["podFailurePolicy"]["rules"]:
+        codes = rule.get("onExitCodes")
+        if codes is None or codes.get("containerName", container_name) != container_name:
+            continue
+        if (exit_code in codes["values"]) == (codes["operator"] == "In"):
+            return str(rule["action"])
+    return "Count"
+
+
+@pytest.mark.parametrize(("kind", "tool"), [("CronJob", "bruin"), ("Job", "materialize")])
+def test_jobs_retry_only_what_a_retry_can_fix(kind: str, tool: str) -> None:
+    spec = job_spec(manifest(kind))
+    assert pod_failure_policy_errors(spec) == []
+    assert 1 <= spec["backoffLimit"] <= 3
+    # Disruptions (eviction, preemption, drain) first: never counted, whatever the exit code.
+    first = spec["podFailurePolicy"]["rules"][0]
+    assert first == {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}
+    # With several containers, every exit-code rule names its container (a code means something for one).
+    if len(containers(spec["template"]["spec"])) > 1:
+        assert all("containerName" in r["onExitCodes"] for r in spec["podFailurePolicy"]["rules"][1:])
+    assert failure_action(spec, tool, ExitCode.USAGE) == "FailJob"
+    assert failure_action(spec, tool, ExitCode.INVALID) == "FailJob"
+    assert failure_action(spec, tool, ExitCode.VAULT) == "Count"
+    assert failure_action(spec, "bruin", 1) == "FailJob"  # bruin's own failure: no rerun behind anyone's back
+
+
+def test_the_policy_check_catches_what_the_api_server_refuses() -> None:
+    spec = job_spec(manifest("Job"))
+    broken = json.loads(json.dumps(spec))
+    broken["template"]["spec"]["restartPolicy"] = "OnFailure"
+    broken["podFailurePolicy"]["rules"][1]["onExitCodes"].update(containerName="nope", values=[4, 2, 0])
+    assert pod_failure_policy_errors(broken) == [
+        "restartPolicy must be Never", "rule 1: containerName must be one of ['bruin', 'materialize']",
+        "rule 1: values must be 1 to 255, ordered and unique", "rule 1: 0 is not allowed with In"]
+
+
+# --- the recipes in docs/deployment.md ------------------------------------------------------------
+
+
+def doc_yaml_blocks() -> list[Any]:
+    text = (REPO / "docs" / "deployment.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```yaml\n(.*?)```", text, flags=re.DOTALL)
+    return [YAML(typ="safe", pure=True).load(block) for block in blocks]
+
+
+def test_vault_agent_injector_recipe_hands_over_a_token_file_first() -> None:
+    [annotations] = [b["metadata"]["annotations"] for b in doc_yaml_blocks()
+                     if isinstance(b, dict) and "vault.hashicorp.com/agent-inject" in b.get("metadata", {}).get(
+                         "annotations", {})]
+    # The agent's init container must run before this one and leave its token in the shared volume;
+    # no sidecar, whose volume would outlive the need.
+    assert annotations["vault.hashicorp.com/agent-init-first"] == "true"
+    assert annotations["vault.hashicorp.com/agent-inject-token"] == "true"
+    assert annotations["vault.hashicorp.com/agent-pre-populate-only"] == "true"
+    assert annotations["vault.hashicorp.com/role"] == "bruin-materialize"
+    # automountServiceAccountToken is off in the manifests: the agent gets their projected volume.
+    spec = pod_spec(manifest("Job"))
+    assert spec is not None
+    volume(spec, annotations["vault.hashicorp.com/agent-service-account-token-volume-name"])
+    [env] = [b["env"] for b in doc_yaml_blocks() if isinstance(b, dict) and "env" in b]
+    assert env == [{"name": "BRUIN_VAULT_TOKEN_FILE", "value": "/vault/secrets/token"}]
+    assert '"BRUIN_VAULT_TOKEN_FILE"' in SETTINGS_SOURCE.read_text(encoding="utf-8")
 
 
 # --- running the image's entrypoint --------------------------------------------------------------
 
 
-def entrypoint_argv(bruin_args: Sequence[str]) -> list[str]:
-    """The image's ENTRYPOINT + arguments, with the image's paths swapped for this checkout's.
+@pytest.fixture(scope="session")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """`pip install .` as the image's build stage does it, into a prefix: PATH and PYTHONPATH to run the
+    installed `bruin-materialize` (its dependencies are this interpreter's)."""
+    prefix = tmp_path_factory.mktemp("installed")
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--disable-pip-version-check",
+                    "--prefix", str(prefix), str(REPO)], check=True, capture_output=True, cwd=prefix)
+    [site] = prefix.glob("lib/python*/site-packages")
+    assert (prefix / "bin" / COMMAND).is_file()
+    return {"PATH": f"{prefix / 'bin'}{os.pathsep}{os.environ['PATH']}", "PYTHONPATH": str(site)}
 
-    tini is left out: it only forwards signals and reaps children, and is not installed here.
-    """
+
+def entrypoint_argv(args: Sequence[str]) -> list[str]:
+    """The image's ENTRYPOINT + arguments. tini is left out: it only forwards signals and reaps
+    children, and is not installed here."""
     argv = exec_form("ENTRYPOINT")
-    if argv[0].endswith("/tini"):
+    if argv[0] == "tini":
         argv = argv[argv.index("--") + 1:]
-    swaps = {VENV_PYTHON: sys.executable, f"{APP_DIR}/materialize.py": str(REPO / "materialize.py")}
-    return [swaps.get(arg, arg) for arg in argv] + list(bruin_args)
+    return argv + list(args)
 
 
 def run_entrypoint(bruin_args: Sequence[str], env: Mapping[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -342,12 +487,15 @@ def run_entrypoint(bruin_args: Sequence[str], env: Mapping[str, str], cwd: Path)
 
 
 @pytest.fixture
-def image_env(vault_env: dict[str, str], kv2: KV, fake_bruin: FakeBruin, tmp_path: Path) -> dict[str, str]:
-    """The environment the image gives its entrypoint, pointed at the test server and fake bruin."""
+def image_env(vault_env: dict[str, str], kv2: KV, fake_bruin: FakeBruin, installed: dict[str, str],
+              tmp_path: Path) -> dict[str, str]:
+    """The environment the image gives its entrypoint, pointed at the test server, the installed
+    command and the fake bruin."""
     kv2.put("bruin/production", "pg", {"type": "postgres",
                                        "details": {"host": "db", "port": 5432, "password": PASSWORD}})
     env = dict(os.environ)
     env.update(dockerfile_env())
+    env.update(installed)
     env.update({"BRUIN_BIN": str(fake_bruin.bin), "BRUIN_VAULT_MOUNT_PATH": kv2.mount,
                 "BRUIN_VAULT_PATH": "bruin/production"})
     return env
@@ -401,11 +549,29 @@ def test_cronjob_container_as_the_image_runs_it(image_env: dict[str, str], fake_
     config_file = Path(record["config_file"])
     shm_cleanup.append(config_file.parent)
     assert proc.returncode == 0, proc.stderr
-    assert record["argv"] == ["run", "--config-file", str(config_file), *ctr["args"][1:]]
+    assert record["argv"] == ["run", "--config-file", str(config_file), *ctr["args"][2:]]
     assert record["environment"] == flag_value(ctr["args"], "--environment")
     [pg] = record["config"]["environments"][record["environment"]]["connections"]["postgres"]
     assert pg["password"] == PASSWORD
     assert config_file.parent.parent == Path(env["BRUIN_MATERIALIZE_RUNTIME_DIR"])
+
+
+def test_init_container_args_on_the_image_entrypoint(image_env: dict[str, str], tmp_path: Path) -> None:
+    """The init container's args, with the output moved into tmp_path, on the installed command: the
+    file bruin's container reads, its header naming this version and the schema it was checked against."""
+    spec = pod_spec(manifest("Job"))
+    assert spec is not None
+    [init] = spec["initContainers"]
+    output = tmp_path / "bruin-config" / "run" / "bruin.yml"
+    args = [str(output) if arg == flag_value(init["args"], "--output") else arg for arg in init["args"]]
+    env = {**image_env, **{k: v for k, v in env_of(init).items() if k == "XDG_CACHE_HOME"}}
+    env["XDG_CACHE_HOME"] = str(tmp_path / "cache")
+    proc = run_entrypoint(args, env, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    lines = output.read_text().splitlines()
+    assert lines[0].startswith(f"# bruin config rendered by bruin-materialize {__version__} from ")
+    assert lines[1].startswith('# Checked against "`') and "internal connections`, sha256 " in lines[1]
+    assert YAML(typ="safe", pure=True).load(output.read_text())["default_environment"] == "production"
 
 
 # --- the Vault setup script ----------------------------------------------------------------------

@@ -17,11 +17,12 @@ from hypothesis import strategies as st
 from ruamel.yaml import YAML
 from test_render import HOSTILE, SCALARS, text, values
 
-from bruin_materialize import merge
+from bruin_materialize import __version__, merge
 from bruin_materialize.cli import identical, main
 from bruin_materialize.errors import ExitCode, MaterializeError
 from bruin_materialize.paths import PATH_FIELDS, absolutize, is_relative_path, project_root
 from bruin_materialize.render import header, render
+from bruin_materialize.schema import load_schema_file
 from bruin_materialize.settings import parse_settings
 from bruin_materialize.validate import Connection, Options, validate
 from bruin_materialize.vault import RawSecret
@@ -91,7 +92,7 @@ def test_each_path_fills_its_environment(kv: Any, env: dict[str, str], tmp_path:
     assert "materialize: 2 connections for environment 'prod': duckdb 1, postgres 1" in lines
     assert "materialize: 1 connection for environment 'staging': postgres 1" in lines
     header_line = out.read_text().splitlines()[0]
-    assert header_line == (f'# bruin config rendered by bruin-materialize from "{kv.mount}/bruin/prod, '
+    assert header_line == (f'# bruin config rendered by bruin-materialize {__version__} from "{kv.mount}/bruin/prod, '
                            f'{kv.mount}/bruin/staging (KV v{kv.version})".')
     assert main(["check", "-v", "--environment-path", "prod=bruin/prod", "--environment-path",
                  "staging=bruin/staging"]) == 0
@@ -224,9 +225,10 @@ def test_merge_keeps_every_environment_comment_and_setting_of_the_base(
                  "--environment-path", "staging=bruin/staging"]) == 0
     rendered = out.read_text(encoding="utf-8")
     doc, base = parse(rendered), parse(base_text)
-    assert rendered.splitlines()[:2] == header(f"{kv2.mount}/bruin/prod, {kv2.mount}/bruin/staging (KV v2) and "
-                                               f"{project / '.bruin.yml'}").splitlines()
-    assert rendered.splitlines()[1] == render([], "x", "y").splitlines()[1]  # the template's header
+    schema = load_schema_file(Path(os.environ["BRUIN_MATERIALIZE_SCHEMA"])).describe()
+    assert rendered.splitlines()[:3] == header(f"{kv2.mount}/bruin/prod, {kv2.mount}/bruin/staging (KV v2) and "
+                                               f"{project / '.bruin.yml'}", schema).splitlines()
+    assert rendered.splitlines()[1:3] == render([], "x", "y", schema).splitlines()[1:3]  # the template's header
     for line in base_text.splitlines():  # every comment, where it was
         if "#" in line:
             assert line in rendered.splitlines()
@@ -387,6 +389,39 @@ def test_each_relative_path_field_is_made_absolute(conn_type: str, field: tuple[
         assert absolutize(conn_type, conn, tmp_path) == []
         assert conn == connection(kept)
     assert absolutize("postgres", {"name": "c", "path": "rel"}, tmp_path) == []  # bruin leaves it alone
+
+
+# bruin's list (pkg/config/manager.go, LoadFromFileOrEnv), written out here so that a field dropped from
+# PATH_FIELDS fails a test instead of silently shrinking the parametrized one above.
+BRUIN_RESOLVES = {
+    ("duckdb", "path"), ("google_cloud_platform", "service_account_file"),
+    ("google_sheets", "service_account_file"), ("snowflake", "private_key_path"),
+    *((t, f) for t in ("mysql", "doris", "vitess") for f in ("ssl_ca_path", "ssl_cert_path", "ssl_key_path")),
+    ("iceberg", "catalog.path"), ("iceberg", "storage.path"), ("iceberg", "storage.key_file"),
+}
+
+
+def test_path_fields_are_the_ones_bruin_resolves() -> None:
+    assert {(t, ".".join(f)) for t, fields in PATH_FIELDS.items() for f in fields} == BRUIN_RESOLVES
+
+
+def test_google_sheets_key_file_reaches_bruin_absolute(kv2: Any, env: dict[str, str], fake_bruin: Any, run_cli: Any,
+                                                       tmp_path: Path) -> None:
+    """The stand-in bruin resolves it against the file's (tmpfs) directory, as bruin does: it must arrive
+    absolute, naming the file in the project."""
+    project_dir = tmp_path / "proj"
+    (project_dir / ".git").mkdir(parents=True)
+    kv2.put("bruin", "sheets", {"type": "google_sheets", "details": {"service_account_file": "keys/sa.json"}})
+    runtime = tmp_path / "runtime"
+    runtime.mkdir()
+    proc = run_cli("exec", "--no-base", "--", ".", cwd=project_dir,
+                   env={"PATH": f"{fake_bruin.bin.parent}{os.pathsep}{os.environ['PATH']}",
+                        "BRUIN_VAULT_MOUNT_PATH": kv2.mount, "BRUIN_VAULT_PATH": "bruin",
+                        "BRUIN_MATERIALIZE_RUNTIME_DIR": str(runtime), "BRUIN_MATERIALIZE_ALLOW_NON_TMPFS": "1"})
+    assert proc.returncode == 0, proc.stderr
+    [sheets] = fake_bruin.record()["config"]["environments"]["default"]["connections"]["google_sheets"]
+    assert sheets["service_account_file"] == str(project_dir / "keys" / "sa.json")
+    assert "details.service_account_file: relative path made absolute" in proc.stderr
 
 
 def test_is_relative_path() -> None:

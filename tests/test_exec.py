@@ -6,12 +6,15 @@ the file as bruin does and records what it got.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from bruin_materialize.schema import SNAPSHOT, SNAPSHOT_FROM, load_snapshot
 
 PASSWORD = "exec-Secret-Passw0rd"
 
@@ -134,11 +137,48 @@ def test_schema_comes_from_bruin_once_per_binary(env: dict[str, str], run_cli: A
     assert fake_bruin.schema_calls() == 1
 
 
-def test_without_schema_render_checks_shape_and_warns(env: dict[str, str], run_cli: Any, tmp_path: Path) -> None:
-    proc = run_cli("render", "-o", str(tmp_path / "out.yml"), env={"PATH": os.defpath})
+def test_without_bruin_or_schema_the_packaged_snapshot_checks(env: dict[str, str], run_cli: Any, kv2: Any,
+                                                                 tmp_path: Path) -> None:
+    """No bruin on PATH, no --schema: a mistyped type is still caught (exit 4), against the snapshot in the
+    package, which is said once; the rendered file's header names it."""
+    snapshot_line = (f"materialize: bruin not found and no --schema: checking against {SNAPSHOT_FROM} (the schema "
+                     "shipped with bruin-materialize); put bruin on PATH or pass --schema to check against the "
+                     "bruin that will run")
+    no_bruin = {"PATH": os.defpath, "BRUIN_BIN": None, "BRUIN_MATERIALIZE_SCHEMA": None}
+    kv2.put("bruin", "bad", {"type": "postgress", "details": {"host": "db"}})
+    proc = run_cli("check", env=no_bruin)
+    assert proc.returncode == 4, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert lines[0] == snapshot_line and lines.count(snapshot_line) == 1
+    assert f"materialize: error: {kv2.mount}/bruin/bad: type: unknown connection type 'postgress' (did you mean " \
+           "postgres?); bruin knows 147 types" in lines
+    kv2.put("bruin", "bad", {"type": "postgres", "details": {"host": "db", "port": "x"}})
+    assert run_cli("check", env=no_bruin).returncode == 4  # field types too, not only the type names
+    kv2.put("bruin", "bad", {"type": "postgres", "details": {"host": "db", "port": 5432, "password": PASSWORD}})
+    out = tmp_path / "out.yml"
+    proc = run_cli("render", "-o", str(out), env=no_bruin)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stderr.splitlines()[0] == ("materialize: warning: no connection schema (bruin not found, no "
-                                           "--schema): checking the secrets' shape only, not their types and fields")
+    digest = hashlib.sha256(SNAPSHOT.read_bytes()).hexdigest()[:12]
+    assert out.read_text().splitlines()[1] == (f'# Checked against "the schema snapshot shipped with '
+                                               f'bruin-materialize ({SNAPSHOT_FROM}), sha256 {digest}".')
+
+
+def test_a_bruin_on_path_wins_over_the_snapshot(env: dict[str, str], run_cli: Any, fake_bruin: Any, kv2: Any,
+                                                tmp_path: Path) -> None:
+    kv2.put("bruin", "pg", {"type": "postgres", "details": {"host": "db", "password": PASSWORD}})
+    out = tmp_path / "out.yml"
+    proc = run_cli("render", "-o", str(out), env={"BRUIN_MATERIALIZE_SCHEMA": None})
+    assert proc.returncode == 0, proc.stderr
+    assert "snapshot" not in proc.stderr and fake_bruin.schema_calls() == 1
+    header = out.read_text().splitlines()[1]
+    assert header.startswith(f'# Checked against "`{fake_bruin.bin} internal connections`, sha256 ')
+
+
+def test_snapshot_is_bruins_schema_and_says_where_it_came_from() -> None:
+    schema = load_snapshot()
+    assert len(schema.types) == 147 and {"postgres", "google_sheets", "iceberg"} <= set(schema.types)
+    provenance = (SNAPSHOT.parent / "connections-schema.md").read_text(encoding="utf-8")
+    assert hashlib.sha256(SNAPSHOT.read_bytes()).hexdigest() in provenance
 
 
 def test_internal_error_prints_its_type_only(env: dict[str, str], monkeypatch: pytest.MonkeyPatch,

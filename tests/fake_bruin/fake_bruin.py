@@ -44,6 +44,7 @@ _RUN_FLAGS = {
 _RELATIVE_PATH_FIELDS: dict[str, tuple[tuple[str, ...], bool]] = {
     "duckdb": (("path",), True),
     "google_cloud_platform": (("service_account_file",), False),
+    "google_sheets": (("service_account_file",), False),
     "snowflake": (("private_key_path",), False),
     "mysql": (("ssl_ca_path", "ssl_cert_path", "ssl_key_path"), False),
     "doris": (("ssl_ca_path", "ssl_cert_path", "ssl_key_path"), False),
