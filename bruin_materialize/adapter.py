@@ -252,8 +252,7 @@ class Transport:
         self.proxy = proxy
         self.cancel = threading.Event()
         self.gate = Gate(connections, note or (lambda _: None))
-        self._http = _pools(address, tls, proxy, connections)
-        self._base = "" if address.scheme == "unix" else address.display()
+        self._http, self._base = _opener(address, tls, proxy, connections)
         _ACTIVE.add(self)
 
     def close(self) -> None:
@@ -379,22 +378,23 @@ class Transport:
         return random.uniform(0, min(self.policy.wait_max, self.policy.wait_min * (2 ** min(attempt, 16))))
 
 
-def _pools(address: VaultAddress, tls: ssl.SSLContext | None, proxy: str | None,
-           connections: int) -> urllib3.PoolManager | urllib3.HTTPConnectionPool:
-    """Keep-alive pools holding a connection per reading thread; a proxy only for TCP addresses."""
+def _opener(address: VaultAddress, tls: ssl.SSLContext | None, proxy: str | None,
+            connections: int) -> tuple[urllib3.PoolManager | urllib3.HTTPConnectionPool, str]:
+    """What sends the requests, and the prefix their paths need: a keep-alive pool holding a
+    connection per reading thread, or, through a proxy, urllib3's ProxyManager and absolute URLs."""
     if address.scheme == "unix":
-        return _UnixPool("localhost", maxsize=connections, socket_path=address.host)
-    kwargs: dict[str, Any] = {"maxsize": connections, "headers": {"User-Agent": USER_AGENT}}
+        return _UnixPool("localhost", maxsize=connections, socket_path=address.host), ""
+    kwargs: dict[str, Any] = {"maxsize": connections}
     if tls is not None:
         kwargs.update(ssl_context=tls, cert_reqs=tls.verify_mode, assert_hostname=None if tls.check_hostname else False)
         if tls.verify_mode == ssl.CERT_NONE:
             urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)  # we print our own warning
-    if proxy:
-        manager: urllib3.PoolManager = urllib3.ProxyManager(proxy, proxy_headers=_proxy_headers(proxy), **kwargs)
-    else:
-        manager = urllib3.PoolManager(**kwargs)
+    if not proxy:
+        pool = _HTTPSPool if address.scheme == "https" else _HTTPPool
+        return pool(address.host, address.port, **kwargs), ""
+    manager = urllib3.ProxyManager(proxy, proxy_headers=_proxy_headers(proxy), **kwargs)
     manager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
-    return manager
+    return manager, address.display()
 
 
 def _proxy_headers(proxy: str) -> dict[str, str] | None:
@@ -522,7 +522,7 @@ class VaultAdapter(hvac.adapters.JSONAdapter):
         return _response(reply)
 
     def _headers(self, extra: Mapping[str, str] | None, has_body: bool) -> dict[str, str]:
-        headers = {"X-Vault-Request": "true", **(extra or {})}
+        headers = {"User-Agent": USER_AGENT, "X-Vault-Request": "true", **(extra or {})}
         if self.token:
             headers["X-Vault-Token"] = self.token
         if self.namespace:
