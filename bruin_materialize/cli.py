@@ -140,7 +140,6 @@ def _restore_signal_handlers(previous: dict[int, Any]) -> None:
         signal.signal(sig, handler)
 
 
-PLAN_CHANGES = 1  # plan's exit code when the file would change (documented: not an internal error here)
 
 
 class Provenance(NamedTuple):
@@ -346,7 +345,7 @@ def _plan(built: Built, against: Any, console: Console) -> int:
         sys.stdout.flush()
     n = len(lines)
     console.info(f"plan: {n} difference{'s' if n != 1 else ''}" if n else "plan: no changes")
-    return PLAN_CHANGES if lines else ExitCode.OK
+    return ExitCode.CHANGES if lines else ExitCode.OK
 
 
 def _deliver(settings: Settings, built: Built, bruin: str | None, bruin_env: dict[str, str],

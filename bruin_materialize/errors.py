@@ -11,6 +11,7 @@ class ExitCode(enum.IntEnum):
     USAGE = 2  # a flag, a setting or a local file is wrong
     VAULT = 3  # Vault unreachable, sealed, refused login/permission, path empty or missing
     INVALID = 4  # secrets were read but would not make a valid bruin config
+    CHANGES = 5  # plan: the file would change (a result, not a failure: as terraform's -detailed-exitcode 2)
 
 
 class MaterializeError(Exception):

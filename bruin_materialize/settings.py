@@ -257,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
         "plan", parents=[common], allow_abbrev=False, help="show what a render would change in a file",
         description="Read and check as `check` does, then compare the file that would be rendered with FILE: "
         "one line per connection added (+), removed (-) or changed (~, naming the fields), never a value. "
-        "Exit 0: no change; 1: changes.",
+        "Exit 0: no change; 5: changes; 1-4: an error, as for the other commands.",
     )
     plan.add_argument("--against", metavar="FILE", help="the file to compare with (default: the base file)")
     plan.add_argument("--environment", "-e", metavar="NAME", help=_ENVIRONMENT_HELP)

@@ -98,9 +98,9 @@ def test_plan_lists_each_change_by_kind_and_field(env: dict[str, str], kv2: Any,
     kv2.server.client.secrets.kv.v2.delete_metadata_and_all_versions(mount_point=kv2.mount, path="bruin/old")
     kv2.put("bruin", "new", {"type": "duckdb", "details": {"path": "/data/x.db"}})
     proc = run_cli("plan", "--against", str(deployed), "--format", "json")
-    assert proc.returncode == 1, proc.stderr
+    assert proc.returncode == 5, proc.stderr
     doc = document(proc.stdout)
-    assert doc["command"] == "plan" and doc["exit_code"] == 1 and doc["ok"] is False and doc["error"] is None
+    assert doc["command"] == "plan" and doc["exit_code"] == 5 and doc["ok"] is False and doc["error"] is None
     assert doc["changes"] == [
         {"kind": "added", "environment": "default", "name": "new", "type": "duckdb", "old_type": None, "fields": []},
         {"kind": "removed", "environment": "default", "name": "old", "type": "postgres", "old_type": None,

@@ -112,7 +112,7 @@ def project(vault_env: dict[str, str], kv2: Any, tmp_path: Path, monkeypatch: py
 
 def test_plan_against_the_base_shows_what_vault_adds(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run(["plan"], capsys)
-    assert code == 1
+    assert code == 5
     assert out == ["+ prod/events (postgres)", "+ prod/warehouse (postgres)"]
     assert err[-1] == "materialize: plan: 2 differences"
 
@@ -130,7 +130,7 @@ def test_plan_against_a_rendered_file_shows_drift(project: Path, kv2: Any, bao_s
     bao_server.client.secrets.kv.v2.delete_metadata_and_all_versions(path="bruin/prod/events",
                                                                      mount_point=kv2.mount)
     code, out, _ = run(["plan", "--against", str(rendered), "--prefer", "vault"], capsys)
-    assert code == 1
+    assert code == 5
     assert out == [
         "~ prod/conn1 (postgres): type changed from google_cloud_platform",
         "- prod/events (postgres)",
@@ -149,7 +149,7 @@ def test_plan_resolves_the_files_relative_paths_as_bruin_would(project: Path,
     base = project / ".bruin.yml"
     base.write_text(base.read_text().replace('path: "/path/to/duck.db"', 'path: "data/duck.db"'))
     code, out, _ = run(["plan"], capsys)
-    assert code == 1 and not [line for line in out if "conn20" in line]
+    assert code == 5 and not [line for line in out if "conn20" in line]
 
 
 def test_plan_needs_a_file(project: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
