@@ -70,8 +70,9 @@ class _Transient(Exception):
 class _Watchdog:
     """Shuts the socket of any request still running at its operation's deadline.
 
-    One daemon thread for all requests. Each request is armed with (deadline, connection) when it is
-    sent and disarmed when its body has been read; `abort` shuts every armed one at once (signals).
+    One daemon thread for all requests. Each request is armed with (deadline, socket) once it is sent
+    and disarmed when its body has been read (the socket, not the connection: with `Connection:
+    close` http.client hands the socket over to the response); `abort` shuts every armed one at once (signals).
     The thread is woken only when it sleeps with nothing armed: a later request's deadline is never
     earlier than one it already sleeps towards (every operation has the same budget), and a thread
     switch per request would cost more than the request's own work.
@@ -79,13 +80,13 @@ class _Watchdog:
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
-        self._armed: dict[int, tuple[float, urllib3.connection.HTTPConnection]] = {}
+        self._armed: dict[int, tuple[float, socket.socket]] = {}
         self._idle = False
         self._thread: threading.Thread | None = None
 
-    def arm(self, deadline: float, conn: urllib3.connection.HTTPConnection) -> None:
+    def arm(self, deadline: float, sock: socket.socket) -> None:
         with self._cond:
-            self._armed[threading.get_ident()] = (deadline, conn)
+            self._armed[threading.get_ident()] = (deadline, sock)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="vault-deadlines", daemon=True)
                 self._thread.start()
@@ -98,9 +99,9 @@ class _Watchdog:
 
     def abort(self) -> None:
         with self._cond:
-            conns = [conn for _, conn in self._armed.values()]
-        for conn in conns:
-            _shut(conn)
+            socks = [sock for _, sock in self._armed.values()]
+        for sock in socks:
+            _shut(sock)
 
     def _run(self) -> None:
         with self._cond:
@@ -113,13 +114,11 @@ class _Watchdog:
                 self._cond.wait(None if nearest is None else nearest - now)
 
 
-def _shut(conn: urllib3.connection.HTTPConnection) -> None:
-    sock = conn.sock
-    if sock is not None:
-        try:
-            sock.shutdown(socket.SHUT_RDWR)  # close() alone does not wake a thread blocked in recv
-        except OSError:
-            pass
+def _shut(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)  # close() alone does not wake a thread blocked in recv
+    except OSError:
+        pass
 
 
 _WATCHDOG = _Watchdog()
@@ -138,9 +137,10 @@ class _Watched:
 
     def request(self, *args: Any, **kwargs: Any) -> None:
         _current.reused = self.sock is not None and self.sent > 0
-        _WATCHDOG.arm(_current.deadline, self)  # type: ignore[arg-type]
-        super().request(*args, **kwargs)  # type: ignore[misc]
+        super().request(*args, **kwargs)  # type: ignore[misc]  # connects first if need be
         self.sent += 1
+        if self.sock is not None:  # sent: from here on the answer is awaited
+            _WATCHDOG.arm(_current.deadline, self.sock)
 
 
 class _HTTPConnection(_Watched, urllib3.connection.HTTPConnection):
@@ -279,7 +279,8 @@ class Transport:
                 last = str(exc)
                 reply = None
             if reply is not None and reply.status == 429:
-                wait = retry_after if retry_after is not None else self._full_jitter(throttled)
+                # Never less than our own backoff: quotas that count whole seconds say `Retry-After: 0`.
+                wait = max(retry_after or 0.0, self._full_jitter(throttled))
                 throttled += 1
                 if self.cancel.is_set() or time.monotonic() + wait >= deadline or self.cancel.wait(wait):
                     raise TransportError(f"Vault kept rate-limiting (HTTP 429) for {self.policy.timeout:g}s; raise "
