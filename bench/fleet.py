@@ -22,6 +22,7 @@ import collections
 import datetime
 import json
 import os
+import re
 import select
 import shutil
 import statistics
@@ -202,7 +203,8 @@ def _first_error(stderr: Path) -> str:
     """The first of the tool's own lines (they hold no value); anything else stays in the log."""
     own = [line for line in stderr.read_text(errors="replace").splitlines() if line.startswith("materialize:")]
     errors = [line for line in own if line.startswith("materialize: error")]
-    return (errors or own or ["(no materialize: line; rerun with --keep and read the stderr files)"])[0]
+    first = (errors or own or ["(no materialize: line; rerun with --keep and read the stderr files)"])[0]
+    return re.sub(r"(reading [^ :]+/)[^ /:]+:", r"\1NAME:", first)  # one line per kind, not per secret
 
 
 class Audit:
@@ -308,10 +310,11 @@ def draw(report: dict[str, Any], out: Path) -> None:
     bars = right.bar(range(len(labels)), [medians[v]["successes"] for v in labels],
                      color=[colors[v] for v in labels])
     for bar, label in zip(bars, labels):
-        right.annotate(f"{medians[label]['ratio']:.2f}x min", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+        right.annotate(f"{medians[label]['wall']:.1f} s, {medians[label]['ratio']:.2f}x min", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
                        ha="center", va="bottom", fontsize=8)
     right.set_xticks(range(len(labels)), labels=labels, fontsize=8)
     right.set_ylim(0, meta["P"] * 1.1)
+    right.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     right.set_ylabel(f"succeeded of {meta['P']} (median)")
     for ax in (left, right):
         ax.grid(True, alpha=0.3)
