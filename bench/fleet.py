@@ -161,7 +161,7 @@ def fleet_run(server: bao.Server, copy: Path, count: int, args: argparse.Namespa
         ready += len(os.read(ready_r, count))
     os.close(ready_r)
     audit.skip()
-    started = time.perf_counter()
+    started, started_epoch = time.perf_counter(), time.time()
     os.write(gate_w, b"x" * count)  # the release
     os.close(gate_w)
     ended = [0.0] * count
@@ -181,14 +181,16 @@ def fleet_run(server: bao.Server, copy: Path, count: int, args: argparse.Namespa
         waiter.start()
     for waiter in waiters:
         waiter.join()
-    admitted, rejected, kinds = audit.count()
+    admitted, rejected, kinds, firsts = audit.count()
     ok = [p.returncode == 0 and _connections(out) == args.secrets for p, out in zip(procs, outputs)]
     codes = ["timeout" if t else str(p.returncode) for p, t in zip(procs, timed_out)]
     errors = collections.Counter(_first_error(run_dir / f"p{i}.stderr") for i in range(count) if not ok[i])
     shutil.rmtree(out_dir / run_dir.name, ignore_errors=True)
     return {"successes": sum(ok), "wall": max(ended) - started, "times": [e - started for e in ended], "ok": ok,
             "exit_codes": dict(collections.Counter(codes)), "errors": dict(errors), "admitted": admitted,
-            "rejected": rejected, "kinds": kinds, "ready": ready}
+            "rejected": rejected, "kinds": kinds, "ready": ready,
+            # when the last process to get going sent its first request (its mount inspection)
+            "last_start": max(firsts, default=started_epoch) - started_epoch}
 
 
 def _connections(output: Path) -> int:
@@ -216,13 +218,13 @@ class Audit:
     def skip(self) -> None:
         self.offset = self.path.stat().st_size if self.path.exists() else 0
 
-    def count(self) -> tuple[int, int, dict[str, int]]:
-        """(admitted, refused with 429, admitted by kind)."""
+    def count(self) -> tuple[int, int, dict[str, int], list[float]]:
+        """(admitted, refused with 429, admitted by kind, epoch time of each process's first request)."""
         time.sleep(0.2)  # the last entries are written as the answers go out
         with self.path.open("rb") as log:
             log.seek(self.offset)
             data = log.read()
-        admitted, rejected, kinds = 0, 0, collections.Counter[str]()
+        admitted, rejected, kinds, firsts = 0, 0, collections.Counter[str](), dict[int, float]()
         for line in data[: data.rfind(b"\n") + 1].splitlines():
             entry = json.loads(line)
             if entry.get("type") == "response":
@@ -230,7 +232,10 @@ class Audit:
                 kinds[_kind(entry["request"])] += 1
             elif "rate limit quota exceeded" in (entry.get("error") or ""):
                 rejected += 1
-        return admitted, rejected, dict(kinds)
+            if entry.get("type") == "request" and _kind(entry["request"]) == "mount":  # retries: same connection
+                when = datetime.datetime.fromisoformat(entry["time"]).timestamp()
+                firsts.setdefault(entry["request"].get("remote_port", 0), when)
+        return admitted, rejected, dict(kinds), list(firsts.values())
 
 
 def _kind(request: dict[str, Any]) -> str:
@@ -252,7 +257,7 @@ def summary(report: dict[str, Any]) -> dict[str, dict[str, float]]:
         mine = [r for r in report["runs"] if r["version"] == label]
         if mine:
             out[label] = {key: statistics.median(r[key] for r in mine)
-                          for key in ("successes", "wall", "minimum", "ratio", "admitted", "rejected")}
+                          for key in ("successes", "wall", "minimum", "ratio", "admitted", "rejected", "last_start")}
     return out
 
 
@@ -261,17 +266,19 @@ def print_report(report: dict[str, Any]) -> None:
     print(f"P={meta['P']} processes, N={meta['N']} secrets, quota R={meta['R']:g}/s; requests per process k: " +
           ", ".join(f"{label} {v['requests per process']} {v.get('requests by kind', '')}"
                     for label, v in meta["versions"].items()))
-    print(f"\n| {'version':24} | round | succeeded | wall s | P*k/R s | wall/min | admitted | 429s | exit codes |")
-    print(f"|{'-' * 26}|-------|-----------|--------|---------|----------|----------|------|------------|")
+    print(f"\n| {'version':24} | round | succeeded | wall s | P*k/R s | wall/min | admitted | 429s | last start s | exit codes |")
+    print(f"|{'-' * 26}|-------|-----------|--------|---------|----------|----------|------|--------------|------------|")
     for r in report["runs"]:
         codes = " ".join(f"{code}x{n}" for code, n in sorted(r["exit_codes"].items()))
         print(f"| {r['version']:24} | {r['round'] + 1:5} | {r['successes']:>4} of {meta['P']:<2} | {r['wall']:6.1f} "
-              f"| {r['minimum']:7.1f} | {r['ratio']:7.2f}x | {r['admitted']:8} | {r['rejected']:4} | {codes} |")
+              f"| {r['minimum']:7.1f} | {r['ratio']:7.2f}x | {r['admitted']:8} | {r['rejected']:4} "
+              f"| {r['last_start']:12.2f} | {codes} |")
     print(f"\nmedians of {len(report['runs']) // max(len(meta['versions']), 1)} runs "
           "(wall/min means little where processes failed: they stop early):")
     for label, s in summary(report).items():
         print(f"  {label:24} {s['successes']:4g} of {meta['P']} succeeded; {s['wall']:.1f}s, "
-              f"{s['ratio']:.2f}x the quota's minimum of {s['minimum']:.1f}s; {s['rejected']:g} requests refused")
+              f"{s['ratio']:.2f}x the quota's minimum of {s['minimum']:.1f}s; {s['rejected']:g} requests refused; "
+              f"the last process's first request {s['last_start']:.2f}s after the release")
     errors: collections.Counter[str] = collections.Counter()
     for r in report["runs"]:
         errors.update({f"{r['version']}: {line}": n for line, n in r["errors"].items()})
