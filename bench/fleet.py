@@ -108,7 +108,8 @@ def measure_fleet(args: argparse.Namespace) -> dict[str, Any]:
             meta["versions"][label].update({"requests per process": alone["admitted"], "alone": alone["wall"],
                                             "requests by kind": alone["kinds"]})
             run._say(f"{label}: one process alone makes {alone['admitted']} requests {alone['kinds']}")
-        quota_config = {"enable_rate_limit_audit_logging": True, "enable_rate_limit_response_headers": args.retry_after}
+        quota_config = {**bao.request(server, "GET", "sys/quotas/config")[1]["data"],  # keeps the exempt paths
+                        "enable_rate_limit_audit_logging": True, "enable_rate_limit_response_headers": args.retry_after}
         for path, payload in (("sys/quotas/config", quota_config),
                               ("sys/quotas/rate-limit/fleet", {"rate": args.rate, "interval": "1s"})):
             if bao.request(server, "POST", path, payload)[0] not in (200, 204):
