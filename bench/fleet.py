@@ -97,7 +97,8 @@ def measure_fleet(args: argparse.Namespace) -> dict[str, Any]:
         bao.seed(server, MOUNT, PATH, args.secrets)
         copies: dict[str, Path] = {}
         for rev in ([args.rev] if args.rev else []) + [None]:
-            label = "work tree" if rev is None else f"{rev} ({run._git(rev)['commit'][:7]})"
+            commit = run._git(rev)["commit"][:7]
+            label = "work tree" if rev is None else rev if commit.startswith(rev) else f"{rev} ({commit})"
             copies[label] = work / f"tool-{len(copies)}"
             run._copy_tool(copies[label], rev)
             meta["versions"][label] = {"git": run._git(rev), "requests per process": 0}
