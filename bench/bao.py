@@ -56,7 +56,8 @@ def _free_port() -> int:
         return port
 
 
-def start(workdir: Path, bao: str | None = None) -> Server:
+def start(workdir: Path, bao: str | None = None, config: Path | None = None) -> Server:
+    """A dev server; `config`, an HCL file, adds to the dev settings (an audit device, say)."""
     token = secrets.token_hex(16)
     addr = f"http://127.0.0.1:{_free_port()}"
     home = workdir / "bao-home"
@@ -66,6 +67,8 @@ def start(workdir: Path, bao: str | None = None) -> Server:
     log = workdir / "bao.log"
     command = [bao or find_bao(), "server", "-dev", f"-dev-root-token-id={token}",
                f"-dev-listen-address={addr.removeprefix('http://')}"]
+    if config is not None:
+        command.append(f"-config={config}")
     with log.open("wb") as out:
         proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                 env=env, cwd=workdir)
