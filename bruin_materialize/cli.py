@@ -71,8 +71,12 @@ def entrypoint() -> NoReturn:
     code = main()
     # Skip the interpreter's teardown, which only frees memory the OS reclaims anyway: it costs
     # 0.04 s at 20 secrets and 0.25 s at 5,000 (docs/performance.md). Nothing of ours runs at exit.
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:
+                stream.flush()
+        except (OSError, ValueError):  # closed or a broken pipe: nothing more can be said there
+            pass
     os._exit(code)
 
 
@@ -125,7 +129,7 @@ def run(settings: Settings, environ: Mapping[str, str], console: Console) -> int
     bruin_env = handover.bruin_environment(environ)
     if settings.command == "exec":
         bruin = handover.find_bruin(settings.bruin_bin, settings.search_path)
-        if handover.config_file_flag(settings.bruin_args):
+        if handover.has_flag(settings.bruin_args, "config-file"):
             raise usage_error("--config-file is set by materialize; remove it from the bruin arguments")
         if "BRUIN_CONFIG_FILE_CONTENT" in environ:
             console.warning("BRUIN_CONFIG_FILE_CONTENT is set; it is not passed to bruin, which would use it "
@@ -314,11 +318,48 @@ def _deliver(settings: Settings, built: Built, bruin: str | None, bruin_env: dic
     config_file = _write_private(settings.runtime_dir, text, settings.allow_non_tmpfs)
     if settings.command == "render":
         console.info(f"wrote {config_file}; delete it when done: rm -r {config_file.parent}")
-        print(config_file, flush=True)  # for `export BRUIN_CONFIG_FILE=$(materialize.py render)`
+        _print_path(config_file)
         return ExitCode.OK
     assert bruin is not None
-    console.debug(f"wrote {config_file}; exec {bruin} run")
-    handover.exec_bruin(handover.bruin_arguments(bruin, config_file, settings.bruin_args), bruin_env)
+    try:
+        return _hand_over(settings, bruin, config_file, bruin_env, console)
+    finally:  # bruin exited, or could not start, or we were interrupted before it did
+        if settings.exec_mode != "replace" or sys.exc_info()[0] is not None:
+            _remove_tree(config_file.parent)
+
+
+def _hand_over(settings: Settings, bruin: str, config_file: Path, bruin_env: dict[str, str],
+               console: Console) -> int:
+    argv = handover.bruin_arguments(bruin, config_file, settings.bruin_args)
+    if settings.exec_mode == "replace":
+        console.debug(f"wrote {config_file}; exec {bruin} run (replace mode: the file stays)")
+        handover.exec_bruin(argv, bruin_env)
+    console.debug(f"wrote {config_file}; running {bruin} run, removing the file when it exits")
+    return handover.run_bruin(argv, bruin_env)
+
+
+def _print_path(config_file: Path) -> None:
+    """The path on stdout, for `export BRUIN_CONFIG_FILE=$(materialize.py render)`. A path nobody
+    receives leaves credentials nobody knows to delete: then the file goes, and it is an error."""
+    try:
+        if sys.stdout is None:  # started with stdout closed
+            raise OSError("closed")
+        print(config_file, file=sys.stdout, flush=True)
+    except (OSError, ValueError):  # EPIPE, EBADF, a closed stream
+        _remove_tree(config_file.parent)
+        _silence_stdout()
+        raise usage_error("stdout is closed or nobody reads it, so the path of the rendered file could not be "
+                          "delivered; the file was removed. Read stdout, or pass --output FILE") from None
+
+
+def _silence_stdout() -> None:
+    """Python flushes stdout again at exit, which would fail the same way and print a traceback."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)
+        os.close(devnull)
+    except OSError:
+        pass
 
 
 def _write_private(runtime_dir: Path, text: str, allow_non_tmpfs: bool) -> Path:

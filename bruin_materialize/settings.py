@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import NamedTuple, NoReturn
 
 from bruin_materialize.errors import usage_error
+from bruin_materialize.handover import EXEC_MODES, flag_name
 from bruin_materialize.paths import project_root as find_project_root
 
 BASE_NAME = ".bruin.yml"  # the file bruin reads at a project's root
@@ -95,6 +96,7 @@ class Settings(NamedTuple):
     prefer: str | None = None  # "vault" or "base": who wins a connection both have; None: an error
     project_root: Path = Path(".")  # where relative paths in connections are resolved
     against: Path | None = None  # plan: the file compared with
+    exec_mode: str = "child"  # exec: "child" (wait, then remove the file) or "replace" (execve)
 
     @property
     def environment(self) -> str:
@@ -240,15 +242,18 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--environment", "-e", metavar="NAME", help=_ENVIRONMENT_HELP)
     exec_ = sub.add_parser(
         "exec", parents=[common], allow_abbrev=False, help="render onto tmpfs, then become `bruin run`",
-        description="Render into a fresh private directory on tmpfs, then exec "
-        "`bruin run --config-file FILE BRUIN_RUN_ARGS...`. Options of this tool come first; "
-        "put `--` before the bruin arguments when they could be mistaken for them.",
+        usage="%(prog)s [OPTIONS] [--] [BRUIN_RUN_ARGS...]",
+        description="Render into a fresh private directory on tmpfs, run "
+        "`bruin run --config-file FILE BRUIN_RUN_ARGS...`, and remove the directory when bruin exits. "
+        "Options of this tool come first: the first argument it does not know, or `--`, starts bruin's "
+        "arguments, which are passed on verbatim.",
     )
     exec_.add_argument("--runtime-dir", metavar="DIR",
                        help="where the private directory is made [BRUIN_MATERIALIZE_RUNTIME_DIR] "
                        "(default: $XDG_RUNTIME_DIR, else /dev/shm)")
-    exec_.add_argument("bruin_args", nargs=argparse.REMAINDER, metavar="BRUIN_RUN_ARGS",
-                       help="arguments for `bruin run`")
+    exec_.add_argument("--exec-mode", metavar="child|replace",
+                       help="child: run bruin as a child, forward signals, remove the file when it exits "
+                       "(default); replace: become bruin (execve), the file stays [BRUIN_MATERIALIZE_EXEC_MODE]")
     plan = sub.add_parser(
         "plan", parents=[common], allow_abbrev=False, help="show what a render would change in a file",
         description="Read and check as `check` does, then compare the file that would be rendered with FILE: "
@@ -262,15 +267,38 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse_settings(argv: Sequence[str], environ: Mapping[str, str], cwd: Path | None = None) -> Settings:
     parser = build_parser()
-    ns, unknown = parser.parse_known_args(list(argv))
-    bruin_args = list(getattr(ns, "bruin_args", None) or [])
-    if ns.command != "exec" and unknown:
-        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
-    # exec: an option we do not know starts bruin's arguments; argparse put it aside, in order.
-    bruin_args = unknown + bruin_args
-    if bruin_args[:1] == ["--"]:
-        bruin_args = bruin_args[1:]
+    args = list(argv)
+    bruin_args: list[str] = []
+    if args[:1] == ["exec"]:
+        ours, bruin_args = split_exec_arguments(_subparser(parser, "exec"), args[1:])
+        args = ["exec", *ours]
+    ns = parser.parse_args(args)
     return _resolve(ns, bruin_args, environ, cwd or Path.cwd())
+
+
+def split_exec_arguments(parser: argparse.ArgumentParser, args: Sequence[str]) -> tuple[list[str], list[str]]:
+    """(ours, bruin's): our options come first; the first argument we do not know, or `--`, starts
+    bruin's, which are then passed on verbatim, whatever names bruin's flags share with ours
+    (`exec --full-refresh --timeout 3600 .` gives bruin its own --timeout)."""
+    takes_value = {flag: action.nargs != 0 for action in parser._actions for flag in action.option_strings}
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            return list(args[:i]), list(args[i + 1:])
+        flag, sep, _ = arg.partition("=")
+        if flag not in takes_value or (sep and not takes_value[flag]):
+            break
+        i += 2 if takes_value[flag] and not sep else 1
+    return list(args[:i]), list(args[i:])
+
+
+def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            found: argparse.ArgumentParser = action.choices[name]
+            return found
+    raise KeyError(name)
 
 
 def _lookup(ns: argparse.Namespace, flag: str, env: str, environ: Mapping[str, str]) -> tuple[str | None, str]:
@@ -359,6 +387,7 @@ def _resolve(ns: argparse.Namespace, bruin_args: list[str], environ: Mapping[str
         prefer=_prefer(*get("--prefer", "BRUIN_MATERIALIZE_PREFER")),
         project_root=root,
         against=_absolute(getattr(ns, "against", None), cwd),
+        exec_mode=_exec_mode(*get("--exec-mode", "BRUIN_MATERIALIZE_EXEC_MODE")),
     )
 
 
@@ -465,6 +494,13 @@ def _base(explicit: str | None, no_base: bool, root: Path, cwd: Path) -> Path | 
     return default if default.is_file() else None
 
 
+def _exec_mode(value: str | None, source: str) -> str:
+    mode = (value or "child").strip().lower()
+    if mode not in EXEC_MODES:
+        raise usage_error(f"{source} must be child or replace")
+    return mode
+
+
 def _prefer(value: str | None, source: str) -> str | None:
     if not value:
         return None
@@ -479,24 +515,23 @@ def _absolute(value: str | None, cwd: Path) -> Path | None:
     return Path(os.path.normpath(cwd / value))
 
 
-_ENV_FLAGS = ("--environment", "-e", "--env")
+_ENV_FLAGS = frozenset({"environment", "e", "env"})  # bruin run's --environment and its aliases
 
 
 def bruin_environment(args: Sequence[str]) -> str | None:
-    """The last --environment/-e/--env value in bruin's arguments (as a flag parser sees it)."""
+    """The last --environment/-e/--env value in bruin's arguments, in every spelling bruin's flag
+    parser takes (`-e X`, `--env=X`, `-environment X`, ...); none after `--`."""
     found = None
     i = 0
     while i < len(args):
-        arg = args[i]
-        if arg == "--":
+        if args[i] == "--":
             break
-        if arg in _ENV_FLAGS and i + 1 < len(args):
-            found = args[i + 1]
-            i += 1
-        else:
-            name, sep, value = arg.partition("=")
-            if sep and name in _ENV_FLAGS:
-                found = value
+        name, value = flag_name(args[i])
+        if name in _ENV_FLAGS:
+            if value is None and i + 1 < len(args):
+                value = args[i + 1]
+                i += 1
+            found = value if value is not None else found
         i += 1
     return found
 

@@ -7,6 +7,11 @@ given in $FAKE_BRUIN_RECORD (JSON) and exits with $FAKE_BRUIN_EXIT (default 0).
     bruin --version | version       print a fake version
     bruin run [flags] [PATH]        load the config, write the record
 
+For the signal tests, `run` then waits $FAKE_BRUIN_SLEEP seconds (when set), having written the file
+$FAKE_BRUIN_READY; each signal it gets is appended by name to $FAKE_BRUIN_SIGNALS. USR1, USR2 and
+WINCH are only recorded; TERM, INT, HUP and QUIT then end it the default way (dying of the signal),
+as a Go program without handlers does.
+
 Errors are one line on stderr and exit 1. Nothing here ever prints a config value: the files it
 reads are full of secrets. Set FAKE_BRUIN_TRACEBACK=1 to see tracebacks of bugs in the fake itself.
 
@@ -19,7 +24,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -112,6 +119,8 @@ def _run(args: list[str]) -> int:
         "secrets_backend": backend,
         "ignored_config": backend == "vault",
         "cwd": os.getcwd(),
+        "config_file_mode": _mode(config_file),
+        "config_dir_mode": _mode(os.path.dirname(os.path.abspath(config_file))),
     }
     if backend != "vault":  # with the vault backend, bruin ignores the file's connections
         config = load_config(config_file)
@@ -119,7 +128,37 @@ def _run(args: list[str]) -> int:
         record["config"] = config
         _ensure_gitignored(Path(os.path.abspath(config_file)))
     _write_record(record)
+    _linger()
     return int(os.environ.get("FAKE_BRUIN_EXIT", "0"))
+
+
+_RECORDED_ONLY = ("SIGUSR1", "SIGUSR2", "SIGWINCH")
+_FATAL = ("SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT")
+
+
+def _linger() -> None:
+    seconds = float(os.environ.get("FAKE_BRUIN_SLEEP") or 0)
+    if not seconds:
+        return
+    for name in _RECORDED_ONLY + _FATAL:
+        signal.signal(getattr(signal, name), _on_signal)
+    ready = os.environ.get("FAKE_BRUIN_READY")
+    if ready:
+        Path(ready).write_text(str(os.getpid()), encoding="utf-8")
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def _on_signal(signum: int, _frame: object) -> None:
+    name = signal.Signals(signum).name
+    log = os.environ.get("FAKE_BRUIN_SIGNALS")
+    if log:
+        with open(log, "a", encoding="utf-8") as out:
+            out.write(name + "\n")
+    if name in _FATAL:
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
 
 
 def _parse_run_flags(args: list[str]) -> dict[str, str]:
@@ -138,6 +177,13 @@ def _parse_run_flags(args: list[str]) -> dict[str, str]:
             found[_RUN_FLAGS[flag]] = value
         i += 1
     return found
+
+
+def _mode(path: str) -> int | None:
+    try:
+        return os.stat(path).st_mode & 0o7777
+    except OSError:
+        return None
 
 
 def _write_record(record: dict[str, Any]) -> None:
