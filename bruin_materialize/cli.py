@@ -22,35 +22,46 @@ from typing import Any, NamedTuple, NoReturn
 from bruin_materialize import auth, handover, merge, transport
 from bruin_materialize.errors import ExitCode, MaterializeError, usage_error
 from bruin_materialize.plan import identical as identical  # the comparison `check` and the tests use
-from bruin_materialize.plan import show
 from bruin_materialize.schema import Schema, load_schema_file, schema_from_bruin
 from bruin_materialize.settings import Settings, parse_settings
 from bruin_materialize.transport import RetryPolicy, Transport, ssl_context
 from bruin_materialize.validate import ERROR, NOTE, WARNING, Connection, Options, Outcome, validate
 from bruin_materialize.vault import KV, RawSecret, detect_version
-from bruin_materialize.yamltext import load_file, parse
+from bruin_materialize.yamltext import load_file, parse, show, visible
 
 
 class Console:
-    """Everything goes to stderr: stdout belongs to whoever runs us (and later to bruin)."""
+    """Everything goes to stderr: stdout belongs to whoever runs us (and later to bruin).
+
+    Each message is one line whatever it quotes: text from Vault (a secret's name, a field name) can
+    hold an escape sequence or a newline followed by a forged `materialize:` line; visible() shows
+    those as escapes.
+    """
 
     def __init__(self, verbosity: int = 0) -> None:
         self.verbosity = verbosity
 
     def error(self, message: str) -> None:
-        print(f"materialize: error: {message}", file=sys.stderr)
+        _say(f"materialize: error: {message}")
 
     def warning(self, message: str) -> None:
         if self.verbosity >= 0:
-            print(f"materialize: warning: {message}", file=sys.stderr)
+            _say(f"materialize: warning: {message}")
 
     def info(self, message: str) -> None:
         if self.verbosity >= 0:
-            print(f"materialize: {message}", file=sys.stderr)
+            _say(f"materialize: {message}")
 
     def debug(self, message: str) -> None:
         if self.verbosity >= 1:
-            print(f"materialize: {message}", file=sys.stderr)
+            _say(f"materialize: {message}")
+
+
+def _say(line: str) -> None:
+    try:
+        print(visible(line), file=sys.stderr)
+    except (OSError, ValueError, AttributeError):  # stderr closed: there is nobody to tell
+        pass
 
 
 class Interrupted(BaseException):
@@ -97,12 +108,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         console.error(f"interrupted by {signal.Signals(signum).name}; nothing was written")
         return 128 + signum
     except Exception as exc:
-        if settings is not None and settings.traceback:
-            raise
-        console.error(f"internal error ({type(exc).__name__}); rerun with --traceback to see where")
+        if settings.traceback if settings is not None else "--traceback" in args:
+            for line in where_it_failed(exc).splitlines():
+                _say(line)
+            console.error(f"internal error ({type(exc).__name__}); the traceback above leaves out every message")
+        else:
+            console.error(f"internal error ({type(exc).__name__}); rerun with --traceback to see where")
         return ExitCode.INTERNAL
     finally:
         _restore_signal_handlers(previous)
+
+
+def where_it_failed(exc: BaseException) -> str:
+    """A traceback without the exceptions' messages or any variable: a message can quote a token
+    (http.client's "Invalid header value ...") or a secret (a KeyError), so it shows only what the
+    source already holds: files, lines, functions, the code on them and the exception types."""
+    import traceback
+
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain and len(chain) < 10:
+        chain.append(current)
+        current = current.__cause__ or (None if current.__suppress_context__ else current.__context__)
+    parts: list[str] = []
+    for failure in reversed(chain):
+        if parts:
+            parts.append("\nwhile handling it, or because of it:\n")
+        parts.append("Traceback (most recent call last):\n")
+        parts.extend(traceback.format_list(traceback.extract_tb(failure.__traceback__)))
+        parts.append(f"{type(failure).__module__}.{type(failure).__qualname__} (message left out)\n")
+    return "".join(parts).rstrip("\n")
 
 
 def _install_signal_handlers() -> dict[int, Any]:
@@ -124,7 +159,38 @@ class Built(NamedTuple):
     reads_back: Callable[[Any], bool]  # does a parse of the text hold what was read? (check)
 
 
+# Imported late, where they are needed (a fast start; the template path never loads ruamel), but
+# looked up first, so that a broken install is found before a login is made and the secrets are
+# read for nothing. find_spec locates a module without running it.
+RUNTIME_MODULES = ("jinja2", "markupsafe", "ruamel.yaml")
+
+
+def check_runtime_modules(modules: Sequence[str] = RUNTIME_MODULES) -> None:
+    for name in modules:
+        if not _installed(name):
+            raise usage_error(f"the Python package {name} cannot be imported; install requirements.txt "
+                              "(or pip install bruin-materialize) in this environment")
+
+
+def _installed(name: str) -> bool:
+    """Is `name` on sys.path? PathFinder looks without importing anything, parents included
+    (importlib.util.find_spec would import `ruamel` to find `ruamel.yaml`)."""
+    from importlib.machinery import PathFinder
+
+    if name in sys.modules:
+        return sys.modules[name] is not None  # None: an import that is known to fail
+    path: list[str] | None = None
+    parts = name.split(".")
+    for i in range(len(parts)):
+        spec = PathFinder.find_spec(".".join(parts[: i + 1]), path)
+        if spec is None:
+            return False
+        path = list(spec.submodule_search_locations or [])
+    return True
+
+
 def run(settings: Settings, environ: Mapping[str, str], console: Console) -> int:
+    check_runtime_modules()
     bruin = None
     bruin_env = handover.bruin_environment(environ)
     if settings.command == "exec":
@@ -381,7 +447,7 @@ def _check_destination(settings: Settings) -> None:
     from bruin_materialize import write
 
     if settings.command == "render" and settings.output is not None:
-        write.check_destination(settings.output, allow_repo=settings.allow_repo)
+        write.check_destination(settings.output, allow_repo=settings.allow_repo, base=settings.base)
     elif settings.command in ("exec", "render"):
         assert settings.runtime_dir is not None
         write.check_runtime_base(settings.runtime_dir, allow_non_tmpfs=settings.allow_non_tmpfs)

@@ -359,12 +359,13 @@ def _resolve(ns: argparse.Namespace, bruin_args: list[str], environ: Mapping[str
             skip_verify=flag_on("--tls-skip-verify", "BRUIN_VAULT_SKIP_VERIFY"),
         ),
         timeout=timeout,
-        max_retries=parse_int(*get("--max-retries", "BRUIN_VAULT_MAX_RETRIES"), minimum=0),
+        max_retries=parse_int(*get("--max-retries", "BRUIN_VAULT_MAX_RETRIES"), minimum=0, maximum=MAX_RETRIES),
         retry_wait_min=retry_min,
         retry_wait_max=retry_max,
         wait=parse_duration(*get("--wait", "BRUIN_VAULT_WAIT")),
         kv_version=parse_kv_version(*get("--kv-version", "BRUIN_MATERIALIZE_KV_VERSION")),
-        concurrency=parse_int(*get("--concurrency", "BRUIN_MATERIALIZE_CONCURRENCY"), minimum=1),
+        concurrency=parse_int(*get("--concurrency", "BRUIN_MATERIALIZE_CONCURRENCY"), minimum=1,
+                              maximum=MAX_CONCURRENCY),
         recursive=flag_on("--recursive", "BRUIN_MATERIALIZE_RECURSIVE"),
         schema_file=Path(schema) if schema else None,
         strict=flag_on("--strict", "BRUIN_MATERIALIZE_STRICT"),
@@ -398,7 +399,7 @@ def _auth(get: _Getter, environ: Mapping[str, str]) -> Auth:
     """The first credential set wins: bruin's variables, then the Vault CLI's, then ~/.vault-token."""
     token, source = get("--token", "BRUIN_VAULT_TOKEN")
     if token:
-        return Auth("token", source, token=token)
+        return Auth("token", source, token=check_credential(token, source))
     token_file, source = get("--token-file", "BRUIN_VAULT_TOKEN_FILE")
     if token_file:
         return Auth("token", source, token_file=Path(token_file))
@@ -414,6 +415,8 @@ def _auth(get: _Getter, environ: Mapping[str, str]) -> Auth:
         if not secret_id and not secret_id_file:
             raise usage_error(f"{source} needs BRUIN_VAULT_SECRET_ID or BRUIN_VAULT_SECRET_ID_FILE")
         mount = _required_path(*get("--approle-mount", "BRUIN_VAULT_APPROLE_MOUNT"))
+        if secret_id:
+            secret_id = check_credential(secret_id, "BRUIN_VAULT_SECRET_ID")
         return Auth("approle", source, mount=mount, role=role_id, secret_id=secret_id,
                     secret_id_file=Path(secret_id_file) if secret_id_file and not secret_id else None)
     jwt_role, source = get("--jwt-role", "BRUIN_VAULT_JWT_ROLE")
@@ -424,12 +427,28 @@ def _auth(get: _Getter, environ: Mapping[str, str]) -> Auth:
         mount = _required_path(*get("--jwt-mount", "BRUIN_VAULT_JWT_MOUNT"))
         return Auth("jwt", source, token_file=Path(jwt_file), mount=mount, role=jwt_role)
     if environ.get("VAULT_TOKEN"):
-        return Auth("token", "VAULT_TOKEN", token=environ["VAULT_TOKEN"])
+        return Auth("token", "VAULT_TOKEN", token=check_credential(environ["VAULT_TOKEN"], "VAULT_TOKEN"))
     home_token = Path(environ["HOME"]) / ".vault-token" if environ.get("HOME") else None
     if home_token is not None and home_token.is_file():
         return Auth("token", "~/.vault-token", token_file=home_token)
     raise usage_error("no Vault credentials: set BRUIN_VAULT_TOKEN, BRUIN_VAULT_TOKEN_FILE, BRUIN_VAULT_ROLE, "
                       "BRUIN_VAULT_ROLE_ID or BRUIN_VAULT_JWT_ROLE")
+
+
+# Vault tokens, AppRole secret_ids and JWTs are printable ASCII without spaces. Anything else would
+# go into an HTTP header or body where it breaks the request, and the error raised there quotes it.
+_CREDENTIAL = re.compile(r"[\x21-\x7e]+")
+
+
+def check_credential(value: str, source: str) -> str:
+    """The credential without surrounding whitespace; exit 2 naming the setting, never showing the value."""
+    text = value.strip()
+    if not text:
+        raise usage_error(f"{source} is empty")
+    if not _CREDENTIAL.fullmatch(text):
+        raise usage_error(f"{source} holds characters no token can hold (control characters, spaces inside or "
+                          "non-ASCII); the value is not shown. Check how it was set")
+    return text
 
 
 def _required_path(value: str | None, source: str) -> str:
@@ -566,6 +585,13 @@ _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
 _UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
+# Go's time.Duration is an int64 of nanoseconds: bruin refuses longer ones, and so do Python's
+# timeouts (threading, sockets), which raise OverflowError past about the same point.
+MAX_DURATION = (2**63 - 1) / 1e9
+MAX_RETRIES = 100  # 2**retries feeds the backoff: beyond this the wait is long capped anyway
+MAX_CONCURRENCY = 256
+
+
 def parse_duration(value: str | None, source: str) -> float:
     """Go's time.ParseDuration syntax ("500ms", "1m30s", "0"), in seconds; negatives refused."""
     text = (value or "").strip()
@@ -580,16 +606,20 @@ def parse_duration(value: str | None, source: str) -> float:
         pos = match.end()
     if not text:
         raise usage_error(f"{source} must be a duration such as 500ms, 10s or 1m (got an empty value)")
+    if not total < MAX_DURATION:  # also catches inf, from a number too long for a float
+        raise usage_error(f"{source} is longer than the longest duration bruin takes (about 292 years)")
     return total
 
 
-def parse_int(value: str | None, source: str, *, minimum: int) -> int:
+def parse_int(value: str | None, source: str, *, minimum: int, maximum: int) -> int:
     try:
         number = int((value or "").strip())
-    except ValueError:
+    except ValueError:  # also a number of more than 4300 digits, which Python will not read
         raise usage_error(f"{source} must be a whole number") from None
     if number < minimum:
         raise usage_error(f"{source} must be at least {minimum}")
+    if number > maximum:
+        raise usage_error(f"{source} must be at most {maximum}")
     return number
 
 

@@ -152,8 +152,33 @@ def test_internal_error_prints_its_type_only(env: dict[str, str], monkeypatch: p
     assert cli.main(["check"]) == 1
     assert capsys.readouterr().err == ("materialize: error: internal error (KeyError); rerun with --traceback to "
                                        "see where\n")
-    with pytest.raises(KeyError):
-        cli.main(["check", "--traceback"])
+
+
+def test_traceback_shows_where_but_no_message(env: dict[str, str], monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """--traceback: files, lines and types, never a message, which may quote a token or a value
+    (http.client's "Invalid header value ..." does), and no variables."""
+    from bruin_materialize import cli
+
+    token = env["BRUIN_VAULT_TOKEN"]
+
+    def send(header: str) -> None:
+        raise ValueError(f"Invalid header value {header!r}")
+
+    def bug(*_: Any) -> int:
+        try:
+            send(token)
+        except ValueError as exc:
+            raise RuntimeError(f"request failed: {exc} {PASSWORD}") from exc
+        return 0
+
+    monkeypatch.setattr(cli, "run", bug)
+    assert cli.main(["check", "--traceback"]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == "Traceback (most recent call last):"
+    assert "builtins.ValueError (message left out)" in err and "builtins.RuntimeError (message left out)" in err
+    assert any(line.strip() == "send(token)" for line in err)  # the code on the line, not the value
+    assert err[-1] == "materialize: error: internal error (RuntimeError); the traceback above leaves out every message"
 
 
 # --- cleaning up after bruin ---------------------------------------------------------------------

@@ -119,6 +119,7 @@ def _run(args: list[str]) -> int:
         "secrets_backend": backend,
         "ignored_config": backend == "vault",
         "cwd": os.getcwd(),
+        "config_text": _text(config_file),  # the file is removed once bruin exits: kept for the tests
         "config_file_mode": _mode(config_file),
         "config_dir_mode": _mode(os.path.dirname(os.path.abspath(config_file))),
     }
@@ -177,6 +178,13 @@ def _parse_run_flags(args: list[str]) -> dict[str, str]:
             found[_RUN_FLAGS[flag]] = value
         i += 1
     return found
+
+
+def _text(path: str) -> str | None:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
 
 
 def _mode(path: str) -> int | None:
