@@ -213,12 +213,12 @@ def check_runtime_base(base: Path, *, allow_non_tmpfs: bool) -> None:
     """exec's checks, made before any Vault call so a misconfigured pod fails at once."""
     if not base.is_dir():
         raise usage_error(f"the runtime directory {base} does not exist; set BRUIN_MATERIALIZE_RUNTIME_DIR")
-    check_directory(base, RUNTIME_SETTING)
     if not allow_non_tmpfs and not is_memory_backed(base):
         raise usage_error(
             f"{base} is not on tmpfs, so credentials would reach a disk; mount a tmpfs there, choose another "
             "with BRUIN_MATERIALIZE_RUNTIME_DIR, or set BRUIN_MATERIALIZE_ALLOW_NON_TMPFS=1"
         )
+    check_directory(base, RUNTIME_SETTING)
 
 
 def make_runtime_dir(base: Path, *, allow_non_tmpfs: bool) -> Path:
