@@ -221,3 +221,23 @@ def test_console_escapes_whatever_reaches_it(capsys: pytest.CaptureFixture[str])
 
     Console().error("kv/bruin/na\x1b[2Jme\nmaterialize: error: forged\u202e")
     assert capsys.readouterr().err == "materialize: error: kv/bruin/na\\x1b[2Jme\\nmaterialize: error: forged\\u202e\n"
+
+
+def test_the_base_file_and_tracked_files_are_never_overwritten(env: dict[str, str], run_cli: Any,
+                                                               tmp_path: Path) -> None:
+    repo = tmp_path / "project"
+    repo.mkdir()
+    base_text = "default_environment: default\nenvironments:\n  default:\n    connections: {}\n"
+    (repo / ".bruin.yml").write_text(base_text)
+    (repo / "pipeline.yml").write_text("name: p\n")
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-qm", "project"], check=True)
+    assert one_error(run_cli("render", "--allow-repo", "-o", ".bruin.yml", env=DEAD_VAULT, cwd=repo), 2) == (
+        ".bruin.yml is the base file, which is read, never written; choose another --output")
+    assert one_error(run_cli("render", "--allow-repo", "--no-base", "-o", "pipeline.yml", env=DEAD_VAULT,
+                             cwd=repo), 2) == (
+        f"pipeline.yml is tracked by git in {repo}; the credentials would be committed over it; choose "
+        "another --output")
+    assert (repo / ".bruin.yml").read_text() == base_text and (repo / "pipeline.yml").read_text() == "name: p\n"
