@@ -388,7 +388,7 @@ def _resolve(ns: argparse.Namespace, bruin_args: list[str], environ: Mapping[str
         prefer=_prefer(*get("--prefer", "BRUIN_MATERIALIZE_PREFER")),
         project_root=root,
         against=_absolute(getattr(ns, "against", None), cwd),
-        exec_mode=_exec_mode(*get("--exec-mode", "BRUIN_MATERIALIZE_EXEC_MODE")),
+        exec_mode=_exec_mode(*get("--exec-mode", "BRUIN_MATERIALIZE_EXEC_MODE")) if ns.command == "exec" else "child",
     )
 
 
