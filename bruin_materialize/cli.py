@@ -161,7 +161,7 @@ class Built(NamedTuple):
 
 # Imported late, where they are needed (a fast start; the template path never loads ruamel), but
 # looked up first, so that a broken install is found before a login is made and the secrets are
-# read for nothing. find_spec locates a module without running it.
+# read for nothing. The Vault client's own package belongs here too, once it has one.
 RUNTIME_MODULES = ("jinja2", "markupsafe", "ruamel.yaml")
 
 

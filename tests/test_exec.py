@@ -339,3 +339,72 @@ def test_environment_is_read_from_bruins_arguments_in_every_spelling(env: dict[s
     assert proc.returncode == 0, proc.stderr
     assert bruin_argv(fake_bruin) == [*spelling, "p"]
     assert list(fake_bruin.record()["config"]["environments"]) == ["prod"]
+
+
+def test_bruin_inherits_stdin_stdout_and_stderr(env: dict[str, str], fake_bruin: Any) -> None:
+    from conftest import MATERIALIZE
+
+    proc = subprocess.run([sys.executable, str(MATERIALIZE), "exec", "-q"], input="rows from a pipe\n",
+                          env={**os.environ, "FAKE_BRUIN_ECHO": "1"}, capture_output=True, text=True, timeout=60)
+    sys.stderr.write(proc.stderr)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "rows from a pipe\n"
+    assert proc.stderr.splitlines()[-1] == "bruin: stderr is the caller's too"
+
+
+def test_a_terminal_signal_reaches_bruin_once(env: dict[str, str], fake_bruin: Any, tmp_path: Path) -> None:
+    """A terminal sends SIGWINCH (or ^C's SIGINT) to its whole foreground process group, bruin
+    included: forwarding it as well would deliver it twice. Sent to us alone, it is forwarded."""
+    import fcntl
+    import struct
+    import termios
+
+    from conftest import MATERIALIZE
+
+    master, slave = os.openpty()
+
+    def take_terminal() -> None:  # in the child: a session of its own, with this terminal as its own
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    env_ = {**os.environ, "FAKE_BRUIN_SLEEP": "30", "FAKE_BRUIN_READY": str(tmp_path / "ready"),
+            "FAKE_BRUIN_SIGNALS": str(tmp_path / "signals")}
+    proc = subprocess.Popen([sys.executable, str(MATERIALIZE), "exec"], env=env_, text=True, stdin=slave,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                            preexec_fn=take_terminal)
+    os.close(slave)
+    try:
+        deadline = time.monotonic() + 30
+        while not (tmp_path / "ready").exists():
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 100, 0, 0))  # the window is resized
+        time.sleep(0.5)
+        assert received(tmp_path) == ["SIGWINCH"]
+        proc.send_signal(signal.SIGWINCH)  # from a supervisor, to us alone
+        deadline = time.monotonic() + 5
+        while received(tmp_path) != ["SIGWINCH", "SIGWINCH"]:
+            assert time.monotonic() < deadline, received(tmp_path)
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGTERM)
+        code, _ = finish(proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        os.close(master)
+    assert code == 128 + signal.SIGTERM
+    assert leftovers(tmp_path / "runtime") == []
+
+
+def test_only_signals_sent_to_us_alone_are_forwarded() -> None:
+    """The rule behind the test above, which cannot always tell: two equal signals arriving together
+    are merged by the kernel. SI_KERNEL (0x80) marks a terminal's signal to its process group."""
+    from bruin_materialize.handover import _sent_to_us_alone
+
+    def info(code: int) -> signal.struct_siginfo:
+        return signal.struct_siginfo((signal.SIGINT, code, 0, 1234, 0, 0, 0))
+
+    assert not _sent_to_us_alone(info(0x80))
+    assert _sent_to_us_alone(info(0))  # SI_USER: kill(2), a supervisor
+    assert _sent_to_us_alone(info(-1))  # SI_QUEUE: sigqueue(3)
+    assert _sent_to_us_alone(info(-6))  # SI_TKILL: tgkill(2)

@@ -7,7 +7,7 @@ given in $FAKE_BRUIN_RECORD (JSON) and exits with $FAKE_BRUIN_EXIT (default 0).
     bruin --version | version       print a fake version
     bruin run [flags] [PATH]        load the config, write the record
 
-For the signal tests, `run` then waits $FAKE_BRUIN_SLEEP seconds (when set), having written the file
+With $FAKE_BRUIN_ECHO set, `run` copies its stdin to its stdout. For the signal tests, it then waits $FAKE_BRUIN_SLEEP seconds (when set), having written the file
 $FAKE_BRUIN_READY; each signal it gets is appended by name to $FAKE_BRUIN_SIGNALS. USR1, USR2 and
 WINCH are only recorded; TERM, INT, HUP and QUIT then end it the default way (dying of the signal),
 as a Go program without handlers does.
@@ -129,6 +129,10 @@ def _run(args: list[str]) -> int:
         record["config"] = config
         _ensure_gitignored(Path(os.path.abspath(config_file)))
     _write_record(record)
+    if os.environ.get("FAKE_BRUIN_ECHO"):  # shows that stdin and stdout are the caller's own
+        sys.stdout.write(sys.stdin.read())
+        sys.stdout.flush()
+        print("bruin: stderr is the caller's too", file=sys.stderr)
     _linger()
     return int(os.environ.get("FAKE_BRUIN_EXIT", "0"))
 
@@ -138,27 +142,33 @@ _FATAL = ("SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT")
 
 
 def _linger() -> None:
+    """Wait, taking each signal with sigtimedwait: a Python handler would fold two that come close
+    together into one call, and the tests count them."""
     seconds = float(os.environ.get("FAKE_BRUIN_SLEEP") or 0)
     if not seconds:
         return
-    for name in _RECORDED_ONLY + _FATAL:
-        signal.signal(getattr(signal, name), _on_signal)
+    signals = {getattr(signal, name) for name in _RECORDED_ONLY + _FATAL}
+    signal.pthread_sigmask(signal.SIG_BLOCK, signals)
     ready = os.environ.get("FAKE_BRUIN_READY")
     if ready:
         Path(ready).write_text(str(os.getpid()), encoding="utf-8")
     deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        time.sleep(0.05)
+    while (left := deadline - time.monotonic()) > 0:
+        info = signal.sigtimedwait(signals, left)
+        if info is None:
+            break
+        _record_signal(info.si_signo)
 
 
-def _on_signal(signum: int, _frame: object) -> None:
+def _record_signal(signum: int) -> None:
     name = signal.Signals(signum).name
     log = os.environ.get("FAKE_BRUIN_SIGNALS")
     if log:
         with open(log, "a", encoding="utf-8") as out:
             out.write(name + "\n")
-    if name in _FATAL:
+    if name in _FATAL:  # die of it, as a program without a handler does
         signal.signal(signum, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signum})
         os.kill(os.getpid(), signum)
 
 
