@@ -451,6 +451,18 @@ def _check_destination(settings: Settings) -> None:
     elif settings.command in ("exec", "render"):
         assert settings.runtime_dir is not None
         write.check_runtime_base(settings.runtime_dir, allow_non_tmpfs=settings.allow_non_tmpfs)
+        if settings.command == "render" and not _stdout_open():
+            raise usage_error("stdout is closed, so render without --output could not say where it wrote the file; "
+                              "pass --output FILE, or read stdout")
+
+
+def _stdout_open() -> bool:
+    """Started with stdout closed (`>&-`), Python sets sys.stdout to None. A pipe whose reader left
+    early cannot be told apart yet: _print_path finds that out, and removes the file."""
+    try:
+        return sys.stdout is not None and os.fstat(sys.stdout.fileno()) is not None
+    except (OSError, ValueError):
+        return False
 
 
 def _schema(settings: Settings, bruin: str | None, bruin_env: dict[str, str], console: Console) -> Schema | None:
