@@ -58,9 +58,11 @@ class Console:
 
 
 def _say(line: str) -> None:
+    if sys.stderr is None:  # started with stderr closed; print(file=None) would write to stdout
+        return
     try:
         print(visible(line), file=sys.stderr)
-    except (OSError, ValueError, AttributeError):  # stderr closed: there is nobody to tell
+    except (OSError, ValueError):  # stderr closed or a broken pipe: there is nobody to tell
         pass
 
 

@@ -249,3 +249,14 @@ def test_the_base_file_and_tracked_files_are_never_overwritten(env: dict[str, st
         f"pipeline.yml is tracked by git in {repo}; the credentials would be committed over it; choose "
         "another --output")
     assert (repo / ".bruin.yml").read_text() == base_text and (repo / "pipeline.yml").read_text() == "name: p\n"
+
+
+def test_with_stderr_closed_stdout_carries_only_the_path(env: dict[str, str], tmp_path: Path) -> None:
+    """print(file=None) writes to stdout: with stderr closed, messages must go nowhere, not there."""
+    proc = subprocess.run(["sh", "-c", 'exec "$@" 2>&-', "sh", sys.executable, str(MATERIALIZE), "render", "-v"],
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    sys.stdout.write(proc.stdout)
+    assert proc.returncode == 0
+    [line] = proc.stdout.splitlines()
+    config_file = Path(line)
+    assert config_file.parent.parent == tmp_path / "runtime" and config_file.is_file()
