@@ -142,10 +142,23 @@ def where_it_failed(exc: BaseException) -> str:
     return "".join(parts).rstrip("\n")
 
 
+# Until bruin runs, a signal that would end us by default ends the run through the same cleanup as
+# SIGTERM (no file left); a supervisor's SIGUSR1/SIGUSR2 is meant for bruin, which is not running
+# yet: noted, not fatal. Handled, not ignored: an ignored signal would stay ignored in bruin.
+_STOPPING = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
+_FOR_BRUIN = (signal.SIGUSR1, signal.SIGUSR2)
+
+
 def _install_signal_handlers() -> dict[int, Any]:
     if threading.current_thread() is not threading.main_thread():
         return {}  # only the main thread may set handlers (an embedding caller's business then)
-    return {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    previous: dict[int, Any] = {sig: signal.signal(sig, _on_signal) for sig in _STOPPING}
+    previous.update({sig: signal.signal(sig, _not_yet) for sig in _FOR_BRUIN})
+    return previous
+
+
+def _not_yet(_signum: int, _frame: object) -> None:
+    pass
 
 
 def _restore_signal_handlers(previous: dict[int, Any]) -> None:
