@@ -115,6 +115,9 @@ def run_bruin(argv: list[str], env: dict[str, str]) -> int:
     sys.stdout.flush()
     sys.stderr.flush()
     waited = {*FORWARDED_SIGNALS, signal.SIGCHLD}
+    # Started with SIGCHLD ignored (some launchers do that), the kernel would reap bruin itself and
+    # its exit code would be lost: the default disposition for the wait, and for bruin.
+    child_disposition = signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, waited)
     try:
         try:
@@ -125,6 +128,7 @@ def run_bruin(argv: list[str], env: dict[str, str]) -> int:
         _drain(waited)
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        signal.signal(signal.SIGCHLD, child_disposition)
     return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
 
 

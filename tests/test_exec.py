@@ -408,3 +408,14 @@ def test_only_signals_sent_to_us_alone_are_forwarded() -> None:
     assert _sent_to_us_alone(info(0))  # SI_USER: kill(2), a supervisor
     assert _sent_to_us_alone(info(-1))  # SI_QUEUE: sigqueue(3)
     assert _sent_to_us_alone(info(-6))  # SI_TKILL: tgkill(2)
+
+
+def test_bruins_exit_code_survives_an_inherited_ignored_sigchld(env: dict[str, str], fake_bruin: Any) -> None:
+    """With SIGCHLD ignored, as some launchers leave it, the kernel reaps children itself."""
+    from conftest import MATERIALIZE
+
+    proc = subprocess.run([sys.executable, str(MATERIALIZE), "exec"], env={**os.environ, "FAKE_BRUIN_EXIT": "7"},
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60,
+                          preexec_fn=lambda: signal.signal(signal.SIGCHLD, signal.SIG_IGN))
+    sys.stderr.write(proc.stderr)
+    assert proc.returncode == 7, proc.stderr
