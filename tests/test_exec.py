@@ -197,12 +197,14 @@ def test_private_directory_is_removed_when_bruin_exits(env: dict[str, str], run_
     assert leftovers(tmp_path / "runtime") == []
 
 
+@pytest.mark.parametrize("mode", ["child", "replace"])
 def test_private_directory_is_removed_when_bruin_cannot_start(env: dict[str, str], run_cli: Any,
-                                                              tmp_path: Path, schema_path: Path) -> None:
+                                                              tmp_path: Path, schema_path: Path, mode: str) -> None:
     broken = tmp_path / "bruin"
     broken.write_text("#!/nonexistent/interpreter\n")
     broken.chmod(0o755)
-    proc = run_cli("exec", env={"BRUIN_BIN": str(broken), "BRUIN_MATERIALIZE_SCHEMA": str(schema_path)})
+    proc = run_cli("exec", env={"BRUIN_BIN": str(broken), "BRUIN_MATERIALIZE_SCHEMA": str(schema_path),
+                                "BRUIN_MATERIALIZE_EXEC_MODE": mode})
     assert proc.returncode == 2
     assert proc.stderr.splitlines()[-1] == f"materialize: error: cannot run {broken}: No such file or directory"
     assert leftovers(tmp_path / "runtime") == []
