@@ -135,8 +135,8 @@ def _refuse_special_output(path: Path) -> None:
     if stat.S_ISLNK(st.st_mode):
         target = os.path.realpath(path)
         if _through_proc(path) or (os.path.exists(target) and not os.path.isfile(target)):
-            raise usage_error(f"the output {path} is a link to a stream or device, not a file; give a file path "
-                              "(without --output, render prints the path of a private file on stdout)")
+            raise usage_error(f"the output {path} is a link to a stream, a device or a directory, not a file; give "
+                              "a file path (without --output, render prints the path of a private file on stdout)")
         return
     kind = _SPECIAL.get(stat.S_IFMT(st.st_mode))
     if kind is not None:

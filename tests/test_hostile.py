@@ -95,7 +95,7 @@ def test_output_problems_are_found_before_vault(env: dict[str, str], run_cli: An
     assert one_error(run_cli("render", "-o", str(tmp_path), env=DEAD_VAULT), 2) == (
         f"the output {tmp_path} is a directory; give a file path")
     assert one_error(run_cli("render", "-o", "/dev/stdout", env=DEAD_VAULT), 2).startswith(
-        "the output /dev/stdout is a link to a stream or device, not a file")
+        "the output /dev/stdout is a link to a stream, a device or a directory, not a file")
     assert os.path.islink("/dev/stdout")
     assert one_error(run_cli("render", "-o", "/dev/null", env=DEAD_VAULT), 2) == (
         "the output /dev/null is a character device, not a file; give a file path")

@@ -131,10 +131,12 @@ def test_special_files_are_refused_as_outputs(tmp_path: Path) -> None:
     assert stat.S_ISFIFO(fifo.lstat().st_mode)
     link = tmp_path / "to-null"
     link.symlink_to("/dev/null")
-    for output in (link, Path("/dev/stdout"), Path("/dev/fd/2")):
+    to_dir = tmp_path / "to-dir"
+    to_dir.symlink_to(tmp_path)
+    for output in (link, to_dir, Path("/dev/stdout"), Path("/dev/fd/2")):
         assert refused(check_destination, output, allow_repo=False) == (
-            f"the output {output} is a link to a stream or device, not a file; give a file path (without "
-            "--output, render prints the path of a private file on stdout)")
+            f"the output {output} is a link to a stream, a device or a directory, not a file; give a file path "
+            "(without --output, render prints the path of a private file on stdout)")
     assert link.is_symlink() and os.path.islink("/dev/stdout")
     assert refused(check_destination, Path("/dev/null"), allow_repo=False) == (
         "the output /dev/null is a character device, not a file; give a file path")
