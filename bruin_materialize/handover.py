@@ -15,14 +15,13 @@ from pathlib import Path
 from typing import NoReturn
 
 from bruin_materialize.errors import usage_error
+from bruin_materialize.settings import flag_name
 
 # Vault settings are ours, not bruin's: with them bruin would hold a token it does not need, and
 # BRUIN_SECRETS_BACKEND=vault would make it ignore the file. BRUIN_CONFIG_FILE_CONTENT would be read
 # instead of the file, so it goes too.
 _DROP_PREFIXES = ("BRUIN_VAULT_", "VAULT_", "BAO_")
 _DROP_NAMES = frozenset({"BRUIN_SECRETS_BACKEND", "BRUIN_CONFIG_FILE_CONTENT"})
-
-EXEC_MODES = ("child", "replace")
 
 # What a supervisor (Kubernetes, systemd, a shell's job control, a terminal resize) sends that bruin
 # should see as if it were the process started.
@@ -53,15 +52,6 @@ def bruin_environment(environ: Mapping[str, str]) -> dict[str, str]:
 
 def bruin_arguments(bruin: str, config_file: Path, run_args: Sequence[str]) -> list[str]:
     return [bruin, "run", "--config-file", str(config_file), *without_flag(run_args, "secrets-backend")]
-
-
-def flag_name(arg: str) -> tuple[str | None, str | None]:
-    """(name, inline value) of a flag as bruin's parser (urfave/cli, Go's flag package) reads it:
-    `-x`, `--x`, `-x=V` and `--x=V` are all the flag `x`. (None, None) for anything else."""
-    if not arg.startswith("-") or arg in ("-", "--") or arg.startswith("---"):
-        return None, None
-    name, sep, value = arg.lstrip("-").partition("=")
-    return name, (value if sep else None)
 
 
 def without_flag(args: Sequence[str], name: str) -> list[str]:

@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import NamedTuple, NoReturn
 
 from bruin_materialize.errors import usage_error
-from bruin_materialize.handover import EXEC_MODES, flag_name
 from bruin_materialize.paths import project_root as find_project_root
 
 BASE_NAME = ".bruin.yml"  # the file bruin reads at a project's root
 PREFER = ("vault", "base")
+EXEC_MODES = ("child", "replace")  # exec: run bruin as a child and clean up, or become it (execve)
 
 
 class VaultAddress(NamedTuple):
@@ -532,6 +532,15 @@ def _absolute(value: str | None, cwd: Path) -> Path | None:
     if not value:
         return None
     return Path(os.path.normpath(cwd / value))
+
+
+def flag_name(arg: str) -> tuple[str | None, str | None]:
+    """(name, inline value) of a flag as bruin's parser (urfave/cli, Go's flag package) reads it:
+    `-x`, `--x`, `-x=V` and `--x=V` are all the flag `x`. (None, None) for anything else."""
+    if not arg.startswith("-") or arg in ("-", "--") or arg.startswith("---"):
+        return None, None
+    name, sep, value = arg.lstrip("-").partition("=")
+    return name, (value if sep else None)
 
 
 _ENV_FLAGS = frozenset({"environment", "e", "env"})  # bruin run's --environment and its aliases
