@@ -222,10 +222,14 @@ def check_runtime_base(base: Path, *, allow_non_tmpfs: bool) -> None:
 
 
 def make_runtime_dir(base: Path, *, allow_non_tmpfs: bool) -> Path:
-    """A fresh 0700 directory for exec: bruin writes its .gitignore beside the config file."""
-    check_runtime_base(base, allow_non_tmpfs=allow_non_tmpfs)
+    """A fresh 0700 directory for exec: bruin writes its .gitignore beside the config file.
+
+    Checked and made in the resolved directory: were `base` a link, whoever owns the link could
+    point it elsewhere between the check and the mkdir."""
+    real = Path(os.path.realpath(base))
+    check_runtime_base(real, allow_non_tmpfs=allow_non_tmpfs)
     try:
-        return Path(tempfile.mkdtemp(prefix="bruin-materialize-", dir=base))
+        return Path(tempfile.mkdtemp(prefix="bruin-materialize-", dir=real))
     except OSError as exc:
         raise usage_error(f"cannot create a directory in {base}: {exc.strerror}") from None
 
