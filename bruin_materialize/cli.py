@@ -23,37 +23,50 @@ from bruin_materialize import handover, merge
 from bruin_materialize.errors import ExitCode, MaterializeError, usage_error
 from bruin_materialize.machine import Document
 from bruin_materialize.plan import identical as identical  # the comparison `check` and the tests use
-from bruin_materialize.plan import show
 from bruin_materialize.schema import SNAPSHOT_FROM, Schema, load_schema_file, load_snapshot, schema_from_bruin
 from bruin_materialize.settings import Settings, parse_settings
 from bruin_materialize.validate import ERROR, NOTE, WARNING, Connection, Options, Outcome, validate
-from bruin_materialize.yamltext import load_file, parse
+from bruin_materialize.yamltext import load_file, parse, show, visible
 
 if TYPE_CHECKING:
     from bruin_materialize.vault import KV, RawSecret
 
 
 class Console:
-    """Everything goes to stderr: stdout belongs to whoever runs us (and later to bruin)."""
+    """Everything goes to stderr: stdout belongs to whoever runs us (and later to bruin).
+
+    Each message is one line whatever it quotes: text from Vault (a secret's name, a field name) can
+    hold an escape sequence or a newline followed by a forged `materialize:` line; visible() shows
+    those as escapes.
+    """
 
     def __init__(self, verbosity: int = 0) -> None:
         self.verbosity = verbosity
         self.document: Document | None = None  # --format json: stdout gets this document instead of text
 
     def error(self, message: str) -> None:
-        print(f"materialize: error: {message}", file=sys.stderr)
+        _say(f"materialize: error: {message}")
 
     def warning(self, message: str) -> None:
         if self.verbosity >= 0:
-            print(f"materialize: warning: {message}", file=sys.stderr)
+            _say(f"materialize: warning: {message}")
 
     def info(self, message: str) -> None:
         if self.verbosity >= 0:
-            print(f"materialize: {message}", file=sys.stderr)
+            _say(f"materialize: {message}")
 
     def debug(self, message: str) -> None:
         if self.verbosity >= 1:
-            print(f"materialize: {message}", file=sys.stderr)
+            _say(f"materialize: {message}")
+
+
+def _say(line: str) -> None:
+    if sys.stderr is None:  # started with stderr closed; print(file=None) would write to stdout
+        return
+    try:
+        print(visible(line), file=sys.stderr)
+    except (OSError, ValueError):  # stderr closed or a broken pipe: there is nobody to tell
+        pass
 
 
 class Interrupted(BaseException):
@@ -76,8 +89,12 @@ def entrypoint() -> NoReturn:
     code = main()
     # Skip the interpreter's teardown, which only frees memory the OS reclaims anyway: it costs
     # 0.04 s at 20 secrets and 0.25 s at 5,000 (docs/performance.md). Nothing of ours runs at exit.
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:
+                stream.flush()
+        except (OSError, ValueError):  # closed or a broken pipe: nothing more can be said there
+            pass
     os._exit(code)
 
 
@@ -103,9 +120,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         console.error(message)
         return _emit(console, 128 + signum, message)
     except Exception as exc:
-        if settings is not None and settings.traceback:
-            raise
-        message = f"internal error ({type(exc).__name__}); rerun with --traceback to see where"
+        if settings.traceback if settings is not None else "--traceback" in args:
+            for line in where_it_failed(exc).splitlines():
+                _say(line)
+            message = f"internal error ({type(exc).__name__}); the traceback above leaves out every message"
+        else:
+            message = f"internal error ({type(exc).__name__}); rerun with --traceback to see where"
         console.error(message)
         return _emit(console, ExitCode.INTERNAL, message)
     finally:
@@ -129,10 +149,44 @@ def _document_asked_for(args: Sequence[str]) -> Document | None:
     return Document(command) if command in ("check", "plan", "render") and asked else None
 
 
+def where_it_failed(exc: BaseException) -> str:
+    """A traceback without the exceptions' messages or any variable: a message can quote a token
+    (http.client's "Invalid header value ...") or a secret (a KeyError), so it shows only what the
+    source already holds: files, lines, functions, the code on them and the exception types."""
+    import traceback
+
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain and len(chain) < 10:
+        chain.append(current)
+        current = current.__cause__ or (None if current.__suppress_context__ else current.__context__)
+    parts: list[str] = []
+    for failure in reversed(chain):
+        if parts:
+            parts.append("\nwhile handling it, or because of it:\n")
+        parts.append("Traceback (most recent call last):\n")
+        parts.extend(traceback.format_list(traceback.extract_tb(failure.__traceback__)))
+        parts.append(f"{type(failure).__module__}.{type(failure).__qualname__} (message left out)\n")
+    return "".join(parts).rstrip("\n")
+
+
+# Until bruin runs, a signal that would end us by default ends the run through the same cleanup as
+# SIGTERM (no file left); a supervisor's SIGUSR1/SIGUSR2 is meant for bruin, which is not running
+# yet: noted, not fatal. Handled, not ignored: an ignored signal would stay ignored in bruin.
+_STOPPING = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
+_FOR_BRUIN = (signal.SIGUSR1, signal.SIGUSR2)
+
+
 def _install_signal_handlers() -> dict[int, Any]:
     if threading.current_thread() is not threading.main_thread():
         return {}  # only the main thread may set handlers (an embedding caller's business then)
-    return {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    previous: dict[int, Any] = {sig: signal.signal(sig, _on_signal) for sig in _STOPPING}
+    previous.update({sig: signal.signal(sig, _not_yet) for sig in _FOR_BRUIN})
+    return previous
+
+
+def _not_yet(_signum: int, _frame: object) -> None:
+    pass
 
 
 def _restore_signal_handlers(previous: dict[int, Any]) -> None:
@@ -152,12 +206,43 @@ class Built(NamedTuple):
     reads_back: Callable[[Any], bool]  # does a parse of the text hold what was read? (check)
 
 
+# Imported late, where they are needed (a fast start; the template path never loads ruamel), but
+# looked up first, so that a broken install is found before a login is made and the secrets are
+# read for nothing. The Vault client's own package belongs here too, once it has one.
+RUNTIME_MODULES = ("hvac", "requests", "urllib3", "jinja2", "markupsafe", "ruamel.yaml")
+
+
+def check_runtime_modules(modules: Sequence[str] = RUNTIME_MODULES) -> None:
+    for name in modules:
+        if not _installed(name):
+            raise usage_error(f"the Python package {name} cannot be imported; install requirements.txt "
+                              "(or pip install bruin-materialize) in this environment")
+
+
+def _installed(name: str) -> bool:
+    """Is `name` on sys.path? PathFinder looks without importing anything, parents included
+    (importlib.util.find_spec would import `ruamel` to find `ruamel.yaml`)."""
+    from importlib.machinery import PathFinder
+
+    if name in sys.modules:
+        return sys.modules[name] is not None  # None: an import that is known to fail
+    path: list[str] | None = None
+    parts = name.split(".")
+    for i in range(len(parts)):
+        spec = PathFinder.find_spec(".".join(parts[: i + 1]), path)
+        if spec is None:
+            return False
+        path = list(spec.submodule_search_locations or [])
+    return True
+
+
 def run(settings: Settings, environ: Mapping[str, str], console: Console) -> int:
+    check_runtime_modules()
     bruin = None
     bruin_env = handover.bruin_environment(environ)
     if settings.command == "exec":
         bruin = handover.find_bruin(settings.bruin_bin, settings.search_path)
-        if handover.config_file_flag(settings.bruin_args):
+        if handover.has_flag(settings.bruin_args, "config-file"):
             raise usage_error("--config-file is set by materialize; remove it from the bruin arguments")
         if "BRUIN_CONFIG_FILE_CONTENT" in environ:
             console.warning("BRUIN_CONFIG_FILE_CONTENT is set; it is not passed to bruin, which would use it "
@@ -372,11 +457,48 @@ def _deliver(settings: Settings, built: Built, bruin: str | None, bruin_env: dic
         if console.document is not None:
             console.document.written = str(config_file)
         else:
-            print(config_file, flush=True)  # for `export BRUIN_CONFIG_FILE=$(materialize.py render)`
+            _print_path(config_file)
         return ExitCode.OK
     assert bruin is not None
-    console.debug(f"wrote {config_file}; exec {bruin} run")
-    handover.exec_bruin(handover.bruin_arguments(bruin, config_file, settings.bruin_args), bruin_env)
+    try:
+        return _hand_over(settings, bruin, config_file, bruin_env, console)
+    finally:  # bruin exited, or could not start, or we were interrupted before it did
+        if settings.exec_mode != "replace" or sys.exc_info()[0] is not None:
+            _remove_tree(config_file.parent)
+
+
+def _hand_over(settings: Settings, bruin: str, config_file: Path, bruin_env: dict[str, str],
+               console: Console) -> int:
+    argv = handover.bruin_arguments(bruin, config_file, settings.bruin_args)
+    if settings.exec_mode == "replace":
+        console.debug(f"wrote {config_file}; exec {bruin} run (replace mode: the file stays)")
+        handover.exec_bruin(argv, bruin_env)
+    console.debug(f"wrote {config_file}; running {bruin} run, removing the file when it exits")
+    return handover.run_bruin(argv, bruin_env)
+
+
+def _print_path(config_file: Path) -> None:
+    """The path on stdout, for `export BRUIN_CONFIG_FILE=$(materialize.py render)`. A path nobody
+    receives leaves credentials nobody knows to delete: then the file goes, and it is an error."""
+    try:
+        if sys.stdout is None:  # started with stdout closed
+            raise OSError("closed")
+        print(config_file, file=sys.stdout, flush=True)
+    except (OSError, ValueError):  # EPIPE, EBADF, a closed stream
+        _remove_tree(config_file.parent)
+        _silence_stdout()
+        raise usage_error("stdout is closed or nobody reads it, so the path of the rendered file could not be "
+                          "delivered; the file was removed. Read stdout, or pass --output FILE") from None
+
+
+def _silence_stdout() -> None:
+    """Python flushes stdout again at exit, which would fail the same way and print a traceback."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)
+        os.close(devnull)
+    except OSError:
+        pass
 
 
 def _write_private(runtime_dir: Path, text: str, allow_non_tmpfs: bool) -> Path:
@@ -398,10 +520,22 @@ def _check_destination(settings: Settings) -> None:
     from bruin_materialize import write
 
     if settings.command == "render" and settings.output is not None:
-        write.check_destination(settings.output, allow_repo=settings.allow_repo)
+        write.check_destination(settings.output, allow_repo=settings.allow_repo, base=settings.base)
     elif settings.command in ("exec", "render"):
         assert settings.runtime_dir is not None
         write.check_runtime_base(settings.runtime_dir, allow_non_tmpfs=settings.allow_non_tmpfs)
+        if settings.command == "render" and not _stdout_open():
+            raise usage_error("stdout is closed, so render without --output could not say where it wrote the file; "
+                              "pass --output FILE, or read stdout")
+
+
+def _stdout_open() -> bool:
+    """Started with stdout closed (`>&-`), Python sets sys.stdout to None. A pipe whose reader left
+    early cannot be told apart yet: _print_path finds that out, and removes the file."""
+    try:
+        return sys.stdout is not None and os.fstat(sys.stdout.fileno()) is not None
+    except (OSError, ValueError):
+        return False
 
 
 def _schema(settings: Settings, bruin: str | None, bruin_env: dict[str, str], console: Console) -> Schema:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from bruin_materialize.errors import usage_error
-from bruin_materialize.plan import show
+from bruin_materialize.yamltext import show
 from bruin_materialize.render import Environments
 from bruin_materialize.validate import Connection
 from bruin_materialize.yamltext import load_file

@@ -10,9 +10,7 @@ import re
 from typing import Any, NamedTuple
 
 from bruin_materialize.paths import connections_in
-from bruin_materialize.yamltext import to_yaml
-
-_SHOWN_RAW = re.compile(r"[^\s\"',()]+")
+from bruin_materialize.yamltext import show
 
 
 def identical(a: Any, b: Any) -> bool:
@@ -133,7 +131,3 @@ def _connections(doc: Any, env: str) -> dict[str, tuple[str, Any]]:
 def _get(doc: Any, key: str) -> Any:
     return doc.get(key) if isinstance(doc, dict) else None
 
-
-def show(name: str) -> str:
-    """A name (environment, connection, type, field) as it can stand in a one-line message."""
-    return name if _SHOWN_RAW.fullmatch(name) else to_yaml(name)

@@ -21,6 +21,7 @@ from bruin_materialize.paths import project_root as find_project_root
 
 BASE_NAME = ".bruin.yml"  # the file bruin reads at a project's root
 PREFER = ("vault", "base")
+EXEC_MODES = ("child", "replace")  # exec: run bruin as a child and clean up, or become it (execve)
 
 
 class VaultAddress(NamedTuple):
@@ -99,6 +100,7 @@ class Settings(NamedTuple):
     project_root: Path = Path(".")  # where relative paths in connections are resolved
     against: Path | None = None  # plan: the file compared with
     output_format: str = "text"  # check, plan, render: "json" puts one JSON document on stdout
+    exec_mode: str = "child"  # exec: "child" (wait, then remove the file) or "replace" (execve)
 
     @property
     def environment(self) -> str:
@@ -244,15 +246,18 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--environment", "-e", metavar="NAME", help=_ENVIRONMENT_HELP)
     exec_ = sub.add_parser(
         "exec", parents=[common], allow_abbrev=False, help="render onto tmpfs, then become `bruin run`",
-        description="Render into a fresh private directory on tmpfs, then exec "
-        "`bruin run --config-file FILE BRUIN_RUN_ARGS...`. Options of this tool come first; "
-        "put `--` before the bruin arguments when they could be mistaken for them.",
+        usage="%(prog)s [OPTIONS] [--] [BRUIN_RUN_ARGS...]",
+        description="Render into a fresh private directory on tmpfs, run "
+        "`bruin run --config-file FILE BRUIN_RUN_ARGS...`, and remove the directory when bruin exits. "
+        "Options of this tool come first: the first argument it does not know, or `--`, starts bruin's "
+        "arguments, which are passed on verbatim.",
     )
     exec_.add_argument("--runtime-dir", metavar="DIR",
                        help="where the private directory is made [BRUIN_MATERIALIZE_RUNTIME_DIR] "
                        "(default: $XDG_RUNTIME_DIR, else /dev/shm)")
-    exec_.add_argument("bruin_args", nargs=argparse.REMAINDER, metavar="BRUIN_RUN_ARGS",
-                       help="arguments for `bruin run`")
+    exec_.add_argument("--exec-mode", metavar="child|replace",
+                       help="child: run bruin as a child, forward signals, remove the file when it exits "
+                       "(default); replace: become bruin (execve), the file stays [BRUIN_MATERIALIZE_EXEC_MODE]")
     plan = sub.add_parser(
         "plan", parents=[common], allow_abbrev=False, help="show what a render would change in a file",
         description="Read and check as `check` does, then compare the file that would be rendered with FILE: "
@@ -275,15 +280,38 @@ def _add_format(parser: argparse.ArgumentParser) -> None:
 
 def parse_settings(argv: Sequence[str], environ: Mapping[str, str], cwd: Path | None = None) -> Settings:
     parser = build_parser()
-    ns, unknown = parser.parse_known_args(list(argv))
-    bruin_args = list(getattr(ns, "bruin_args", None) or [])
-    if ns.command != "exec" and unknown:
-        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
-    # exec: an option we do not know starts bruin's arguments; argparse put it aside, in order.
-    bruin_args = unknown + bruin_args
-    if bruin_args[:1] == ["--"]:
-        bruin_args = bruin_args[1:]
+    args = list(argv)
+    bruin_args: list[str] = []
+    if args[:1] == ["exec"]:
+        ours, bruin_args = split_exec_arguments(_subparser(parser, "exec"), args[1:])
+        args = ["exec", *ours]
+    ns = parser.parse_args(args)
     return _resolve(ns, bruin_args, environ, cwd or Path.cwd())
+
+
+def split_exec_arguments(parser: argparse.ArgumentParser, args: Sequence[str]) -> tuple[list[str], list[str]]:
+    """(ours, bruin's): our options come first; the first argument we do not know, or `--`, starts
+    bruin's, which are then passed on verbatim, whatever names bruin's flags share with ours
+    (`exec --full-refresh --timeout 3600 .` gives bruin its own --timeout)."""
+    takes_value = {flag: action.nargs != 0 for action in parser._actions for flag in action.option_strings}
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            return list(args[:i]), list(args[i + 1:])
+        flag, sep, _ = arg.partition("=")
+        if flag not in takes_value or (sep and not takes_value[flag]):
+            break
+        i += 2 if takes_value[flag] and not sep else 1
+    return list(args[:i]), list(args[i:])
+
+
+def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            found: argparse.ArgumentParser = action.choices[name]
+            return found
+    raise KeyError(name)
 
 
 def _lookup(ns: argparse.Namespace, flag: str, env: str, environ: Mapping[str, str]) -> tuple[str | None, str]:
@@ -345,12 +373,13 @@ def _resolve(ns: argparse.Namespace, bruin_args: list[str], environ: Mapping[str
         ),
         proxy=_proxy(address, *get("--proxy", "BRUIN_VAULT_PROXY_ADDR"), environ),
         timeout=timeout,
-        max_retries=parse_int(*get("--max-retries", "BRUIN_VAULT_MAX_RETRIES"), minimum=0),
+        max_retries=parse_int(*get("--max-retries", "BRUIN_VAULT_MAX_RETRIES"), minimum=0, maximum=MAX_RETRIES),
         retry_wait_min=retry_min,
         retry_wait_max=retry_max,
         wait=parse_duration(*get("--wait", "BRUIN_VAULT_WAIT")),
         kv_version=parse_kv_version(*get("--kv-version", "BRUIN_MATERIALIZE_KV_VERSION")),
-        concurrency=parse_int(*get("--concurrency", "BRUIN_MATERIALIZE_CONCURRENCY"), minimum=1),
+        concurrency=parse_int(*get("--concurrency", "BRUIN_MATERIALIZE_CONCURRENCY"), minimum=1,
+                              maximum=MAX_CONCURRENCY),
         recursive=flag_on("--recursive", "BRUIN_MATERIALIZE_RECURSIVE"),
         schema_file=Path(schema) if schema else None,
         strict=flag_on("--strict", "BRUIN_MATERIALIZE_STRICT"),
@@ -374,6 +403,7 @@ def _resolve(ns: argparse.Namespace, bruin_args: list[str], environ: Mapping[str
         project_root=root,
         against=_absolute(getattr(ns, "against", None), cwd),
         output_format=getattr(ns, "format", None) or "text",
+        exec_mode=_exec_mode(*get("--exec-mode", "BRUIN_MATERIALIZE_EXEC_MODE")) if ns.command == "exec" else "child",
     )
 
 
@@ -384,7 +414,7 @@ def _auth(get: _Getter, environ: Mapping[str, str]) -> Auth:
     """The first credential set wins: bruin's variables, then the Vault CLI's, then ~/.vault-token."""
     token, source = get("--token", "BRUIN_VAULT_TOKEN")
     if token:
-        return Auth("token", source, token=token)
+        return Auth("token", source, token=check_credential(token, source))
     token_file, source = get("--token-file", "BRUIN_VAULT_TOKEN_FILE")
     if token_file:
         return Auth("token", source, token_file=Path(token_file))
@@ -400,6 +430,8 @@ def _auth(get: _Getter, environ: Mapping[str, str]) -> Auth:
         if not secret_id and not secret_id_file:
             raise usage_error(f"{source} needs BRUIN_VAULT_SECRET_ID or BRUIN_VAULT_SECRET_ID_FILE")
         mount = _required_path(*get("--approle-mount", "BRUIN_VAULT_APPROLE_MOUNT"))
+        if secret_id:
+            secret_id = check_credential(secret_id, "BRUIN_VAULT_SECRET_ID")
         return Auth("approle", source, mount=mount, role=role_id, secret_id=secret_id,
                     secret_id_file=Path(secret_id_file) if secret_id_file and not secret_id else None)
     jwt_role, source = get("--jwt-role", "BRUIN_VAULT_JWT_ROLE")
@@ -411,12 +443,28 @@ def _auth(get: _Getter, environ: Mapping[str, str]) -> Auth:
         return Auth("jwt", source, token_file=Path(jwt_file), mount=mount, role=jwt_role)
     for name in ("VAULT_TOKEN", "BAO_TOKEN"):
         if environ.get(name):
-            return Auth("token", name, token=environ[name])
+            return Auth("token", name, token=check_credential(environ[name], name))
     home_token = Path(environ["HOME"]) / ".vault-token" if environ.get("HOME") else None
     if home_token is not None and home_token.is_file():
         return Auth("token", "~/.vault-token", token_file=home_token)
     raise usage_error("no Vault credentials: set BRUIN_VAULT_TOKEN, BRUIN_VAULT_TOKEN_FILE, BRUIN_VAULT_ROLE, "
                       "BRUIN_VAULT_ROLE_ID or BRUIN_VAULT_JWT_ROLE")
+
+
+# Vault tokens, AppRole secret_ids and JWTs are printable ASCII without spaces. Anything else would
+# go into an HTTP header or body where it breaks the request, and the error raised there quotes it.
+_CREDENTIAL = re.compile(r"[\x21-\x7e]+")
+
+
+def check_credential(value: str, source: str) -> str:
+    """The credential without surrounding whitespace; exit 2 naming the setting, never showing the value."""
+    text = value.strip()
+    if not text:
+        raise usage_error(f"{source} is empty")
+    if not _CREDENTIAL.fullmatch(text):
+        raise usage_error(f"{source} holds characters no token can hold (control characters, spaces inside or "
+                          "non-ASCII); the value is not shown. Check how it was set")
+    return text
 
 
 def _required_path(value: str | None, source: str) -> str:
@@ -481,6 +529,13 @@ def _base(explicit: str | None, no_base: bool, root: Path, cwd: Path) -> Path | 
     return default if default.is_file() else None
 
 
+def _exec_mode(value: str | None, source: str) -> str:
+    mode = (value or "child").strip().lower()
+    if mode not in EXEC_MODES:
+        raise usage_error(f"{source} must be child or replace")
+    return mode
+
+
 def _prefer(value: str | None, source: str) -> str | None:
     if not value:
         return None
@@ -495,24 +550,32 @@ def _absolute(value: str | None, cwd: Path) -> Path | None:
     return Path(os.path.normpath(cwd / value))
 
 
-_ENV_FLAGS = ("--environment", "-e", "--env")
+def flag_name(arg: str) -> tuple[str | None, str | None]:
+    """(name, inline value) of a flag as bruin's parser (urfave/cli, Go's flag package) reads it:
+    `-x`, `--x`, `-x=V` and `--x=V` are all the flag `x`. (None, None) for anything else."""
+    if not arg.startswith("-") or arg in ("-", "--") or arg.startswith("---"):
+        return None, None
+    name, sep, value = arg.lstrip("-").partition("=")
+    return name, (value if sep else None)
+
+
+_ENV_FLAGS = frozenset({"environment", "e", "env"})  # bruin run's --environment and its aliases
 
 
 def bruin_environment(args: Sequence[str]) -> str | None:
-    """The last --environment/-e/--env value in bruin's arguments (as a flag parser sees it)."""
+    """The last --environment/-e/--env value in bruin's arguments, in every spelling bruin's flag
+    parser takes (`-e X`, `--env=X`, `-environment X`, ...); none after `--`."""
     found = None
     i = 0
     while i < len(args):
-        arg = args[i]
-        if arg == "--":
+        if args[i] == "--":
             break
-        if arg in _ENV_FLAGS and i + 1 < len(args):
-            found = args[i + 1]
-            i += 1
-        else:
-            name, sep, value = arg.partition("=")
-            if sep and name in _ENV_FLAGS:
-                found = value
+        name, value = flag_name(args[i])
+        if name in _ENV_FLAGS:
+            if value is None and i + 1 < len(args):
+                value = args[i + 1]
+                i += 1
+            found = value if value is not None else found
         i += 1
     return found
 
@@ -608,6 +671,13 @@ _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
 _UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
+# Go's time.Duration is an int64 of nanoseconds: bruin refuses longer ones, and so do Python's
+# timeouts (threading, sockets), which raise OverflowError past about the same point.
+MAX_DURATION = (2**63 - 1) / 1e9
+MAX_RETRIES = 100  # 2**retries feeds the backoff: beyond this the wait is long capped anyway
+MAX_CONCURRENCY = 256
+
+
 def parse_duration(value: str | None, source: str) -> float:
     """Go's time.ParseDuration syntax ("500ms", "1m30s", "0"), in seconds; negatives refused."""
     text = (value or "").strip()
@@ -622,16 +692,20 @@ def parse_duration(value: str | None, source: str) -> float:
         pos = match.end()
     if not text:
         raise usage_error(f"{source} must be a duration such as 500ms, 10s or 1m (got an empty value)")
+    if not total < MAX_DURATION:  # also catches inf, from a number too long for a float
+        raise usage_error(f"{source} is longer than the longest duration bruin takes (about 292 years)")
     return total
 
 
-def parse_int(value: str | None, source: str, *, minimum: int) -> int:
+def parse_int(value: str | None, source: str, *, minimum: int, maximum: int) -> int:
     try:
         number = int((value or "").strip())
-    except ValueError:
+    except ValueError:  # also a number of more than 4300 digits, which Python will not read
         raise usage_error(f"{source} must be a whole number") from None
     if number < minimum:
         raise usage_error(f"{source} must be at least {minimum}")
+    if number > maximum:
+        raise usage_error(f"{source} must be at most {maximum}")
     return number
 
 

@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 
 from bruin_materialize.schema import Schema
 from bruin_materialize.vault import RawSecret
-from bruin_materialize.yamltext import MAX_KEY, to_yaml
+from bruin_materialize.yamltext import MAX_KEY, show, to_yaml
 
 ERROR, WARNING, NOTE = "error", "warning", "note"
 
@@ -89,6 +89,10 @@ def _connection(secret: RawSecret, schema: Schema | None, options: Options, out:
         report.hint("", "its current version is deleted or destroyed; skipped (undelete it, or delete the "
                         "secret's metadata to drop the connection)")
         return None
+    too_big = _beyond_bounds(data)
+    if too_big:  # before the recursive checks below, which a deep enough secret would overflow
+        report.add(ERROR, "", too_big)
+        return None
     if not isinstance(data, dict):
         report.add(ERROR, "", f"the secret must be a JSON object with `type` and `details`, not {_kind(data)}")
         return None
@@ -96,7 +100,7 @@ def _connection(secret: RawSecret, schema: Schema | None, options: Options, out:
     ok = _check_type_field(conn_type, report) & _check_details_field(details, report)
     extra = sorted(k for k in data if k not in ("type", "details"))
     if extra:
-        report.add(WARNING, "", f"top-level keys other than type/details are ignored: {', '.join(extra)}")
+        report.add(WARNING, "", f"top-level keys other than type/details are ignored: {', '.join(map(show, extra))}")
     if not ok:
         return None
     assert isinstance(conn_type, str) and isinstance(details, dict)
@@ -113,6 +117,32 @@ def _connection(secret: RawSecret, schema: Schema | None, options: Options, out:
     if report.errors:
         return None
     return Connection(conn_type, secret.name, {"name": secret.name, **fields})
+
+
+MAX_DEPTH = 32  # objects and arrays within one another; bruin's deepest connection field is 3 levels down
+MAX_SIZE = 1 << 20  # characters of keys and strings, plus one per value: a connection is a few KiB
+
+
+def _beyond_bounds(data: Any) -> str | None:
+    """Why the secret is too deep or too big to be a connection, or None. Iterative: a secret nested
+    thousands of levels deep must be reported by name, not end in a RecursionError."""
+    size = 0
+    pending: list[tuple[Any, int]] = [(data, 1)]
+    while pending:
+        node, depth = pending.pop()
+        size += 1
+        if isinstance(node, str):
+            size += len(node)
+        elif isinstance(node, (dict, list)):
+            if depth > MAX_DEPTH:
+                return f"is nested more than {MAX_DEPTH} levels deep; no bruin connection is"
+            items = node.items() if isinstance(node, dict) else enumerate(node)
+            for key, item in items:
+                size += len(key) if isinstance(key, str) else 0
+                pending.append((item, depth + 1))
+        if size > MAX_SIZE:
+            return f"is larger than {MAX_SIZE // (1 << 20)} MiB; no bruin connection is"
+    return None
 
 
 def _check_type_field(conn_type: Any, report: _Report) -> bool:
@@ -154,7 +184,7 @@ def _keys(value: Any, field: str) -> Iterable[tuple[str, str]]:
     if isinstance(value, dict):
         for key, item in value.items():
             yield field, key
-            yield from _keys(item, f"{field}.{key}" if len(key) < 64 else f"{field}.{key[:60]}...")
+            yield from _keys(item, f"{field}.{show(key)}" if len(key) < 64 else f"{field}.{show(key[:60])}...")
     elif isinstance(value, list):
         for i, item in enumerate(value):
             yield from _keys(item, f"{field}[{i}]")
@@ -186,7 +216,7 @@ def _strings(value: Any, field: str) -> Iterable[tuple[str, str]]:
         yield field, value
     elif isinstance(value, dict):
         for key, item in value.items():
-            yield from _strings(item, f"{field}.{key}")
+            yield from _strings(item, f"{field}.{show(key)}")
     elif isinstance(value, list):
         for i, item in enumerate(value):
             yield from _strings(item, f"{field}[{i}]")
@@ -197,7 +227,7 @@ def _check_against_schema(conn_type: str, fields: dict[str, Any], schema: Schema
     if spec is None:
         close = difflib.get_close_matches(conn_type, schema.types, n=1)
         suggestion = f" (did you mean {close[0]}?)" if close else ""
-        report.add(ERROR, "type", f"unknown connection type {conn_type!r}{suggestion}; "
+        report.add(ERROR, "type", f"unknown connection type {_quoted(conn_type)}{suggestion}; "
                                   f"bruin knows {len(schema.types)} types")
         return fields
     checked = _object(fields, spec, "details", schema, report)
@@ -213,13 +243,14 @@ def _object(value: dict[str, Any], spec: Mapping[str, Any], field: str, schema: 
         if isinstance(props, dict) and key in props:
             result[key] = _value(item, props[key], f"{field}.{key}", schema, report)
         elif isinstance(extra, dict):
-            result[key] = _value(item, extra, f"{field}.{key}", schema, report)
+            result[key] = _value(item, extra, f"{field}.{show(key)}", schema, report)
         else:
             if isinstance(props, dict) and extra is False:
                 unknown.append(key)
             result[key] = item
     if unknown:
-        report.hint(field, f"fields unknown to bruin's schema (bruin ignores them): {', '.join(sorted(unknown))}")
+        shown = ", ".join(map(show, sorted(unknown)))
+        report.hint(field, f"fields unknown to bruin's schema (bruin ignores them): {shown}")
     required = [r for r in spec.get("required", ()) if r not in value and not (field == "details" and r == "name")]
     if required:
         report.hint(field, f"fields the schema marks required are missing: {', '.join(required)}")
@@ -305,8 +336,15 @@ def _check_duplicates(connections: list[Connection], out: list[Problem]) -> None
     for conn in connections:
         first = seen.setdefault(conn.name, conn)
         if first is not conn:
-            out.append(Problem(ERROR, f"connection {conn.name!r}",
-                               f"given by two secrets ({first.type} and {conn.type}); names must be unique"))
+            out.append(Problem(ERROR, f"connection {_quoted(conn.name)}",
+                               f"given by two secrets ({show(first.type)} and {show(conn.type)}); names must be "
+                               "unique"))
+
+
+def _quoted(name: str) -> str:
+    """'name' as the messages always quoted it, or show()'s escaped form when it needs escaping."""
+    shown = show(name)
+    return f"'{name}'" if shown == name else shown
 
 
 def _kind(value: Any) -> str:

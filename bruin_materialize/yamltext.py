@@ -25,6 +25,36 @@ def to_yaml(value: Any) -> str:
     return _UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
+# Characters that would change what a terminal shows: C0/C1 controls (ESC starts an escape
+# sequence, a newline forges a second message), DEL, line separators, and the invisible and
+# bidirectional formatting marks that reorder or hide text.
+_INVISIBLE = "\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff"
+_SHOWN_RAW = re.compile(f"[^\\s\"',(){_INVISIBLE}]+")
+_INVISIBLE_CHAR = re.compile(f"[{_INVISIBLE}]")
+_NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def show(name: str) -> str:
+    """A name from Vault or a file (environment, connection, type, field) as it can stand in a
+    one-line message: as is when plain, else quoted with every control or invisible character escaped."""
+    if _SHOWN_RAW.fullmatch(name):
+        return name
+    return _INVISIBLE_CHAR.sub(lambda m: f"\\u{ord(m.group()):04x}", to_yaml(name))
+
+
+def visible(message: str) -> str:
+    """A message as one line that cannot drive the terminal: whatever reached it unquoted from
+    Vault, every control or invisible character shows as its escape (\\x1b, \\n)."""
+    return _INVISIBLE_CHAR.sub(_escape, message)
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    if char in _NAMED_ESCAPES:
+        return _NAMED_ESCAPES[char]
+    return f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}"
+
+
 def parse(text: str) -> Any:
     """Read YAML 1.2 back (check, plan): ruamel's C loader when ruamel.yaml.clib is installed, ten
     times faster than its pure-Python one; both resolve scalars by YAML 1.2 (`yes` stays a string)."""

@@ -501,7 +501,7 @@ def test_exec_loads_the_merged_file(kv2: Any, env: dict[str, str], project: Path
     assert dev["postgres"][-1] == {"name": "warehouse", **pg(STAGING_PASSWORD)["details"]}
     assert dev["duckdb"] == [{"name": "conn20", "path": str(project / "data" / "duck.db")}]  # not on tmpfs
     assert Path(record["config_file"]).parent.parent == runtime
-    rendered = Path(record["config_file"]).read_text()
+    rendered = record["config_text"]
     assert "# a local file, no secret in it" in rendered
 
 

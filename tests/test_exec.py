@@ -1,14 +1,18 @@
-"""exec: render onto tmpfs, then become `bruin run` with a clean environment and arguments.
+"""exec: render onto tmpfs, run `bruin run` with a clean environment and arguments, clean up after it.
 
-These run materialize.py as a process (exec replaces it), with the stand-in bruin on PATH that loads
-the file as bruin does and records what it got.
+These run materialize.py as a process, with the stand-in bruin on PATH that loads the file as bruin
+does and records what it got (and, for the signal tests, which signals reached it).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import stat
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -52,11 +56,10 @@ def test_exec_hands_over_to_bruin_run(env: dict[str, str], fake_bruin: Any, run_
     bruin_env = record["env"]
     assert not [k for k in bruin_env if k.startswith(("BRUIN_VAULT_", "VAULT_", "BAO_"))]
     assert "BRUIN_SECRETS_BACKEND" not in bruin_env and bruin_env["UNRELATED"] == "kept as is"
-    # A fresh private directory under the runtime dir, holding the file and bruin's .gitignore.
+    # A fresh private directory under the runtime dir, as bruin saw it; removed once bruin exited.
     assert config_file.parent.parent == tmp_path / "runtime"
-    assert stat.S_IMODE(config_file.parent.stat().st_mode) == 0o700
-    assert stat.S_IMODE(config_file.stat().st_mode) == 0o600
-    assert (config_file.parent / ".gitignore").read_text().splitlines() == [config_file.name]
+    assert record["config_dir_mode"] == 0o700 and record["config_file_mode"] == 0o600
+    assert not config_file.parent.exists() and list((tmp_path / "runtime").iterdir()) == []
 
 
 def test_bruin_exit_code_is_ours(env: dict[str, str], fake_bruin: Any, run_cli: Any) -> None:
@@ -92,12 +95,8 @@ def test_default_runtime_dir_is_tmpfs(env: dict[str, str], run_cli: Any, fake_br
                                 "BRUIN_MATERIALIZE_ALLOW_NON_TMPFS": "0"})
     assert proc.returncode == 0, proc.stderr
     config_file = Path(fake_bruin.record()["config_file"])
-    try:
-        assert config_file.parent.parent == Path("/dev/shm")
-    finally:
-        for child in config_file.parent.iterdir():
-            child.unlink()
-        config_file.parent.rmdir()
+    assert config_file.parent.parent == Path("/dev/shm")
+    assert not config_file.parent.exists()
 
 
 def test_config_file_argument_is_refused(env: dict[str, str], run_cli: Any) -> None:
@@ -193,5 +192,272 @@ def test_internal_error_prints_its_type_only(env: dict[str, str], monkeypatch: p
     assert cli.main(["check"]) == 1
     assert capsys.readouterr().err == ("materialize: error: internal error (KeyError); rerun with --traceback to "
                                        "see where\n")
-    with pytest.raises(KeyError):
-        cli.main(["check", "--traceback"])
+
+
+def test_traceback_shows_where_but_no_message(env: dict[str, str], monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """--traceback: files, lines and types, never a message, which may quote a token or a value
+    (http.client's "Invalid header value ..." does), and no variables."""
+    from bruin_materialize import cli
+
+    token = env["BRUIN_VAULT_TOKEN"]
+
+    def send(header: str) -> None:
+        raise ValueError(f"Invalid header value {header!r}")
+
+    def bug(*_: Any) -> int:
+        try:
+            send(token)
+        except ValueError as exc:
+            raise RuntimeError(f"request failed: {exc} {PASSWORD}") from exc
+        return 0
+
+    monkeypatch.setattr(cli, "run", bug)
+    assert cli.main(["check", "--traceback"]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == "Traceback (most recent call last):"
+    assert "builtins.ValueError (message left out)" in err and "builtins.RuntimeError (message left out)" in err
+    assert any(line.strip() == "send(token)" for line in err)  # the code on the line, not the value
+    assert err[-1] == "materialize: error: internal error (RuntimeError); the traceback above leaves out every message"
+
+
+# --- cleaning up after bruin ---------------------------------------------------------------------
+
+
+def leftovers(runtime: Path) -> list[str]:
+    return sorted(p.name for p in runtime.iterdir())
+
+
+@pytest.mark.parametrize("bruin_exit", ["0", "7"])
+def test_private_directory_is_removed_when_bruin_exits(env: dict[str, str], run_cli: Any, fake_bruin: Any,
+                                                       tmp_path: Path, bruin_exit: str) -> None:
+    proc = run_cli("exec", env={"FAKE_BRUIN_EXIT": bruin_exit})
+    assert proc.returncode == int(bruin_exit), proc.stderr
+    assert Path(fake_bruin.record()["config_file"]).parent.parent == tmp_path / "runtime"
+    assert leftovers(tmp_path / "runtime") == []
+
+
+@pytest.mark.parametrize("mode", ["child", "replace"])
+def test_private_directory_is_removed_when_bruin_cannot_start(env: dict[str, str], run_cli: Any,
+                                                              tmp_path: Path, schema_path: Path, mode: str) -> None:
+    broken = tmp_path / "bruin"
+    broken.write_text("#!/nonexistent/interpreter\n")
+    broken.chmod(0o755)
+    proc = run_cli("exec", env={"BRUIN_BIN": str(broken), "BRUIN_MATERIALIZE_SCHEMA": str(schema_path),
+                                "BRUIN_MATERIALIZE_EXEC_MODE": mode})
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines()[-1] == f"materialize: error: cannot run {broken}: No such file or directory"
+    assert leftovers(tmp_path / "runtime") == []
+
+
+@pytest.mark.parametrize("how", [["--exec-mode", "replace"], ["--exec-mode=replace"], []])
+def test_replace_mode_becomes_bruin_and_leaves_the_file(env: dict[str, str], run_cli: Any, fake_bruin: Any,
+                                                        tmp_path: Path, how: list[str]) -> None:
+    proc = run_cli("exec", *how, env={"BRUIN_MATERIALIZE_EXEC_MODE": "replace" if not how else "child"})
+    assert proc.returncode == 0, proc.stderr
+    record = fake_bruin.record()
+    config_file = Path(record["config_file"])
+    assert config_file.is_file()  # nothing of ours ran after bruin: the tmpfs is meant to die with the container
+    assert record["argv"] == ["run", "--config-file", str(config_file)]
+
+
+def test_exec_mode_is_checked(env: dict[str, str], run_cli: Any, fake_bruin: Any) -> None:
+    proc = run_cli("exec", env={"BRUIN_MATERIALIZE_EXEC_MODE": "fork"})
+    assert (proc.returncode, proc.stderr) == (2, "materialize: error: BRUIN_MATERIALIZE_EXEC_MODE must be child or "
+                                                 "replace\n")
+
+
+def start_exec(tmp_path: Path, fake_bruin: Any, *args: str) -> subprocess.Popen[str]:
+    """materialize.py exec with a bruin that waits, recording signals; returns once bruin is running."""
+    from conftest import MATERIALIZE
+
+    env = {**os.environ, "FAKE_BRUIN_SLEEP": "30", "FAKE_BRUIN_READY": str(tmp_path / "ready"),
+           "FAKE_BRUIN_SIGNALS": str(tmp_path / "signals")}
+    proc = subprocess.Popen([sys.executable, str(MATERIALIZE), "exec", *args], env=env, text=True,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 30
+    while not (tmp_path / "ready").exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "bruin did not start"
+        time.sleep(0.05)
+    return proc
+
+
+def finish(proc: subprocess.Popen[str]) -> tuple[int, str]:
+    out, err = proc.communicate(timeout=10)
+    sys.stdout.write(out)
+    sys.stderr.write(err)  # for the leak guard
+    return proc.returncode, err
+
+
+def received(tmp_path: Path) -> list[str]:
+    path = tmp_path / "signals"
+    return path.read_text().split() if path.exists() else []
+
+
+@pytest.mark.parametrize("last", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT])
+def test_signals_are_forwarded_and_the_directory_goes_when_bruin_dies(env: dict[str, str], fake_bruin: Any,
+                                                                      tmp_path: Path, last: signal.Signals) -> None:
+    proc = start_exec(tmp_path, fake_bruin)
+    config_dir = Path(fake_bruin.record()["config_file"]).parent
+    assert config_dir.is_dir()
+    for sig in (signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH):
+        proc.send_signal(sig)
+        deadline = time.monotonic() + 5
+        while sig.name not in received(tmp_path):
+            assert time.monotonic() < deadline, f"{sig.name} was not forwarded"
+            time.sleep(0.02)
+    assert proc.poll() is None  # those do not end anything
+    proc.send_signal(last)
+    code, err = finish(proc)
+    assert code == 128 + last  # bruin died of it; we say so as a shell would
+    assert received(tmp_path) == ["SIGUSR1", "SIGUSR2", "SIGWINCH", last.name]
+    assert not config_dir.exists() and leftovers(tmp_path / "runtime") == []
+    assert "Traceback" not in err
+
+
+def test_bruins_exit_code_after_a_forwarded_signal_is_ours(env: dict[str, str], fake_bruin: Any,
+                                                           tmp_path: Path) -> None:
+    """A bruin that handles SIGTERM and exits 0 by itself: that is the code, and the directory goes."""
+    proc = start_exec(tmp_path, fake_bruin)
+    proc.send_signal(signal.SIGUSR1)
+    time.sleep(0.3)
+    os.kill(int((tmp_path / "ready").read_text()), signal.SIGKILL)  # bruin dies, not us
+    code, _ = finish(proc)
+    assert code == 128 + signal.SIGKILL
+    assert leftovers(tmp_path / "runtime") == []
+
+
+# --- bruin's arguments ---------------------------------------------------------------------------
+
+
+def bruin_argv(fake_bruin: Any) -> list[str]:
+    argv: list[str] = fake_bruin.record()["argv"]
+    assert argv[:2] == ["run", "--config-file"]
+    return argv[3:]
+
+
+def test_first_unknown_argument_starts_bruins_even_when_names_are_shared(env: dict[str, str], run_cli: Any,
+                                                                         fake_bruin: Any) -> None:
+    proc = run_cli("exec", "--full-refresh", "--timeout", "3600", "--verbose", ".")
+    assert proc.returncode == 0, proc.stderr
+    assert bruin_argv(fake_bruin) == ["--full-refresh", "--timeout", "3600", "--verbose", "."]
+    assert "when it exits" not in proc.stderr  # our --verbose would print that step: it stayed bruin's
+    # Ours first, then bruin's; `--` makes the split explicit and is not passed on.
+    proc = run_cli("exec", "--timeout", "5s", "-q", "--", "--timeout", "10", "-v")
+    assert proc.returncode == 0, proc.stderr
+    assert bruin_argv(fake_bruin) == ["--timeout", "10", "-v"]
+    proc = run_cli("exec", "--timeout=5s", "pipelines/x", "--strict")
+    assert proc.returncode == 0, proc.stderr
+    assert bruin_argv(fake_bruin) == ["pipelines/x", "--strict"]
+
+
+@pytest.mark.parametrize("spelling", [["--secrets-backend", "vault"], ["--secrets-backend=vault"],
+                                      ["-secrets-backend", "vault"], ["-secrets-backend=vault"]])
+def test_secrets_backend_is_removed_in_every_spelling(env: dict[str, str], run_cli: Any, fake_bruin: Any,
+                                                      spelling: list[str]) -> None:
+    proc = run_cli("exec", "--", "--workers", "2", *spelling, "p")
+    assert proc.returncode == 0, proc.stderr
+    assert bruin_argv(fake_bruin) == ["--workers", "2", "p"]
+    assert not fake_bruin.record()["ignored_config"]
+
+
+@pytest.mark.parametrize("spelling", [["--config-file", "x.yml"], ["--config-file=x.yml"], ["-config-file", "x"],
+                                      ["-config-file=x.yml"]])
+def test_config_file_is_refused_in_every_spelling(env: dict[str, str], run_cli: Any, fake_bruin: Any,
+                                                  spelling: list[str]) -> None:
+    proc = run_cli("exec", "--full-refresh", *spelling)
+    assert proc.returncode == 2
+    assert proc.stderr == "materialize: error: --config-file is set by materialize; remove it from the bruin " \
+                          "arguments\n"
+    assert not fake_bruin.record_path.exists()
+
+
+@pytest.mark.parametrize("spelling", [["-env", "prod"], ["-environment=prod"], ["--e", "prod"], ["-e=prod"],
+                                      ["--env=prod"], ["--environment", "prod"]])
+def test_environment_is_read_from_bruins_arguments_in_every_spelling(env: dict[str, str], run_cli: Any,
+                                                                     fake_bruin: Any, spelling: list[str]) -> None:
+    proc = run_cli("exec", *spelling, "p")
+    assert proc.returncode == 0, proc.stderr
+    assert bruin_argv(fake_bruin) == [*spelling, "p"]
+    assert list(fake_bruin.record()["config"]["environments"]) == ["prod"]
+
+
+def test_bruin_inherits_stdin_stdout_and_stderr(env: dict[str, str], fake_bruin: Any) -> None:
+    from conftest import MATERIALIZE
+
+    proc = subprocess.run([sys.executable, str(MATERIALIZE), "exec", "-q"], input="rows from a pipe\n",
+                          env={**os.environ, "FAKE_BRUIN_ECHO": "1"}, capture_output=True, text=True, timeout=60)
+    sys.stderr.write(proc.stderr)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "rows from a pipe\n"
+    assert proc.stderr.splitlines()[-1] == "bruin: stderr is the caller's too"
+
+
+def test_a_terminal_signal_reaches_bruin_once(env: dict[str, str], fake_bruin: Any, tmp_path: Path) -> None:
+    """A terminal sends SIGWINCH (or ^C's SIGINT) to its whole foreground process group, bruin
+    included: forwarding it as well would deliver it twice. Sent to us alone, it is forwarded."""
+    import fcntl
+    import struct
+    import termios
+
+    from conftest import MATERIALIZE
+
+    master, slave = os.openpty()
+
+    def take_terminal() -> None:  # in the child: a session of its own, with this terminal as its own
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    env_ = {**os.environ, "FAKE_BRUIN_SLEEP": "30", "FAKE_BRUIN_READY": str(tmp_path / "ready"),
+            "FAKE_BRUIN_SIGNALS": str(tmp_path / "signals")}
+    proc = subprocess.Popen([sys.executable, str(MATERIALIZE), "exec"], env=env_, text=True, stdin=slave,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                            preexec_fn=take_terminal)
+    os.close(slave)
+    try:
+        deadline = time.monotonic() + 30
+        while not (tmp_path / "ready").exists():
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 100, 0, 0))  # the window is resized
+        time.sleep(0.5)
+        assert received(tmp_path) == ["SIGWINCH"]
+        proc.send_signal(signal.SIGWINCH)  # from a supervisor, to us alone
+        deadline = time.monotonic() + 5
+        while received(tmp_path) != ["SIGWINCH", "SIGWINCH"]:
+            assert time.monotonic() < deadline, received(tmp_path)
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGTERM)
+        code, _ = finish(proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        os.close(master)
+    assert code == 128 + signal.SIGTERM
+    assert leftovers(tmp_path / "runtime") == []
+
+
+def test_only_signals_sent_to_us_alone_are_forwarded() -> None:
+    """The rule behind the test above, which cannot always tell: two equal signals arriving together
+    are merged by the kernel. SI_KERNEL (0x80) marks a terminal's signal to its process group."""
+    from bruin_materialize.handover import _sent_to_us_alone
+
+    def info(code: int) -> signal.struct_siginfo:
+        return signal.struct_siginfo((signal.SIGINT, code, 0, 1234, 0, 0, 0))
+
+    assert not _sent_to_us_alone(info(0x80))
+    assert _sent_to_us_alone(info(0))  # SI_USER: kill(2), a supervisor
+    assert _sent_to_us_alone(info(-1))  # SI_QUEUE: sigqueue(3)
+    assert _sent_to_us_alone(info(-6))  # SI_TKILL: tgkill(2)
+
+
+def test_bruins_exit_code_survives_an_inherited_ignored_sigchld(env: dict[str, str], fake_bruin: Any) -> None:
+    """With SIGCHLD ignored, as some launchers leave it, the kernel reaps children itself."""
+    from conftest import MATERIALIZE
+
+    proc = subprocess.run([sys.executable, str(MATERIALIZE), "exec"], env={**os.environ, "FAKE_BRUIN_EXIT": "7"},
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60,
+                          preexec_fn=lambda: signal.signal(signal.SIGCHLD, signal.SIG_IGN))
+    sys.stderr.write(proc.stderr)
+    assert proc.returncode == 7, proc.stderr

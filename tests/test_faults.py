@@ -418,7 +418,8 @@ def test_wait_reports_progress(render: Render, out: OutputDir, fault_proxy: Faul
 # --- signals while blocked -----------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["TERM", "INT"])
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130), (signal.SIGHUP, 129),
+                                             (signal.SIGQUIT, 131)], ids=["TERM", "INT", "HUP", "QUIT"])
 def test_signal_while_blocked_exits_promptly(mount: str, out: OutputDir, fault_proxy: FaultProxy,
                                              signum: signal.Signals, code: int) -> None:
     out.plant_previous()
@@ -505,3 +506,28 @@ def test_output_in_git_work_tree_is_refused_unless_allowed(mount: str, tmp_path:
     allowed = run_cli("render", "--output", str(target), "--allow-repo", timeout=60)
     assert allowed.returncode == 0, allowed.stderr
     assert stat.S_IMODE(target.stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize("signum", [signal.SIGUSR1, signal.SIGUSR2], ids=["USR1", "USR2"])
+def test_usr_signal_before_bruin_runs_is_not_fatal(mount: str, out: OutputDir, fault_proxy: FaultProxy,
+                                                  signum: signal.Signals) -> None:
+    """SIGUSR1/2 are for bruin (forwarded once it runs); before that, their default action would end
+    the run without any cleanup."""
+    fault_proxy.add_rule("delay", path=PG, seconds=1.0)
+    proc = subprocess.Popen(
+        [sys.executable, str(MATERIALIZE), "render", "--output", str(out.file)],
+        env={**os.environ, "BRUIN_VAULT_TIMEOUT": "10s"},
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        _wait_for(lambda: fault_proxy.requests(PG) >= 1, 15.0)
+        proc.send_signal(signum)
+        stdout, stderr = proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    sys.stdout.write(stdout)
+    sys.stderr.write(stderr)
+    assert proc.returncode == 0, stderr
+    out.assert_written()

@@ -154,10 +154,34 @@ def test_exec_unknown_option_starts_bruin_arguments() -> None:
 @pytest.mark.parametrize(
     ("args", "env"),
     [([], None), (["--environment", "a"], "a"), (["-e=b"], "b"), (["--env=c", "--env", "d"], "d"),
-     (["x", "--", "--env", "e"], None)],
+     (["x", "--", "--env", "e"], None), (["-env", "f"], "f"), (["-environment=g"], "g"), (["--e", "h"], "h"),
+     (["-e"], None), (["---env", "i"], None)],
 )
 def test_environment_from_bruin_arguments(args: list[str], env: str | None) -> None:
     assert bruin_environment(args) == env
+
+
+@pytest.mark.parametrize(
+    ("argv", "ours", "bruins"),
+    [(["--full-refresh", "--timeout", "3600", "--verbose", "."], [], ["--full-refresh", "--timeout", "3600",
+                                                                     "--verbose", "."]),
+     (["--timeout", "5s", "-v", "--strict", "p", "--strict"], ["--timeout", "5s", "-v", "--strict"], ["p", "--strict"]),
+     (["--timeout=5s", "--", "--timeout", "9"], ["--timeout=5s"], ["--timeout", "9"]),
+     (["--strict=yes", "p"], [], ["--strict=yes", "p"]),  # a switch given a value is not ours
+     (["-qv"], [], ["-qv"])],
+)
+def test_exec_arguments_split_at_the_first_unknown_one(argv: list[str], ours: list[str], bruins: list[str]) -> None:
+    from bruin_materialize.settings import _subparser, build_parser, split_exec_arguments
+
+    assert split_exec_arguments(_subparser(build_parser(), "exec"), argv) == (ours, bruins)
+    assert settings(["exec", *argv]).bruin_args == tuple(bruins)
+
+
+def test_exec_mode_is_read_for_exec_only() -> None:
+    assert settings(["exec", "--exec-mode", "replace"]).exec_mode == "replace"
+    assert settings(["exec"], BRUIN_MATERIALIZE_EXEC_MODE="Replace").exec_mode == "replace"
+    assert settings(["check"], BRUIN_MATERIALIZE_EXEC_MODE="bogus").exec_mode == "child"
+    assert usage_message(["exec", "--exec-mode", "fork"]) == "--exec-mode must be child or replace"
 
 
 def test_render_environment_flag_and_output() -> None:

@@ -168,3 +168,27 @@ def test_no_message_holds_a_value(schema: Schema) -> None:
     out = check(hostile, schema, strict=True)
     text = json.dumps([p.line() for p in out.problems])
     assert out.problems and SECRET not in text
+
+
+def deep(depth: int, leaf: Any = "x") -> Any:
+    value = leaf
+    for i in range(depth):
+        value = {"n": value} if i % 2 else [value]
+    return value
+
+
+@pytest.mark.parametrize("depth", [31, 33, 5000])
+def test_nesting_beyond_32_levels_is_an_error_naming_the_secret(schema: Schema, depth: int) -> None:
+    # The secret itself is level 1 and details level 2: `extra` adds `depth` more below them.
+    out = check(pg(extra=deep(depth)), schema)
+    if depth + 2 <= 32:
+        assert out.errors == []
+    else:
+        assert lines(out, ERROR) == ["kv/bruin/pg: is nested more than 32 levels deep; no bruin connection is"]
+        assert out.connections == []
+
+
+def test_a_secret_beyond_one_mib_is_an_error(schema: Schema) -> None:
+    out = check(pg(blob=["a" * 1024] * 1024), schema)
+    assert lines(out, ERROR) == ["kv/bruin/pg: is larger than 1 MiB; no bruin connection is"]
+    assert check(pg(blob="a" * 1000_000), schema).errors == []

@@ -7,6 +7,11 @@ given in $FAKE_BRUIN_RECORD (JSON) and exits with $FAKE_BRUIN_EXIT (default 0).
     bruin --version | version       print a fake version
     bruin run [flags] [PATH]        load the config, write the record
 
+With $FAKE_BRUIN_ECHO set, `run` copies its stdin to its stdout. For the signal tests, it then waits $FAKE_BRUIN_SLEEP seconds (when set), having written the file
+$FAKE_BRUIN_READY; each signal it gets is appended by name to $FAKE_BRUIN_SIGNALS. USR1, USR2 and
+WINCH are only recorded; TERM, INT, HUP and QUIT then end it the default way (dying of the signal),
+as a Go program without handlers does.
+
 Errors are one line on stderr and exit 1. Nothing here ever prints a config value: the files it
 reads are full of secrets. Set FAKE_BRUIN_TRACEBACK=1 to see tracebacks of bugs in the fake itself.
 
@@ -19,7 +24,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -113,6 +120,9 @@ def _run(args: list[str]) -> int:
         "secrets_backend": backend,
         "ignored_config": backend == "vault",
         "cwd": os.getcwd(),
+        "config_text": _text(config_file),  # the file is removed once bruin exits: kept for the tests
+        "config_file_mode": _mode(config_file),
+        "config_dir_mode": _mode(os.path.dirname(os.path.abspath(config_file))),
     }
     if backend != "vault":  # with the vault backend, bruin ignores the file's connections
         config = load_config(config_file)
@@ -120,7 +130,47 @@ def _run(args: list[str]) -> int:
         record["config"] = config
         _ensure_gitignored(Path(os.path.abspath(config_file)))
     _write_record(record)
+    if os.environ.get("FAKE_BRUIN_ECHO"):  # shows that stdin and stdout are the caller's own
+        sys.stdout.write(sys.stdin.read())
+        sys.stdout.flush()
+        print("bruin: stderr is the caller's too", file=sys.stderr)
+    _linger()
     return int(os.environ.get("FAKE_BRUIN_EXIT", "0"))
+
+
+_RECORDED_ONLY = ("SIGUSR1", "SIGUSR2", "SIGWINCH")
+_FATAL = ("SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT")
+
+
+def _linger() -> None:
+    """Wait, taking each signal with sigtimedwait: a Python handler would fold two that come close
+    together into one call, and the tests count them."""
+    seconds = float(os.environ.get("FAKE_BRUIN_SLEEP") or 0)
+    if not seconds:
+        return
+    signals = {getattr(signal, name) for name in _RECORDED_ONLY + _FATAL}
+    signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+    ready = os.environ.get("FAKE_BRUIN_READY")
+    if ready:
+        Path(ready).write_text(str(os.getpid()), encoding="utf-8")
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        info = signal.sigtimedwait(signals, left)
+        if info is None:
+            break
+        _record_signal(info.si_signo)
+
+
+def _record_signal(signum: int) -> None:
+    name = signal.Signals(signum).name
+    log = os.environ.get("FAKE_BRUIN_SIGNALS")
+    if log:
+        with open(log, "a", encoding="utf-8") as out:
+            out.write(name + "\n")
+    if name in _FATAL:  # die of it, as a program without a handler does
+        signal.signal(signum, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signum})
+        os.kill(os.getpid(), signum)
 
 
 def _parse_run_flags(args: list[str]) -> dict[str, str]:
@@ -139,6 +189,20 @@ def _parse_run_flags(args: list[str]) -> dict[str, str]:
             found[_RUN_FLAGS[flag]] = value
         i += 1
     return found
+
+
+def _text(path: str) -> str | None:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _mode(path: str) -> int | None:
+    try:
+        return os.stat(path).st_mode & 0o7777
+    except OSError:
+        return None
 
 
 def _write_record(record: dict[str, Any]) -> None:
