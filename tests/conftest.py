@@ -417,7 +417,7 @@ def run_cli() -> RunCli:
 
 @pytest.fixture(scope="session")
 def schema_path() -> Path:
-    """bruin's connections JSON Schema: the shared full copy, else the subset kept in tests/data."""
+    """bruin's connections JSON Schema: the shared full copy, else the package's snapshot."""
     # The package's snapshot is a full copy too, so the tests check against bruin's whole schema
     # even where ../shared is absent.
     return SHARED_SCHEMA if SHARED_SCHEMA.is_file() else PACKAGED_SCHEMA

@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 
 import pytest
 
-from conftest import FAKE_BRUIN_DIR, MATERIALIZE, REPO_DIR, SUBSET_SCHEMA
+from conftest import FAKE_BRUIN_DIR, MATERIALIZE, PACKAGED_SCHEMA, REPO_DIR
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or not shutil.which("useradd") or not shutil.which("setpriv"),
@@ -125,7 +125,7 @@ def alice_env(users: tuple[User, User], area: Path, bao_server: Any, kv2: Any) -
     return {"HOME": str(home), "XDG_CACHE_HOME": str(home / "cache"), "XDG_RUNTIME_DIR": "",
             "BRUIN_VAULT_HOST": bao_server.addr, "BRUIN_VAULT_TOKEN": bao_server.root_token,
             "BRUIN_VAULT_MOUNT_PATH": kv2.mount, "BRUIN_VAULT_PATH": "bruin",
-            "BRUIN_MATERIALIZE_SCHEMA": str(SUBSET_SCHEMA), "BRUIN_MATERIALIZE_ALLOW_NON_TMPFS": "1",
+            "BRUIN_MATERIALIZE_SCHEMA": str(PACKAGED_SCHEMA), "BRUIN_MATERIALIZE_ALLOW_NON_TMPFS": "1",
             "PATH": os.defpath}
 
 
