@@ -10,12 +10,13 @@ exit code; anything else is a bug, reported by type only (its text could quote a
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
 
@@ -30,6 +31,8 @@ from bruin_materialize.validate import ERROR, NOTE, WARNING, Connection, Options
 from bruin_materialize.yamltext import load_file, parse
 
 if TYPE_CHECKING:
+    import hvac
+
     from bruin_materialize.vault import KV, RawSecret
 
 
@@ -428,35 +431,44 @@ def _schema(settings: Settings, bruin: str | None, bruin_env: dict[str, str], co
 def _read_secrets(settings: Settings, sources: list[tuple[str, str]],
                   console: Console) -> tuple[list[list[RawSecret]], str]:
     """Every source's secrets, in order, over one Vault session and one login."""
-    from bruin_materialize import auth
-    from bruin_materialize.vault import KV, detect_version, open_client, wait_until_reachable
+    from bruin_materialize.vault import KV, detect_version
 
-    creds = auth.read_credentials(settings.auth)  # a missing credential file is exit 2, before the network
-    if settings.tls.skip_verify and settings.address.scheme == "https":
-        console.warning("TLS verification is disabled (VAULT_SKIP_VERIFY): anyone on the network path could "
-                        "read these secrets")
-    client = open_client(settings, note=console.debug)
     started = time.monotonic()
-    token: str | None = None
-    try:
-        if settings.wait > 0:
-            wait_until_reachable(client, settings.wait, console.info)
-        client.token = auth.obtain_token(client, creds)
-        token = client.token if settings.auth.logs_in else None
+    with _session(settings, console) as client:
         version = settings.kv_version or detect_version(client, settings.mount, sources[0][1])
         kv = KV(client, settings.mount, version)
         by_path: dict[str, list[RawSecret]] = {}
         for _, path in sources:
             if path not in by_path:  # two environments may share a path
                 by_path[path] = _read_path(settings, kv, path, console)
-    finally:
-        client.adapter.close()
-        if token is not None and not _revoke(settings, token):
-            console.warning("could not revoke the login token; it stays valid until its TTL ends")
     shown = ", ".join(f"{settings.mount}/{path}" for path in by_path)
     console.debug(f"read {sum(map(len, by_path.values()))} secrets from {shown} (KV v{version}) in "
                   f"{time.monotonic() - started:.2f}s")
     return [by_path[path] for _, path in sources], f"{shown} (KV v{version})"
+
+
+@contextlib.contextmanager
+def _session(settings: Settings, console: Console) -> Iterator[hvac.Client]:
+    """An hvac client holding the token (logged in if need be); closed, and a login token revoked, after."""
+    from bruin_materialize import auth
+    from bruin_materialize.vault import open_client, wait_until_reachable
+
+    creds = auth.read_credentials(settings.auth)  # a missing credential file is exit 2, before the network
+    if settings.tls.skip_verify and settings.address.scheme == "https":
+        console.warning("TLS verification is disabled (VAULT_SKIP_VERIFY): anyone on the network path could "
+                        "read these secrets")
+    client = open_client(settings, note=console.debug)
+    token: str | None = None
+    try:
+        if settings.wait > 0:
+            wait_until_reachable(client, settings.wait, console.info)
+        client.token = auth.obtain_token(client, creds)
+        token = client.token if settings.auth.logs_in else None
+        yield client
+    finally:
+        client.adapter.close()
+        if token is not None and not _revoke(settings, token):
+            console.warning("could not revoke the login token; it stays valid until its TTL ends")
 
 
 def _revoke(settings: Settings, token: str) -> bool:
