@@ -33,6 +33,7 @@ from bruin_materialize.yamltext import load_file, parse
 if TYPE_CHECKING:
     import hvac
 
+    from bruin_materialize import importer
     from bruin_materialize.vault import KV, RawSecret
 
 
@@ -156,6 +157,8 @@ class Built(NamedTuple):
 
 
 def run(settings: Settings, environ: Mapping[str, str], console: Console) -> int:
+    if settings.command == "import":
+        return _import(settings, environ, console)
     bruin = None
     bruin_env = handover.bruin_environment(environ)
     if settings.command == "exec":
@@ -192,6 +195,75 @@ def run(settings: Settings, environ: Mapping[str, str], console: Console) -> int
         assert against is not None
         return _plan(built, against, console)
     return _deliver(settings, built, bruin, bruin_env, console)
+
+
+def _import(settings: Settings, environ: Mapping[str, str], console: Console) -> int:
+    """render's inverse: FILE's connections, checked as `check` checks secrets, into Vault (importer.py)."""
+    from bruin_materialize import importer
+    from bruin_materialize.vault import KV, detect_version
+
+    job = settings.importing
+    assert job is not None
+    doc = importer.load(job.file)  # every local file and name is checked before the first Vault call
+    sources = importer.sources(doc, settings)
+    for env in importer.not_imported(doc, sources):
+        console.info(f"{job.file}: environment {show(env)} not imported (pass --environment-path {show(env)}=SUBPATH "
+                     "to import it)")
+    schema = _schema(settings, None, handover.bruin_environment(environ), console)
+    outcomes, entries = importer.check(doc, sources, schema, settings)
+    _report_all(outcomes, console)
+    with _session(settings, console) as client:
+        version = settings.kv_version or detect_version(client, settings.mount, sources[0][1])
+        kv = KV(client, settings.mount, version)
+        states = importer.current_states(kv, entries, settings.concurrency)
+        if job.dry_run:
+            return _import_plan(entries, states, job.overwrite, console)
+        results = importer.write_all(kv, entries, states, job.overwrite, settings.concurrency)
+    shown = ", ".join(dict.fromkeys("/".join(p for p in (settings.mount, path) if p) for _, path in sources))
+    return _import_report(entries, states, results, f"{shown} (KV v{version})", console)
+
+
+def _import_plan(entries: list[importer.Entry], states: list[importer.State], overwrite: bool,
+                 console: Console) -> int:
+    from bruin_materialize import importer
+
+    todo = [importer.action(e, s, overwrite) for e, s in zip(entries, states)]
+    lines = [line for e, s, t in zip(entries, states, todo) if (line := importer.plan_line(e, s, t)) is not None]
+    for line in lines:
+        print(line)
+    sys.stdout.flush()
+    console.info(f"import --dry-run: {_counts(todo, dry_run=True)}; nothing written")
+    return PLAN_CHANGES if lines else ExitCode.OK
+
+
+def _import_report(entries: list[importer.Entry], states: list[importer.State], results: list[str], where: str,
+                   console: Console) -> int:
+    from bruin_materialize import importer
+
+    for entry, state, result in zip(entries, states, results):
+        kind = f"{entry.location} ({show(entry.conn.type)})"
+        if result in (importer.CREATE, importer.UPDATE):
+            console.info(f"{'created' if result == importer.CREATE else 'replaced'} {kind}")
+        elif result == importer.LEAVE:
+            console.warning(f"{kind} exists and differs ({importer.differences(entry, state)}); left alone: pass "
+                            "--overwrite to replace it")
+        elif result == importer.RACED:
+            console.warning(f"{kind} was {'changed' if state.exists else 'created'} meanwhile by someone else; "
+                            "left alone")
+    console.info(f"import into {where}: {_counts(results)}")
+    left = sum(r in (importer.LEAVE, importer.RACED) for r in results)
+    return importer.LEFT_ALONE if left else ExitCode.OK
+
+
+def _counts(results: list[str], *, dry_run: bool = False) -> str:
+    from bruin_materialize import importer
+
+    words = {importer.CREATE: "to create" if dry_run else "created",
+             importer.UPDATE: "to replace" if dry_run else "replaced",
+             importer.SAME: "already the same",
+             importer.LEAVE: "to leave alone" if dry_run else "left alone",
+             importer.RACED: "written meanwhile by someone else"}
+    return ", ".join(f"{results.count(k)} {w}" for k, w in words.items() if results.count(k)) or "no connections"
 
 
 def _vault_sources(settings: Settings, base: merge.Base | None) -> list[tuple[str, str]]:
