@@ -215,20 +215,22 @@ def _import(settings: Settings, environ: Mapping[str, str], console: Console) ->
     with _session(settings, console) as client:
         version = settings.kv_version or detect_version(client, settings.mount, sources[0][1])
         kv = KV(client, settings.mount, version)
+        if version == 2:  # numbers KV v2 would change; reported before anything is read or written
+            _report_all([("", Outcome([], importer.kv2_problems(entries)))], console)
         states = importer.current_states(kv, entries, settings.concurrency)
         if job.dry_run:
-            return _import_plan(entries, states, job.overwrite, console)
+            return _import_plan(entries, states, job.overwrite, version, console)
         results = importer.write_all(kv, entries, states, job.overwrite, settings.concurrency)
     shown = ", ".join(dict.fromkeys("/".join(p for p in (settings.mount, path) if p) for _, path in sources))
-    return _import_report(entries, states, results, f"{shown} (KV v{version})", console)
+    return _import_report(entries, states, results, version, f"{shown} (KV v{version})", console)
 
 
-def _import_plan(entries: list[importer.Entry], states: list[importer.State], overwrite: bool,
+def _import_plan(entries: list[importer.Entry], states: list[importer.State], overwrite: bool, version: int,
                  console: Console) -> int:
     from bruin_materialize import importer
 
-    todo = [importer.action(e, s, overwrite) for e, s in zip(entries, states)]
-    lines = [line for e, s, t in zip(entries, states, todo) if (line := importer.plan_line(e, s, t)) is not None]
+    todo = [importer.action(e, s, overwrite, version) for e, s in zip(entries, states)]
+    lines = [line for e, s, t in zip(entries, states, todo) if (line := importer.plan_line(e, s, t, version))]
     for line in lines:
         print(line)
     sys.stdout.flush()
@@ -236,8 +238,8 @@ def _import_plan(entries: list[importer.Entry], states: list[importer.State], ov
     return PLAN_CHANGES if lines else ExitCode.OK
 
 
-def _import_report(entries: list[importer.Entry], states: list[importer.State], results: list[str], where: str,
-                   console: Console) -> int:
+def _import_report(entries: list[importer.Entry], states: list[importer.State], results: list[str], version: int,
+                   where: str, console: Console) -> int:
     from bruin_materialize import importer
 
     for entry, state, result in zip(entries, states, results):
@@ -245,7 +247,7 @@ def _import_report(entries: list[importer.Entry], states: list[importer.State], 
         if result in (importer.CREATE, importer.UPDATE):
             console.info(f"{'created' if result == importer.CREATE else 'replaced'} {kind}")
         elif result == importer.LEAVE:
-            console.warning(f"{kind} exists and differs ({importer.differences(entry, state)}); left alone: pass "
+            console.warning(f"{kind} exists and differs ({importer.differences(entry, state, version)}); left alone: pass "
                             "--overwrite to replace it")
         elif result == importer.RACED:
             console.warning(f"{kind} was {'changed' if state.exists else 'created'} meanwhile by someone else; "

@@ -14,6 +14,7 @@ check-and-set: there, a secret written between the read and the write would be r
 from __future__ import annotations
 
 import copy
+import decimal
 import math
 import re
 from collections.abc import Iterable
@@ -255,6 +256,51 @@ def _shared_paths(entries: list[Entry]) -> tuple[list[Entry], list[Problem]]:
 # --- Vault -----------------------------------------------------------------------------------------------
 
 
+def as_stored(value: Any, version: int) -> Any:
+    """`value` as the KV engine gives it back. KV v1 keeps the JSON as sent; KV v2 (OpenBao 2.7, checked
+    against a server) decodes every number to a float64: 1.0 and 1e16 come back as integers, -0.0 as 0,
+    and an integer beyond 2**53 rounded."""
+    if version != 2 or isinstance(value, (bool, str)) or value is None:
+        return value
+    if isinstance(value, dict):
+        return {k: as_stored(v, version) for k, v in value.items()}
+    if isinstance(value, list):
+        return [as_stored(v, version) for v in value]
+    number = float(value)
+    if number.is_integer() and abs(number) < 1e21:
+        # Go writes such a float64 as an integer of its shortest round-trip digits: 2**63 - 1 comes
+        # back as 9223372036854775800, not 9223372036854775808.
+        return int(decimal.Decimal(repr(number)))
+    return number
+
+
+def kv2_problems(entries: list[Entry]) -> list[Problem]:
+    """Numbers KV v2 would not give back as written: a rounded integer is an error, a float that loses
+    only its `.0` a note (bruin reads an integer into a number field alike)."""
+    problems: list[Problem] = []
+    for entry in entries:
+        for field, value in _numbers(entry.secret["details"], "details"):
+            if isinstance(value, int) and as_stored(value, 2) != value:
+                problems.append(Problem(ERROR, f"{entry.location}: {field}", "is an integer beyond 2**53, which KV "
+                                        "v2 stores rounded (as a float64); use a KV v1 mount, or a string if "
+                                        "the field takes one"))
+            elif isinstance(value, float) and type(as_stored(value, 2)) is int:
+                problems.append(Problem(NOTE, f"{entry.location}: {field}", "KV v2 stores this number as an "
+                                        "integer (without its `.0`); bruin reads it alike into a number field"))
+    return problems
+
+
+def _numbers(value: Any, field: str) -> Iterable[tuple[str, int | float]]:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        yield field, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _numbers(item, f"{field}.{key}")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _numbers(item, f"{field}[{i}]")
+
+
 def current_states(kv: KV, entries: list[Entry], concurrency: int) -> list[State]:
     """Each secret as it is now, read before anything is written: a refused read stops the import."""
     return parallel(lambda entry: read_state(kv, entry), entries, concurrency)
@@ -286,11 +332,11 @@ def _version(body: Any) -> int:
     return version if isinstance(version, int) else 0
 
 
-def action(entry: Entry, state: State, overwrite: bool) -> str:
+def action(entry: Entry, state: State, overwrite: bool, version: int) -> str:
     """What the import does with this secret: create, update, same (nothing to do) or leave (alone)."""
     if not state.exists:
         return CREATE
-    if identical(state.data, entry.secret):
+    if identical(state.data, as_stored(entry.secret, version)):
         return SAME
     return UPDATE if overwrite else LEAVE
 
@@ -298,8 +344,8 @@ def action(entry: Entry, state: State, overwrite: bool) -> str:
 def write_all(kv: KV, entries: list[Entry], states: list[State], overwrite: bool, concurrency: int) -> list[str]:
     """What became of each secret: create, update, same, leave, or raced (someone else wrote it meanwhile)."""
     jobs = list(zip(entries, states))
-    return parallel(lambda job: _write_one(kv, job[0], job[1], action(job[0], job[1], overwrite)), jobs,
-                    concurrency)
+    return parallel(lambda job: _write_one(kv, job[0], job[1], action(job[0], job[1], overwrite, kv.version)),
+                    jobs, concurrency)
 
 
 def _write_one(kv: KV, entry: Entry, state: State, todo: str) -> str:
@@ -309,7 +355,7 @@ def _write_one(kv: KV, entry: Entry, state: State, todo: str) -> str:
         return todo
     # Check-and-set refused: written meanwhile, by another import or by our own write, which the
     # transport retried after a lost answer. The same secret then is no conflict.
-    return SAME if identical(read_state(kv, entry).data, entry.secret) else RACED
+    return SAME if identical(read_state(kv, entry).data, as_stored(entry.secret, kv.version)) else RACED
 
 
 def write(kv: KV, entry: Entry, cas: int) -> bool:
@@ -346,18 +392,18 @@ def _policy_path(kv: KV, entry: Entry) -> str:
 # --- what is shown ---------------------------------------------------------------------------------------
 
 
-def plan_line(entry: Entry, state: State, todo: str) -> str | None:
+def plan_line(entry: Entry, state: State, todo: str, version: int) -> str | None:
     """`--dry-run`'s line for one secret, in plan's format; None when it is already as FILE has it."""
     where = f"{show(entry.environment)}/{show(entry.conn.name)} ({show(entry.conn.type)})"
     if todo == CREATE:
         return f"+ {where}"
     if todo == SAME:
         return None
-    change = differences(entry, state)
+    change = differences(entry, state, version)
     return f"~ {where}: {change}" if todo == UPDATE else f"! {where}: {change} (exists; left alone without --overwrite)"
 
 
-def differences(entry: Entry, state: State) -> str:
+def differences(entry: Entry, state: State, version: int) -> str:
     """How the secret in Vault differs from FILE's connection: field names, never values."""
     data = state.data
     if data is None:
@@ -367,5 +413,5 @@ def differences(entry: Entry, state: State) -> str:
         return "replaces a secret that is not a connection"
     if old_type != entry.conn.type:
         return f"type changed from {show(old_type)}"
-    fields = changed_fields(entry.secret["details"], old_details) or ["top-level keys"]
+    fields = changed_fields(as_stored(entry.secret["details"], version), old_details) or ["top-level keys"]
     return ", ".join(show(f) for f in fields)
