@@ -207,8 +207,8 @@ def _import(settings: Settings, environ: Mapping[str, str], console: Console) ->
     doc = importer.load(job.file)  # every local file and name is checked before the first Vault call
     sources = importer.sources(doc, settings)
     for env in importer.not_imported(doc, sources):
-        console.info(f"{job.file}: environment {show(env)} not imported (pass --environment-path {show(env)}=SUBPATH "
-                     "to import it)")
+        console.info(f"{job.file}: environment {importer.shown(env)} not imported (pass --environment-path "
+                     f"{importer.shown(env)}=SUBPATH to import it)")
     schema = _schema(settings, None, handover.bruin_environment(environ), console)
     outcomes, entries = importer.check(doc, sources, schema, settings)
     _report_all(outcomes, console)
@@ -243,7 +243,7 @@ def _import_report(entries: list[importer.Entry], states: list[importer.State], 
     from bruin_materialize import importer
 
     for entry, state, result in zip(entries, states, results):
-        kind = f"{entry.location} ({show(entry.conn.type)})"
+        kind = f"{entry.location} ({importer.shown(entry.conn.type)})"
         if result in (importer.CREATE, importer.UPDATE):
             console.info(f"{'created' if result == importer.CREATE else 'replaced'} {kind}")
         elif result == importer.LEAVE:

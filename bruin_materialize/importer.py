@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import decimal
+import json
 import math
 import re
 from collections.abc import Iterable
@@ -60,6 +61,12 @@ class State(NamedTuple):
     version: int = 0  # KV v2: the current version, the check-and-set value for replacing it
 
 
+def shown(name: str) -> str:
+    """plan.show, and JSON-quoted when not printable: names from FILE are not checked yet, and a control
+    character (an ANSI escape) must not reach the terminal raw."""
+    return show(name) if name.isprintable() else json.dumps(name)  # every non-ASCII character escaped
+
+
 # --- FILE ---------------------------------------------------------------------------------------------
 
 
@@ -73,7 +80,7 @@ def load(file: Path) -> dict[str, Any]:
     if default is not None and not isinstance(default, str):
         raise usage_error(f"{file}: `default_environment` must be a string")
     for name, env in environments.items():
-        where = f"{file}: environment {show(str(name))}"
+        where = f"{file}: environment {shown(str(name))}"
         if env is not None and not isinstance(env, dict):
             raise usage_error(f"{where} must be a mapping")
         connections = (env or {}).get("connections")
@@ -81,7 +88,7 @@ def load(file: Path) -> dict[str, Any]:
             raise usage_error(f"{where}: `connections` must be a mapping of type to a list")
         for conn_type, entries in (connections or {}).items():
             if entries is not None and not isinstance(entries, list):
-                raise usage_error(f"{where}: connections.{show(str(conn_type))} must be a list")
+                raise usage_error(f"{where}: connections.{shown(str(conn_type))} must be a list")
     assert isinstance(doc, dict)
     return doc
 
@@ -100,7 +107,7 @@ def sources(doc: dict[str, Any], settings: Settings) -> list[tuple[str, str]]:
     names = [str(n) for n in doc["environments"]]
     for env, _ in pairs:
         if env not in names:
-            raise usage_error(f"{file} has no environment {show(env)} (it has {', '.join(map(show, names))})")
+            raise usage_error(f"{file} has no environment {shown(env)} (it has {', '.join(map(shown, names))})")
     return pairs
 
 
@@ -152,12 +159,12 @@ def _raw_secrets(env: Any, environment: str, file: Path) -> tuple[list[RawSecret
     connections = (env or {}).get("connections") or {}
     for conn_type, items in connections.items():
         for i, item in enumerate(items or ()):
-            where = f"{file}: {show(environment)}: connections.{show(str(conn_type))}[{i}]"
+            where = f"{file}: {shown(environment)}: connections.{shown(str(conn_type))}[{i}]"
             name = item.get("name") if isinstance(item, dict) else None
             if not isinstance(name, str):
                 problems.append(Problem(ERROR, where, "must be a mapping with a string `name`"))
                 continue
-            where = f"{file}: {show(environment)}/{show(name)}"
+            where = f"{file}: {shown(environment)}/{shown(name)}"
             details = {k: v for k, v in item.items() if k != "name"}
             raw.append(RawSecret(name, where, {"type": str(conn_type), "details": _plain(details, where, problems)}))
     return raw, problems
@@ -248,8 +255,8 @@ def _shared_paths(entries: list[Entry]) -> tuple[list[Entry], list[Problem]]:
     for entry in entries:
         seen = first.setdefault(entry.location, entry)
         if seen is not entry and not identical(seen.secret, entry.secret):
-            problems.append(Problem(ERROR, entry.location, f"environments {show(seen.environment)} and "
-                                    f"{show(entry.environment)} both import it, with different values"))
+            problems.append(Problem(ERROR, entry.location, f"environments {shown(seen.environment)} and "
+                                    f"{shown(entry.environment)} both import it, with different values"))
     return list(first.values()), problems
 
 
@@ -394,7 +401,7 @@ def _policy_path(kv: KV, entry: Entry) -> str:
 
 def plan_line(entry: Entry, state: State, todo: str, version: int) -> str | None:
     """`--dry-run`'s line for one secret, in plan's format; None when it is already as FILE has it."""
-    where = f"{show(entry.environment)}/{show(entry.conn.name)} ({show(entry.conn.type)})"
+    where = f"{shown(entry.environment)}/{shown(entry.conn.name)} ({shown(entry.conn.type)})"
     if todo == CREATE:
         return f"+ {where}"
     if todo == SAME:
@@ -412,6 +419,6 @@ def differences(entry: Entry, state: State, version: int) -> str:
     if not isinstance(old_type, str) or not isinstance(old_details, dict):
         return "replaces a secret that is not a connection"
     if old_type != entry.conn.type:
-        return f"type changed from {show(old_type)}"
+        return f"type changed from {shown(old_type)}"
     fields = changed_fields(as_stored(entry.secret["details"], version), old_details) or ["top-level keys"]
-    return ", ".join(show(f) for f in fields)
+    return ", ".join(shown(f) for f in fields)

@@ -29,8 +29,8 @@ from test_cli import _sample
 from test_render import EXAMPLES, HOSTILE, text
 
 from bruin_materialize.cli import identical, main
-from bruin_materialize.importer import as_stored
-from bruin_materialize.paths import PATH_FIELDS, absolutize
+from bruin_materialize.importer import as_stored, shown
+from bruin_materialize.paths import absolutize
 from bruin_materialize.render import render_environments
 from bruin_materialize.schema import Schema, load_schema_file
 from bruin_materialize.validate import INT64, Connection
@@ -113,7 +113,7 @@ def rendered(tmp_path: Path, mount: str, pairs: list[tuple[str, str]]) -> dict[s
     out = tmp_path / f"rendered-{next(_paths)}" / "bruin.yml"
     argv = ["render", "-q", "-o", str(out), "--mount-path", mount, "--no-base", "--recursive", "--expand-env"]
     for env, path in pairs:
-        argv += ["--environment-path", f"{env}={path}"]
+        argv.append(f"--environment-path={env}={path}")  # one argument: an environment may start with -
     assert main(argv) == 0
     doc = YAML(typ="safe", pure=True).load(out.read_text(encoding="utf-8"))
     return {env: doc["environments"][env]["connections"] for env, _ in pairs}
@@ -244,7 +244,7 @@ def test_any_config_imported_then_rendered_comes_back(kv: Any, env: dict[str, st
     file = write_file(tmp_path, render_environments(config, config[0][0], "test"), f"{run}.bruin.yml")
     pairs = [(env_name, f"rt{run}/e{i}") for i, (env_name, _) in enumerate(config)]
     argv = ["import", "-q", str(file), "--mount-path", kv.mount, "--relative-paths", "absolute"]
-    assert main([*argv, *(a for e, p in pairs for a in ("--environment-path", f"{e}={p}"))]) == 0
+    assert main([*argv, *(f"--environment-path={e}={p}" for e, p in pairs)]) == 0
     got = rendered(tmp_path, kv.mount, pairs)
     for env_name, conns in config:
         expected: dict[str, list[dict[str, Any]]] = {}
@@ -275,3 +275,248 @@ def test_as_stored_is_what_each_kv_version_gives_back(kv: Any, numbers: list[int
     path = f"numbers{next(_paths)}"
     kv.put("", path, {"n": numbers, "nested": {"n": numbers}})
     assert identical(read(kv, path), as_stored({"n": numbers, "nested": {"n": numbers}}, kv.version))
+
+
+# --- nothing written when anything is invalid -------------------------------------------------------------
+
+INVALID_TEXT = f"""\
+environments:
+  default:
+    connections:
+      postgres:
+        - name: bad-port
+          host: db.internal
+          port: fifty
+          password: "{PASSWORD}"
+        - name: good
+          host: db.internal
+          port: 5432
+          password: "{PASSWORD}"
+        - host: no-name
+          password: "{PASSWORD}"
+        - name: when
+          host: db.internal
+          password: "{PASSWORD}"
+          database: 2026-11-29
+      duckdb:
+        - name: lake
+          path: data/lake.db
+      postgress:
+        - name: typo
+          host: db.internal
+"""
+
+
+def test_invalid_connections_exit_4_listing_each_and_nothing_is_written(
+        kv: Any, env: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    file = write_file(tmp_path, INVALID_TEXT)
+    assert main(["import", str(file), "--mount-path", kv.mount, "--path", "bruin"]) == 4
+    where = f"{file}: default"
+    errors = [line for line in err_lines(capsys) if line.startswith("materialize: error:")]
+    assert errors == [
+        f"materialize: error: {where}: connections.postgres[2]: must be a mapping with a string `name`",
+        f"materialize: error: {where}/when: details.database: is a YAML date, which a Vault secret (JSON) cannot "
+        "hold; quote it to keep it as text",
+        f"materialize: error: {where}/bad-port: details.port: expected integer, got string; bruin would fail to "
+        "load the whole file",
+        f"materialize: error: {where}/when: details.database: expected string, got value; bruin would fail to load "
+        "the whole file",
+        f"materialize: error: {where}/typo: type: unknown connection type 'postgress' (did you mean postgres?); "
+        f"bruin knows {len(SCHEMA.types)} types",
+        f"materialize: error: {where}/lake: details.path: is a relative path, which bruin resolves against "
+        f"{file.parent}; pass --relative-paths absolute (resolve it there) or keep (leave it to render, which "
+        "resolves it against the project root)",
+        "materialize: error: 6 invalid secret fields (listed above); nothing was written",
+    ]
+    assert listing(kv, "") == []
+
+
+@pytest.mark.parametrize(("name", "problem"), [
+    ("", "is empty; a Vault secret needs a name"),
+    *[(n, "has an empty, `.` or `..` segment between slashes, which Vault would store under another path; rename "
+          "the connection") for n in (".", "..", "a//b", "/a", "a/", "a/./b", "a/../b", "a/..")],
+    *[(n, "holds a control, format or separator character (other than the space), which Vault refuses in a path; "
+          "rename the connection") for n in ("ctl\x01", "nl\nx", "tab\tx", "del\x7f", "c1\x85", "nbsp\u00a0",
+                                             "zw\u200b", "ls\u2028", "bom\ufeff", "em\u2003space")],
+], ids=repr)
+def test_names_vault_cannot_hold_are_refused(kv2: Any, env: dict[str, str], tmp_path: Path, name: str,
+                                             problem: str, capsys: pytest.CaptureFixture[str]) -> None:
+    conns = [Connection("generic", name, {"name": name, "value": PASSWORD}),
+             Connection("generic", "fine", {"name": "fine", "value": PASSWORD})]
+    file = write_file(tmp_path, render_environments([("default", conns)], "default", "test"))
+    assert main(["import", str(file), "--mount-path", kv2.mount, "--path", "bruin"]) == 4
+    errors = [line for line in err_lines(capsys) if line.startswith("materialize: error:")]
+    assert errors == [f"materialize: error: {file}: default/{shown(name)}: name: {problem}",
+                      "materialize: error: 1 invalid secret field (listed above); nothing was written"]
+    assert shown(name).isprintable()  # no control character reaches the terminal
+    assert listing(kv2, "") == []
+
+
+def test_integers_kv2_would_round_are_refused_and_kv1_keeps_them(kv: Any, env: dict[str, str], tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    file = write_file(tmp_path, "environments:\n  default:\n    connections:\n      generic:\n        - name: big\n"
+                                f"          value: x\n          max_concurrent_assets: {2**63 - 1}\n"
+                                "      google_cloud_platform:\n        - name: bq\n          max_query_cost: 1.0\n")
+    code = main(["import", str(file), "--mount-path", kv.mount, "--path", "bruin"])
+    lines = err_lines(capsys)
+    if kv.version == 1:
+        assert code == 0
+        assert read(kv, "bruin/big")["details"] == {"value": "x", "max_concurrent_assets": 2**63 - 1}
+        assert identical(read(kv, "bruin/bq")["details"], {"max_query_cost": 1.0})
+        return
+    assert code == 4
+    assert lines[-3:] == [
+        f"materialize: error: {kv.mount}/bruin/big: details.max_concurrent_assets: is an integer beyond 2**53, "
+        "which KV v2 stores rounded (as a float64); use a KV v1 mount, or a string if the field takes one",
+        f"materialize: {kv.mount}/bruin/bq: details.max_query_cost: KV v2 stores this number as an integer (without "
+        "its `.0`); bruin reads it alike into a number field",
+        "materialize: error: 1 invalid secret field (listed above); nothing was written",
+    ]
+    assert listing(kv, "") == []
+
+
+def test_relative_paths_made_absolute_or_kept_on_request(kv2: Any, env: dict[str, str], tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    file = write_file(tmp_path, "environments:\n  default:\n    connections:\n      duckdb:\n        - name: lake\n"
+                                "          path: data/lake.db\n        - name: mem\n          path: ':memory:'\n")
+    argv = ["import", str(file), "--mount-path", kv2.mount]
+    assert main([*argv, "--path", "abs", "--relative-paths", "absolute"]) == 0
+    assert f"materialize: {file}: default/lake: details.path: relative path made absolute against {file.parent}" \
+        in err_lines(capsys)
+    assert read(kv2, "abs/lake")["details"] == {"path": str(file.parent / "data" / "lake.db")}
+    assert read(kv2, "abs/mem")["details"] == {"path": ":memory:"}
+    assert main([*argv, "--path", "keep", "--relative-paths", "keep"]) == 0
+    assert f"materialize: {file}: default/lake: details.path: relative path kept as it is; render resolves it " \
+           "against the project root" in err_lines(capsys)
+    assert read(kv2, "keep/lake")["details"] == {"path": "data/lake.db"}
+
+
+def test_env_references_are_kept_with_a_note(kv2: Any, env: dict[str, str], tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    file = write_file(tmp_path, "environments:\n  default:\n    connections:\n      generic:\n        - name: api\n"
+                                "          value: pre-${API_TOKEN}-post\n          plain: $HOME\n")
+    assert main(["import", str(file), "--mount-path", kv2.mount, "--path", "bruin"]) == 0
+    assert f"materialize: {file}: default/api: details.value: holds ${{...}}: kept as written; bruin expands it on " \
+           "load, so render needs --expand-env" in err_lines(capsys)
+    assert read(kv2, "bruin/api")["details"] == {"value": "pre-${API_TOKEN}-post", "plain": "$HOME"}
+
+
+# --- existing secrets ----------------------------------------------------------------------------------
+
+
+def test_existing_secrets_are_left_alone_unless_overwrite(kv: Any, env: dict[str, str], tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    file = write_file(tmp_path, FILE_TEXT)
+    argv = ["import", str(file), "--mount-path", kv.mount, "--path", "bruin"]
+    kv.put("bruin", "warehouse", {"type": "postgres", "details": {"host": "db.internal", "port": 5432,
+                                                                  "password": OTHER_PASSWORD, "extra": 1}})
+    kv.put("bruin", "api", {"type": "generic", "details": {"value": "tok_{{ not a template }}_0123"}})
+    assert main(argv) == 5
+    lines = err_lines(capsys)
+    m = kv.mount
+    assert lines[-2:] == [
+        f"materialize: warning: {m}/bruin/warehouse (postgres) exists and differs (database, extra, password, "
+        "ssl_mode, username); left alone: pass --overwrite to replace it",
+        f"materialize: import into {m}/bruin (KV v{kv.version}): 1 already the same, 1 left alone",
+    ]
+    assert read(kv, "bruin/warehouse")["details"]["password"] == OTHER_PASSWORD
+    assert main([*argv, "--overwrite"]) == 0
+    assert err_lines(capsys)[-2:] == [
+        f"materialize: replaced {m}/bruin/warehouse (postgres)",
+        f"materialize: import into {m}/bruin (KV v{kv.version}): 1 replaced, 1 already the same",
+    ]
+    assert read(kv, "bruin/warehouse")["details"]["password"] == PASSWORD
+    if kv.version == 2:
+        assert (version_of(kv, "bruin/warehouse"), version_of(kv, "bruin/api")) == (2, 1)
+    assert main(argv) == 0  # idempotent: a second import finds everything the same
+    assert err_lines(capsys)[-1] == f"materialize: import into {m}/bruin (KV v{kv.version}): 2 already the same"
+
+
+def test_dry_run_shows_names_types_and_fields_and_writes_nothing(kv: Any, env: dict[str, str], tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    file = write_file(tmp_path, FILE_TEXT)
+    kv.put("bruin", "warehouse", {"type": "postgres", "details": {"host": "db.internal", "port": 5432,
+                                                                  "password": OTHER_PASSWORD}})
+    argv = ["import", str(file), "--mount-path", kv.mount, "--path", "bruin", "--dry-run"]
+    assert main(argv) == 1
+    captured = capsys.readouterr()
+    assert captured.out.splitlines() == [
+        "+ prod/api (generic)",
+        "! prod/warehouse (postgres): database, password, ssl_mode, username (exists; left alone without "
+        "--overwrite)",
+    ]
+    assert captured.err.splitlines()[-1] == "materialize: import --dry-run: 1 to create, 1 to leave alone; " \
+                                            "nothing written"
+    assert main([*argv, "--overwrite"]) == 1
+    assert capsys.readouterr().out.splitlines()[1] == "~ prod/warehouse (postgres): database, password, ssl_mode, " \
+                                                      "username"
+    assert listing(kv, "bruin") == ["warehouse"]
+    assert read(kv, "bruin/warehouse")["details"]["password"] == OTHER_PASSWORD
+    assert main(["import", "-q", str(file), "--mount-path", kv.mount, "--path", "bruin", "--overwrite"]) == 0
+    assert main([*argv, "-q"]) == 0  # nothing would change
+    assert capsys.readouterr().out == ""
+
+
+def test_two_imports_at_once_one_wins_the_other_reports(kv2: Any, env: dict[str, str], tmp_path: Path,
+                                                        fault_proxy: FaultProxy,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """A's write is held by the proxy after A found the path free; B imports meanwhile; A's
+    check-and-set then fails, and A reports it instead of replacing B's secret."""
+    text_a = "environments:\n  default:\n    connections:\n      generic:\n        - name: api\n          value: {}\n"
+    file_a = write_file(tmp_path, text_a.format(PASSWORD), "a.bruin.yml")
+    file_b = write_file(tmp_path, text_a.format(OTHER_PASSWORD), "b.bruin.yml")
+    target = f"/v1/{kv2.mount}/data/bruin/api"
+    hold = 5.0
+    fault_proxy.add_rule("delay", path=target, method="POST", seconds=hold)
+    argv = ["import", "--mount-path", kv2.mount, "--path", "bruin"]
+    a = subprocess.Popen([sys.executable, str(MATERIALIZE), *argv, str(file_a)], text=True,
+                         env={**os.environ, "BRUIN_VAULT_HOST": fault_proxy.addr},
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 30
+        while fault_proxy.requests(target, "POST") == 0:
+            assert a.poll() is None and time.monotonic() < deadline, "A never wrote"
+            time.sleep(0.02)
+        held_since = fault_proxy.request_times(target, "POST")[0]
+        assert main([*argv, "-q", str(file_b)]) == 0  # B, straight to the server
+        assert time.monotonic() - held_since < hold  # B was done while A's write was still held
+        out, err = a.communicate(timeout=60)
+    finally:
+        a.kill()
+    sys.stderr.write(err)  # for the leak guard
+    assert (a.returncode, out) == (5, "")
+    assert err.splitlines()[-2:] == [
+        f"materialize: warning: {kv2.mount}/bruin/api (generic) was created meanwhile by someone else; left alone",
+        f"materialize: import into {kv2.mount}/bruin (KV v2): 1 written meanwhile by someone else",
+    ]
+    assert read(kv2, "bruin/api")["details"] == {"value": OTHER_PASSWORD}
+    assert version_of(kv2, "bruin/api") == 1
+
+
+# --- the policy the README documents --------------------------------------------------------------------
+
+POLICY = {
+    1: 'path "{mount}/bruin/*" {{ capabilities = ["create", "read", "update"] }}',
+    2: 'path "{mount}/data/bruin/*" {{ capabilities = ["create", "read", "update"] }}',
+}
+
+
+def test_the_documented_policy_is_enough_and_update_is_needed_to_replace(
+        kv: Any, env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    file = write_file(tmp_path, FILE_TEXT)
+    argv = ["import", "-q", str(file), "--mount-path", kv.mount, "--path", "bruin"]
+    monkeypatch.setenv("BRUIN_VAULT_TOKEN", kv.server.token(POLICY[kv.version].format(mount=kv.mount)))
+    assert main(argv) == 0
+    assert main([*argv, "--overwrite"]) == 0
+    no_update = POLICY[kv.version].format(mount=kv.mount).replace(', "update"', "")
+    monkeypatch.setenv("BRUIN_VAULT_TOKEN", kv.server.token(no_update))
+    kv.put("bruin", "api", {"type": "generic", "details": {"value": OTHER_PASSWORD}})
+    assert main([*argv, "--overwrite"]) == 3
+    data = f"{kv.mount}/data/bruin" if kv.version == 2 else f"{kv.mount}/bruin"
+    assert err_lines(capsys) == [
+        f"materialize: error: permission denied writing {kv.mount}/bruin/api: the token's policy needs `create` "
+        f"(and `update` to replace secrets) on {data}/*"]
+    monkeypatch.setenv("BRUIN_VAULT_TOKEN", kv.server.token(no_update.replace(', "read"', "")))
+    assert main(argv) == 3
+    assert err_lines(capsys)[0].startswith(f"materialize: error: permission denied reading {kv.mount}/bruin/")
