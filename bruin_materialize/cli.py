@@ -103,7 +103,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _emit(console, exc.exit_code, exc.message)
     except (Interrupted, KeyboardInterrupt) as exc:
         signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
-        message = f"interrupted by {signal.Signals(signum).name}; nothing was written"
+        # import writes secret by secret: the ones written before the signal stay (a rerun finds them the same)
+        done = "secrets written so far stay" if settings and settings.command == "import" else "nothing was written"
+        message = f"interrupted by {signal.Signals(signum).name}; {done}"
         console.error(message)
         return _emit(console, 128 + signum, message)
     except Exception as exc:
@@ -230,7 +232,8 @@ def _import_plan(entries: list[importer.Entry], states: list[importer.State], ov
     from bruin_materialize import importer
 
     todo = [importer.action(e, s, overwrite, version) for e, s in zip(entries, states)]
-    lines = [line for e, s, t in zip(entries, states, todo) if (line := importer.plan_line(e, s, t, version))]
+    lines = [line for e, s, t in zip(entries, states, todo)
+             if (line := importer.plan_line(e, s, t, version)) is not None]
     for line in lines:
         print(line)
     sys.stdout.flush()
@@ -247,8 +250,8 @@ def _import_report(entries: list[importer.Entry], states: list[importer.State], 
         if result in (importer.CREATE, importer.UPDATE):
             console.info(f"{'created' if result == importer.CREATE else 'replaced'} {kind}")
         elif result == importer.LEAVE:
-            console.warning(f"{kind} exists and differs ({importer.differences(entry, state, version)}); left alone: pass "
-                            "--overwrite to replace it")
+            differs = importer.differences(entry, state, version)
+            console.warning(f"{kind} exists and differs ({differs}); left alone: pass --overwrite to replace it")
         elif result == importer.RACED:
             console.warning(f"{kind} was {'changed' if state.exists else 'created'} meanwhile by someone else; "
                             "left alone")

@@ -107,7 +107,8 @@ def sources(doc: dict[str, Any], settings: Settings) -> list[tuple[str, str]]:
     names = [str(n) for n in doc["environments"]]
     for env, _ in pairs:
         if env not in names:
-            raise usage_error(f"{file} has no environment {shown(env)} (it has {', '.join(map(shown, names))})")
+            known = ", ".join(map(shown, names)) or "none"
+            raise usage_error(f"{file} has no environment {shown(env)} (it has {known})")
     return pairs
 
 

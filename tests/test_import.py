@@ -178,8 +178,8 @@ def test_every_schema_type_round_trips(kv: Any, env: dict[str, str], tmp_path: P
 
 
 # Connection names Vault stores as they are: printable, no empty, `.` or `..` segment.
-_name_part = st.text(st.characters(categories=("L", "M", "N", "P", "S"), include_characters=" ",
-                                   exclude_characters="/"), min_size=1, max_size=8).filter(lambda s: s not in (".", ".."))
+_name_chars = st.characters(categories=("L", "M", "N", "P", "S"), include_characters=" ", exclude_characters="/")
+_name_part = st.text(_name_chars, min_size=1, max_size=8).filter(lambda s: s not in (".", ".."))
 _names = _name_part | st.tuples(_name_part, _name_part).map("/".join) | st.sampled_from(
     ["star*", "plus+", "q?x", "h#x", "pct%41", "sp ace", " lead", "trail ", "uni☃𝄞", "a/b", "...", "x..y"])
 _env_names = st.text(st.characters(exclude_categories=("Cs",), exclude_characters="=\x00"), min_size=1,
@@ -520,3 +520,60 @@ def test_the_documented_policy_is_enough_and_update_is_needed_to_replace(
     monkeypatch.setenv("BRUIN_VAULT_TOKEN", kv.server.token(no_update.replace(', "read"', "")))
     assert main(argv) == 3
     assert err_lines(capsys)[0].startswith(f"materialize: error: permission denied reading {kv.mount}/bruin/")
+
+
+def test_the_readme_migration_leaves_plan_nothing_but_what_vault_does_not_hold(
+        kv: Any, env: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    file = write_file(tmp_path, FILE_TEXT)
+    where = ["-e", "prod", "--path", "bruin/prod", "--mount-path", kv.mount]
+    assert main(["import", str(file), *where, "--dry-run", "-q"]) == 1
+    assert capsys.readouterr().out.splitlines() == ["+ prod/api (generic)", "+ prod/warehouse (postgres)"]
+    assert main(["import", str(file), *where, "-q"]) == 0
+    assert main(["plan", *where, "--no-base", "--against", str(file), "-q"]) == 1
+    assert capsys.readouterr().out.splitlines() == ["- staging (environment)", "- staging/warehouse (postgres)"]
+
+
+def test_a_deleted_current_version_is_an_existing_secret(kv2: Any, env: dict[str, str], tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    file = write_file(tmp_path, FILE_TEXT)
+    kv2.put("bruin", "api", {"type": "generic", "details": {"value": OTHER_PASSWORD}})
+    kv2.server.client.secrets.kv.v2.delete_latest_version_of_secret(path="bruin/api", mount_point=kv2.mount)
+    argv = ["import", str(file), "--mount-path", kv2.mount, "--path", "bruin"]
+    assert main(argv) == 5
+    assert f"materialize: warning: {kv2.mount}/bruin/api (generic) exists and differs (its current version is " \
+           "deleted); left alone: pass --overwrite to replace it" in err_lines(capsys)
+    assert main([*argv, "--overwrite", "-q"]) == 0
+    assert read(kv2, "bruin/api")["details"] == {"value": "tok_{{ not a template }}_0123"}
+    assert version_of(kv2, "bruin/api") == 2
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--environment-path", "prod=p", "--environment-path", "dev=d"], "{file} has no environment dev (it has prod, "
+                                                                      "staging)"),
+    (["--environment-path", "prod=p", "-e", "staging"], "--environment staging is not one of the environment paths"),
+    (["--path", "p", "--relative-paths", "absolut"],
+     "materialize.py import: argument --relative-paths: invalid choice: 'absolut' (choose from 'absolute', 'keep') "
+     "(see --help)"),
+])
+def test_bad_import_settings_exit_2_before_any_vault_call(kv2: Any, env: dict[str, str], tmp_path: Path,
+                                                          argv: list[str], message: str,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    file = write_file(tmp_path, FILE_TEXT)
+    assert main(["import", str(file), "--mount-path", kv2.mount, *argv]) == 2
+    assert err_lines(capsys) == [f"materialize: error: {message.format(file=file)}"]
+    assert listing(kv2, "") == []
+
+
+@pytest.mark.parametrize(("text_", "message"), [
+    ("- a list\n", "{file} must be a bruin config: a mapping with `environments`, like a .bruin.yml"),
+    ("environments:\n  default: [1]\n", "{file}: environment default must be a mapping"),
+    ("environments:\n  default:\n    connections:\n      postgres: {name: x}\n",
+     "{file}: environment default: connections.postgres must be a list"),
+    (f"environments:\n  default:\n    connections:\n      generic:\n        - name: a\n          value: '{PASSWORD}\n",
+     "the file to import {file} is not valid YAML at line 7 (a duplicate key, perhaps)"),
+])
+def test_a_file_that_is_not_a_bruin_config_is_exit_2(kv2: Any, env: dict[str, str], tmp_path: Path, text_: str,
+                                                     message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    file = write_file(tmp_path, text_)
+    assert main(["import", str(file), "--mount-path", kv2.mount, "--path", "p"]) == 2
+    assert err_lines(capsys) == [f"materialize: error: {message.format(file=file)}"]
