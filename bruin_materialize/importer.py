@@ -3,7 +3,8 @@
 FILE is read as bruin reads it (YAML 1.2) and every connection is checked as `check` checks a
 secret (validate.py), with three checks of its own: the name must be a path Vault stores as it is,
 a relative path must be resolved on purpose (bruin resolved it against FILE's directory), and a
-`${NAME}` is kept as written, with a note. Only then is Vault asked anything.
+`${NAME}` is kept as written, with a note. Only then is Vault asked anything (and, on KV v2, numbers
+it would not give back as written are checked: `as_stored`); nothing is written unless all passed.
 
 Nothing existing is replaced by accident: each secret is read first, one that differs is left alone
 without --overwrite, and on KV v2 every write is a check-and-set against the version read (0: the
@@ -90,6 +91,7 @@ def load(file: Path) -> dict[str, Any]:
             if entries is not None and not isinstance(entries, list):
                 raise usage_error(f"{where}: connections.{shown(str(conn_type))} must be a list")
     assert isinstance(doc, dict)
+    doc["environments"] = {str(name): env for name, env in environments.items()}  # `1:` is environment "1"
     return doc
 
 
@@ -104,7 +106,7 @@ def sources(doc: dict[str, Any], settings: Settings) -> list[tuple[str, str]]:
             raise usage_error(f"--environment {selected} is not one of the environment paths")
     else:
         pairs = [(selected or doc.get("default_environment") or "default", settings.path)]
-    names = [str(n) for n in doc["environments"]]
+    names = list(doc["environments"])
     for env, _ in pairs:
         if env not in names:
             known = ", ".join(map(shown, names)) or "none"
@@ -114,7 +116,7 @@ def sources(doc: dict[str, Any], settings: Settings) -> list[tuple[str, str]]:
 
 def not_imported(doc: dict[str, Any], pairs: list[tuple[str, str]]) -> list[str]:
     chosen = {env for env, _ in pairs}
-    return [str(n) for n in doc["environments"] if str(n) not in chosen]
+    return [name for name in doc["environments"] if name not in chosen]
 
 
 def _job(settings: Settings) -> ImportJob:
