@@ -32,7 +32,8 @@ from bruin_materialize.cli import identical, main
 from bruin_materialize.importer import as_stored, shown
 from bruin_materialize.paths import absolutize
 from bruin_materialize.render import render_environments
-from bruin_materialize.schema import Schema, load_schema_file
+from bruin_materialize.schema import load_schema_file
+from bruin_materialize.settings import ImportJob, parse_settings
 from bruin_materialize.validate import INT64, Connection
 
 PASSWORD = "imp-Pa55word-of-the-day"
@@ -184,7 +185,10 @@ _names = _name_part | st.tuples(_name_part, _name_part).map("/".join) | st.sampl
     ["star*", "plus+", "q?x", "h#x", "pct%41", "sp ace", " lead", "trail ", "uni☃𝄞", "a/b", "...", "x..y"])
 _env_names = st.text(st.characters(exclude_categories=("Cs",), exclude_characters="=\x00"), min_size=1,
                      max_size=8).filter(lambda s: s.strip() == s)
-_strings = st.sampled_from(HOSTILE) | text
+# Values the import treats specially: ${NAME} (kept, noted), relative paths (made absolute), paths left alone.
+_SPECIAL = ["pre-${API_TOKEN}-post", "${HOME}/x.db", "data/lake.db", "../up/key.pem", "./x", ":memory:", "md:db",
+            "s3://bucket/key", "C:\\keys\\k.json", "/abs/path"]
+_strings = st.sampled_from(HOSTILE + _SPECIAL) | text
 # Integers KV v2 holds exactly (it keeps numbers as float64): larger ones have a test of their own.
 _ints = st.integers(-(2**53), 2**53)
 _floats = st.floats(allow_nan=False, allow_infinity=False)
@@ -230,7 +234,7 @@ def _configs(draw: st.DrawFn) -> list[tuple[str, list[Connection]]]:
     return config
 
 
-@settings(max_examples=max(10, EXAMPLES // 30), deadline=None,
+@settings(max_examples=max(25, EXAMPLES // 12), deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
                                  HealthCheck.data_too_large])
 @given(config=_configs())
@@ -577,3 +581,34 @@ def test_a_file_that_is_not_a_bruin_config_is_exit_2(kv2: Any, env: dict[str, st
     file = write_file(tmp_path, text_)
     assert main(["import", str(file), "--mount-path", kv2.mount, "--path", "p"]) == 2
     assert err_lines(capsys) == [f"materialize: error: {message.format(file=file)}"]
+
+
+def test_import_settings(tmp_path: Path) -> None:
+    base = {"BRUIN_VAULT_HOST": "http://127.0.0.1:1", "BRUIN_VAULT_MOUNT_PATH": "kv", "BRUIN_VAULT_PATH": "p",
+            "BRUIN_VAULT_TOKEN": "t"}
+    s = parse_settings(["import", "conf/.bruin.yml", "--overwrite", "--dry-run", "--relative-paths", "keep", "-e",
+                        "prod"], base, cwd=tmp_path)
+    assert (s.command, s.importing, s.selected_environment) == (
+        "import", ImportJob(tmp_path / "conf" / ".bruin.yml", True, True, "keep"), "prod")
+    assert parse_settings(["import", "/f.yml"], base, cwd=tmp_path).importing == ImportJob(Path("/f.yml"), False,
+                                                                                          False, None)
+    assert parse_settings(["check"], base, cwd=tmp_path).importing is None
+
+
+def test_the_demo_imports_its_example_file_and_renders_it_masked(leak_guard: LeakGuard) -> None:
+    """scripts/demo's program, without bruin on PATH: import, check, render, the masked file."""
+    demo = MATERIALIZE.parent / "demo"
+    example = YAML(typ="safe", pure=True).load((demo / "example.bruin.yml").read_text(encoding="utf-8"))
+    for conns in example["environments"]["default"]["connections"].values():
+        for conn in conns:
+            # The credentials; other values ("warehouse") are also names, which output may show.
+            _register(leak_guard, {k: v for k, v in conn.items()
+                                   if k in ("password", "private_key", "service_account_json", "value")})
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BRUIN_", "VAULT_", "BAO_"))}
+    proc = subprocess.run([sys.executable, str(demo / "demo.py")], env={**env, "PATH": os.defpath}, text=True,
+                          capture_output=True, timeout=120, check=False)
+    sys.stdout.write(proc.stdout)
+    sys.stderr.write(proc.stderr)
+    assert proc.returncode == 0
+    assert "materialize: import into secret/bruin (KV v2): 5 created" in proc.stderr.splitlines()
+    assert "      - {name: warehouse, database: '*****', host: '*****', password: '*****', " in proc.stdout
