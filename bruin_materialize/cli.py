@@ -238,7 +238,7 @@ def _import_plan(entries: list[importer.Entry], states: list[importer.State], ov
         print(line)
     sys.stdout.flush()
     console.info(f"import --dry-run: {_counts(todo, dry_run=True)}; nothing written")
-    return PLAN_CHANGES if lines else ExitCode.OK
+    return ExitCode.CHANGES if lines else ExitCode.OK  # as plan: Vault differs from the file
 
 
 def _import_report(entries: list[importer.Entry], states: list[importer.State], results: list[str], version: int,
@@ -257,7 +257,7 @@ def _import_report(entries: list[importer.Entry], states: list[importer.State], 
                             "left alone")
     console.info(f"import into {where}: {_counts(results)}")
     left = sum(r in (importer.LEAVE, importer.RACED) for r in results)
-    return importer.LEFT_ALONE if left else ExitCode.OK
+    return ExitCode.CHANGES if left else ExitCode.OK  # Vault still differs from the file, as plan's 5
 
 
 def _counts(results: list[str], *, dry_run: bool = False) -> str:

@@ -35,7 +35,6 @@ from bruin_materialize.validate import ERROR, NOTE, Connection, Options, Outcome
 from bruin_materialize.vault import KV, RawSecret, call, dig, parallel, unexpected
 from bruin_materialize.yamltext import load_file
 
-LEFT_ALONE = 5  # exit code: some secrets exist with other values and were not replaced
 CREATE, UPDATE, SAME, LEAVE, RACED = "create", "update", "same", "leave", "raced"
 _ENV_REF = re.compile(r"\$\{[^}]+\}")  # what bruin expands on load (validate.py refuses it in secrets)
 

@@ -20,7 +20,7 @@ from typing import Any
 import hvac
 import hvac.exceptions
 import pytest
-from conftest import MATERIALIZE, SHARED_SCHEMA, SUBSET_SCHEMA, LeakGuard
+from conftest import MATERIALIZE, PACKAGED_SCHEMA, SHARED_SCHEMA, LeakGuard
 from fault_proxy import FaultProxy, fault_proxy_fixture  # noqa: F401  (the `fault_proxy` fixture)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -38,7 +38,7 @@ from bruin_materialize.validate import INT64, Connection
 
 PASSWORD = "imp-Pa55word-of-the-day"
 OTHER_PASSWORD = "imp-Other-Pa55word-in-vault"
-SCHEMA = load_schema_file(SHARED_SCHEMA if SHARED_SCHEMA.is_file() else SUBSET_SCHEMA)
+SCHEMA = load_schema_file(SHARED_SCHEMA if SHARED_SCHEMA.is_file() else PACKAGED_SCHEMA)
 _paths = itertools.count()  # a fresh Vault path per hypothesis example: the mount is per test
 
 FILE_TEXT = f"""\
@@ -442,7 +442,7 @@ def test_dry_run_shows_names_types_and_fields_and_writes_nothing(kv: Any, env: d
     kv.put("bruin", "warehouse", {"type": "postgres", "details": {"host": "db.internal", "port": 5432,
                                                                   "password": OTHER_PASSWORD}})
     argv = ["import", str(file), "--mount-path", kv.mount, "--path", "bruin", "--dry-run"]
-    assert main(argv) == 1
+    assert main(argv) == 5
     captured = capsys.readouterr()
     assert captured.out.splitlines() == [
         "+ prod/api (generic)",
@@ -451,7 +451,7 @@ def test_dry_run_shows_names_types_and_fields_and_writes_nothing(kv: Any, env: d
     ]
     assert captured.err.splitlines()[-1] == "materialize: import --dry-run: 1 to create, 1 to leave alone; " \
                                             "nothing written"
-    assert main([*argv, "--overwrite"]) == 1
+    assert main([*argv, "--overwrite"]) == 5
     assert capsys.readouterr().out.splitlines()[1] == "~ prod/warehouse (postgres): database, password, ssl_mode, " \
                                                       "username"
     assert listing(kv, "bruin") == ["warehouse"]
@@ -530,10 +530,10 @@ def test_the_readme_migration_leaves_plan_nothing_but_what_vault_does_not_hold(
         kv: Any, env: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     file = write_file(tmp_path, FILE_TEXT)
     where = ["-e", "prod", "--path", "bruin/prod", "--mount-path", kv.mount]
-    assert main(["import", str(file), *where, "--dry-run", "-q"]) == 1
+    assert main(["import", str(file), *where, "--dry-run", "-q"]) == 5
     assert capsys.readouterr().out.splitlines() == ["+ prod/api (generic)", "+ prod/warehouse (postgres)"]
     assert main(["import", str(file), *where, "-q"]) == 0
-    assert main(["plan", *where, "--no-base", "--against", str(file), "-q"]) == 1
+    assert main(["plan", *where, "--no-base", "--against", str(file), "-q"]) == 5
     assert capsys.readouterr().out.splitlines() == ["- staging (environment)", "- staging/warehouse (postgres)"]
 
 
