@@ -10,12 +10,13 @@ exit code; anything else is a bug, reported by type only (its text could quote a
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
 
@@ -29,6 +30,9 @@ from bruin_materialize.validate import ERROR, NOTE, WARNING, Connection, Options
 from bruin_materialize.yamltext import load_file, parse, show, visible
 
 if TYPE_CHECKING:
+    import hvac
+
+    from bruin_materialize import importer
     from bruin_materialize.vault import KV, RawSecret
 
 
@@ -116,7 +120,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _emit(console, exc.exit_code, exc.message)
     except (Interrupted, KeyboardInterrupt) as exc:
         signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
-        message = f"interrupted by {signal.Signals(signum).name}; nothing was written"
+        # import writes secret by secret: the ones written before the signal stay (a rerun finds them the same)
+        done = "secrets written so far stay" if settings and settings.command == "import" else "nothing was written"
+        message = f"interrupted by {signal.Signals(signum).name}; {done}"
         console.error(message)
         return _emit(console, 128 + signum, message)
     except Exception as exc:
@@ -238,6 +244,8 @@ def _installed(name: str) -> bool:
 
 def run(settings: Settings, environ: Mapping[str, str], console: Console) -> int:
     check_runtime_modules()
+    if settings.command == "import":
+        return _import(settings, environ, console)
     bruin = None
     bruin_env = handover.bruin_environment(environ)
     if settings.command == "exec":
@@ -274,6 +282,78 @@ def run(settings: Settings, environ: Mapping[str, str], console: Console) -> int
         assert against is not None
         return _plan(built, against, console)
     return _deliver(settings, built, bruin, bruin_env, console)
+
+
+def _import(settings: Settings, environ: Mapping[str, str], console: Console) -> int:
+    """render's inverse: FILE's connections, checked as `check` checks secrets, into Vault (importer.py)."""
+    from bruin_materialize import importer
+    from bruin_materialize.vault import KV, detect_version
+
+    job = settings.importing
+    assert job is not None
+    doc = importer.load(job.file)  # every local file and name is checked before the first Vault call
+    sources = importer.sources(doc, settings)
+    for env in importer.not_imported(doc, sources):
+        console.info(f"{job.file}: environment {importer.shown(env)} not imported (pass --environment-path "
+                     f"{importer.shown(env)}=SUBPATH to import it)")
+    schema = _schema(settings, None, handover.bruin_environment(environ), console)
+    outcomes, entries = importer.check(doc, sources, schema, settings)
+    _report_all(outcomes, console)
+    with _session(settings, console) as client:
+        version = settings.kv_version or detect_version(client, settings.mount, sources[0][1])
+        kv = KV(client, settings.mount, version)
+        if version == 2:  # numbers KV v2 would change; reported before anything is read or written
+            _report_all([("", Outcome([], importer.kv2_problems(entries)))], console)
+        states = importer.current_states(kv, entries, settings.concurrency)
+        if job.dry_run:
+            return _import_plan(entries, states, job.overwrite, version, console)
+        results = importer.write_all(kv, entries, states, job.overwrite, settings.concurrency)
+    shown = ", ".join(dict.fromkeys("/".join(p for p in (settings.mount, path) if p) for _, path in sources))
+    return _import_report(entries, states, results, version, f"{shown} (KV v{version})", console)
+
+
+def _import_plan(entries: list[importer.Entry], states: list[importer.State], overwrite: bool, version: int,
+                 console: Console) -> int:
+    from bruin_materialize import importer
+
+    todo = [importer.action(e, s, overwrite, version) for e, s in zip(entries, states)]
+    lines = [line for e, s, t in zip(entries, states, todo)
+             if (line := importer.plan_line(e, s, t, version)) is not None]
+    for line in lines:
+        print(line)
+    sys.stdout.flush()
+    console.info(f"import --dry-run: {_counts(todo, dry_run=True)}; nothing written")
+    return ExitCode.CHANGES if lines else ExitCode.OK  # as plan: Vault differs from the file
+
+
+def _import_report(entries: list[importer.Entry], states: list[importer.State], results: list[str], version: int,
+                   where: str, console: Console) -> int:
+    from bruin_materialize import importer
+
+    for entry, state, result in zip(entries, states, results):
+        kind = f"{entry.location} ({importer.shown(entry.conn.type)})"
+        if result in (importer.CREATE, importer.UPDATE):
+            console.info(f"{'created' if result == importer.CREATE else 'replaced'} {kind}")
+        elif result == importer.LEAVE:
+            differs = importer.differences(entry, state, version)
+            console.warning(f"{kind} exists and differs ({differs}); left alone: pass --overwrite to replace it")
+        elif result == importer.RACED:
+            console.warning(f"{kind} was {'changed' if state.exists else 'created'} meanwhile by someone else; "
+                            "left alone")
+    console.info(f"import into {where}: {_counts(results)}")
+    left = sum(r in (importer.LEAVE, importer.RACED) for r in results)
+    return ExitCode.CHANGES if left else ExitCode.OK  # Vault still differs from the file, as plan's 5
+
+
+def _counts(results: list[str], *, dry_run: bool = False) -> str:
+    from bruin_materialize import importer
+
+    words = {importer.CREATE: "to create" if dry_run else "created",
+             importer.UPDATE: "to replace" if dry_run else "replaced",
+             importer.SAME: "already the same",
+             importer.LEAVE: "to leave alone" if dry_run else "left alone",
+             importer.RACED: "written meanwhile by someone else"}
+    return ", ".join(f"{results.count(k)} {w}" for k, w in words.items() if results.count(k)) or "no connections"
 
 
 def _vault_sources(settings: Settings, base: merge.Base | None) -> list[tuple[str, str]]:
@@ -562,35 +642,44 @@ def _schema(settings: Settings, bruin: str | None, bruin_env: dict[str, str], co
 def _read_secrets(settings: Settings, sources: list[tuple[str, str]],
                   console: Console) -> tuple[list[list[RawSecret]], str]:
     """Every source's secrets, in order, over one Vault session and one login."""
-    from bruin_materialize import auth
-    from bruin_materialize.vault import KV, detect_version, open_client, wait_until_reachable
+    from bruin_materialize.vault import KV, detect_version
 
-    creds = auth.read_credentials(settings.auth)  # a missing credential file is exit 2, before the network
-    if settings.tls.skip_verify and settings.address.scheme == "https":
-        console.warning("TLS verification is disabled (VAULT_SKIP_VERIFY): anyone on the network path could "
-                        "read these secrets")
-    client = open_client(settings, note=console.debug)
     started = time.monotonic()
-    token: str | None = None
-    try:
-        if settings.wait > 0:
-            wait_until_reachable(client, settings.wait, console.info)
-        client.token = auth.obtain_token(client, creds)
-        token = client.token if settings.auth.logs_in else None
+    with _session(settings, console) as client:
         version = settings.kv_version or detect_version(client, settings.mount, sources[0][1])
         kv = KV(client, settings.mount, version)
         by_path: dict[str, list[RawSecret]] = {}
         for _, path in sources:
             if path not in by_path:  # two environments may share a path
                 by_path[path] = _read_path(settings, kv, path, console)
-    finally:
-        client.adapter.close()
-        if token is not None and not _revoke(settings, token):
-            console.warning("could not revoke the login token; it stays valid until its TTL ends")
     shown = ", ".join(f"{settings.mount}/{path}" for path in by_path)
     console.debug(f"read {sum(map(len, by_path.values()))} secrets from {shown} (KV v{version}) in "
                   f"{time.monotonic() - started:.2f}s")
     return [by_path[path] for _, path in sources], f"{shown} (KV v{version})"
+
+
+@contextlib.contextmanager
+def _session(settings: Settings, console: Console) -> Iterator[hvac.Client]:
+    """An hvac client holding the token (logged in if need be); closed, and a login token revoked, after."""
+    from bruin_materialize import auth
+    from bruin_materialize.vault import open_client, wait_until_reachable
+
+    creds = auth.read_credentials(settings.auth)  # a missing credential file is exit 2, before the network
+    if settings.tls.skip_verify and settings.address.scheme == "https":
+        console.warning("TLS verification is disabled (VAULT_SKIP_VERIFY): anyone on the network path could "
+                        "read these secrets")
+    client = open_client(settings, note=console.debug)
+    token: str | None = None
+    try:
+        if settings.wait > 0:
+            wait_until_reachable(client, settings.wait, console.info)
+        client.token = auth.obtain_token(client, creds)
+        token = client.token if settings.auth.logs_in else None
+        yield client
+    finally:
+        client.adapter.close()
+        if token is not None and not _revoke(settings, token):
+            console.warning("could not revoke the login token; it stays valid until its TTL ends")
 
 
 def _revoke(settings: Settings, token: str) -> bool:

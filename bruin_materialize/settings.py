@@ -61,6 +61,15 @@ class TLS(NamedTuple):
     skip_verify: bool = False
 
 
+class ImportJob(NamedTuple):
+    """`import FILE`: what to write into Vault, and how carefully."""
+
+    file: Path
+    overwrite: bool  # replace existing secrets that differ
+    dry_run: bool  # print what would be written, write nothing
+    relative_paths: str | None  # "absolute" or "keep"; None: a relative path is an error
+
+
 class Settings(NamedTuple):
     command: str
     address: VaultAddress
@@ -101,6 +110,7 @@ class Settings(NamedTuple):
     against: Path | None = None  # plan: the file compared with
     output_format: str = "text"  # check, plan, render: "json" puts one JSON document on stdout
     exec_mode: str = "child"  # exec: "child" (wait, then remove the file) or "replace" (execve)
+    importing: ImportJob | None = None  # import: the file and its options
 
     @property
     def environment(self) -> str:
@@ -232,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
         allow_abbrev=False,
     )
     parser.add_argument("--version", action="version", version=f"bruin-materialize {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{render,check,exec,plan}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{render,check,exec,plan,import}")
     render = sub.add_parser("render", parents=[common], allow_abbrev=False, help="write the config file",
                             description="Read, check and write the bruin config file (mode 0600). Without "
                             "--output: into a fresh private directory on tmpfs, and print the file's path.")
@@ -268,6 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--environment", "-e", metavar="NAME", help=_ENVIRONMENT_HELP)
     for reporting in (render, check, plan):
         _add_format(reporting)
+    _add_import_parser(sub, common)
     return parser
 
 
@@ -276,6 +287,35 @@ def _add_format(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=("text", "json"), default=None,
                         help="json: one JSON document on stdout (findings, connections, changes; never a value); "
                         "stderr keeps the text (default: text)")
+
+
+RELATIVE_PATHS = ("absolute", "keep")
+
+
+def _add_import_parser(sub: argparse._SubParsersAction[_Parser], common: _Parser) -> None:
+    parser = sub.add_parser(
+        "import", parents=[common], allow_abbrev=False, help="write a .bruin.yml's connections into Vault",
+        description="Check every connection of FILE as `check` does, then write each as one secret "
+        "{type, details} at MOUNT/PATH/NAME. An existing secret is left alone unless --overwrite.",
+    )
+    parser.add_argument("file", metavar="FILE", help="the bruin config file to import (a .bruin.yml)")
+    parser.add_argument("--environment", "-e", metavar="NAME", help="the environment of FILE to import (default: "
+                        "its default_environment, else default); with environment paths, one of them only")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing secrets that differ")
+    parser.add_argument("--dry-run", dest="dry_run", action="store_true",
+                        help="print what would be created, changed or left alone; write nothing")
+    parser.add_argument("--relative-paths", dest="relative_paths", choices=RELATIVE_PATHS,
+                        help="relative path fields: made absolute against FILE's directory, or kept as they are "
+                        "(default: they are an error)")
+
+
+def _import_job(ns: argparse.Namespace, cwd: Path) -> ImportJob | None:
+    if ns.command != "import":
+        return None
+    file = _absolute(ns.file, cwd)
+    if file is None:
+        raise usage_error("import needs FILE, the bruin config file to import")
+    return ImportJob(file, ns.overwrite, ns.dry_run, ns.relative_paths)
 
 
 def parse_settings(argv: Sequence[str], environ: Mapping[str, str], cwd: Path | None = None) -> Settings:
@@ -404,6 +444,7 @@ def _resolve(ns: argparse.Namespace, bruin_args: list[str], environ: Mapping[str
         against=_absolute(getattr(ns, "against", None), cwd),
         output_format=getattr(ns, "format", None) or "text",
         exec_mode=_exec_mode(*get("--exec-mode", "BRUIN_MATERIALIZE_EXEC_MODE")) if ns.command == "exec" else "child",
+        importing=_import_job(ns, cwd),
     )
 
 

@@ -1,14 +1,14 @@
-"""The main job on an embedded default: a local OpenBao dev server seeded with demo/secrets/*.json.
+"""The main job on an embedded default: a local OpenBao dev server seeded from an example .bruin.yml.
 
-Starts `bao server -dev` on a free loopback port, writes each example as a KV v2 secret under
-secret/bruin/, runs `materialize.py check`, then `render` into a private tmpfs file. If bruin is
-installed, `materialize.py exec` then runs `bruin run` on demo/pipeline; otherwise the rendered file is
-shown with its values masked. The server is stopped at the end.
+Starts `bao server -dev` on a free loopback port and moves the connections of demo/example.bruin.yml
+into it with `materialize.py import`, one KV v2 secret each under secret/bruin/, as a team adopting the
+tool does with its own file. Then runs `materialize.py check`, and `render` into a private tmpfs file.
+If bruin is installed, `materialize.py exec` then runs `bruin run` on demo/pipeline; otherwise the
+rendered file is shown with its values masked. The server is stopped at the end.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import shutil
@@ -19,11 +19,11 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 MATERIALIZE = [sys.executable, str(REPO / "materialize.py")]
+EXAMPLE = HERE / "example.bruin.yml"  # the credentials a team starts from (made up)
 
 
 def main() -> int:
@@ -33,14 +33,13 @@ def main() -> int:
     server = _start_bao(home, token, port)
     try:
         _wait_healthy(addr, server)
-        for path in sorted((HERE / "secrets").glob("*.json")):
-            _put(addr, token, f"secret/data/bruin/{path.stem}", json.loads(path.read_text()))
         env = {**os.environ, "HOME": str(home), "BRUIN_VAULT_HOST": addr, "BRUIN_VAULT_TOKEN": token,
                "BRUIN_VAULT_MOUNT_PATH": "secret", "BRUIN_VAULT_PATH": "bruin"}
         if not shutil.which("bruin"):  # no bruin to ask for its schema: the tests' copy covers these types
             env["BRUIN_MATERIALIZE_SCHEMA"] = str(REPO / "tests" / "data" / "connections-schema-subset.json")
-        print(f"demo: OpenBao dev server at {addr} with {len(list((HERE / 'secrets').glob('*.json')))} "
-              "connection secrets under secret/bruin/", flush=True)
+        print(f"demo: OpenBao dev server at {addr}; moving {EXAMPLE.relative_to(REPO)}'s connections into "
+              "secret/bruin/", flush=True)
+        _run([*MATERIALIZE, "import", str(EXAMPLE)], env)
         _run([*MATERIALIZE, "check"], env)
         runtime = Path(os.environ.get("XDG_RUNTIME_DIR") or "/dev/shm")
         out_dir = Path(tempfile.mkdtemp(prefix="bruin-materialize-demo-", dir=runtime))
@@ -106,13 +105,6 @@ def _wait_healthy(addr: str, server: subprocess.Popen[bytes]) -> None:
         except OSError:
             time.sleep(0.05)
     raise SystemExit("demo: the OpenBao server did not start in 20 s")
-
-
-def _put(addr: str, token: str, path: str, secret: Any) -> None:
-    req = urllib.request.Request(f"{addr}/v1/{path}", data=json.dumps({"data": secret}).encode(), method="POST",
-                                 headers={"X-Vault-Token": token, "Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=10):
-        pass
 
 
 def _free_port() -> int:

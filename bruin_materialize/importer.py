@@ -1,0 +1,427 @@
+"""`import FILE`: a bruin config's connections into Vault, one secret each; render's inverse.
+
+FILE is read as bruin reads it (YAML 1.2) and every connection is checked as `check` checks a
+secret (validate.py), with three checks of its own: the name must be a path Vault stores as it is,
+a relative path must be resolved on purpose (bruin resolved it against FILE's directory), and a
+`${NAME}` is kept as written, with a note. Only then is Vault asked anything (and, on KV v2, numbers
+it would not give back as written are checked: `as_stored`); nothing is written unless all passed.
+
+Nothing existing is replaced by accident: each secret is read first, one that differs is left alone
+without --overwrite, and on KV v2 every write is a check-and-set against the version read (0: the
+secret must not exist), so a concurrent writer's secret is never replaced. KV v1 has no
+check-and-set: there, a secret written between the read and the write would be replaced.
+"""
+
+from __future__ import annotations
+
+import copy
+import decimal
+import json
+import math
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import hvac
+import hvac.exceptions
+
+from bruin_materialize.errors import usage_error, vault_error
+from bruin_materialize.paths import absolutize
+from bruin_materialize.plan import changed_fields, identical
+from bruin_materialize.schema import Schema
+from bruin_materialize.settings import ImportJob, Settings
+from bruin_materialize.validate import ERROR, NOTE, Connection, Options, Outcome, Problem, validate
+from bruin_materialize.vault import KV, RawSecret, call, dig, parallel, unexpected
+from bruin_materialize.yamltext import show
+from bruin_materialize.yamltext import load_file
+
+CREATE, UPDATE, SAME, LEAVE, RACED = "create", "update", "same", "leave", "raced"
+_ENV_REF = re.compile(r"\$\{[^}]+\}")  # what bruin expands on load (validate.py refuses it in secrets)
+
+
+class Entry(NamedTuple):
+    """One connection of FILE, checked, and where its secret goes."""
+
+    environment: str
+    path: str  # the folder under the mount
+    conn: Connection
+    location: str  # mount/path/name, for messages
+
+    @property
+    def secret(self) -> dict[str, Any]:
+        details = {k: v for k, v in self.conn.fields.items() if k != "name"}
+        return {"type": self.conn.type, "details": details}
+
+
+class State(NamedTuple):
+    """A secret as it is in Vault before the import."""
+
+    exists: bool
+    data: Any = None  # its payload; None when absent, or when its current KV v2 version is deleted
+    version: int = 0  # KV v2: the current version, the check-and-set value for replacing it
+
+
+def shown(name: str) -> str:
+    """plan.show, and JSON-quoted when not printable: names from FILE are not checked yet, and a control
+    character (an ANSI escape) must not reach the terminal raw."""
+    return show(name) if name.isprintable() else json.dumps(name)  # every non-ASCII character escaped
+
+
+# --- FILE ---------------------------------------------------------------------------------------------
+
+
+def load(file: Path) -> dict[str, Any]:
+    """FILE parsed as YAML 1.2; its shape is a usage error (exit 2), its connections are checked later."""
+    doc = load_file(file, "the file to import")
+    environments = doc.get("environments") if isinstance(doc, dict) else None
+    if not isinstance(environments, dict):
+        raise usage_error(f"{file} must be a bruin config: a mapping with `environments`, like a .bruin.yml")
+    default = doc.get("default_environment")
+    if default is not None and not isinstance(default, str):
+        raise usage_error(f"{file}: `default_environment` must be a string")
+    for name, env in environments.items():
+        where = f"{file}: environment {shown(str(name))}"
+        if env is not None and not isinstance(env, dict):
+            raise usage_error(f"{where} must be a mapping")
+        connections = (env or {}).get("connections")
+        if connections is not None and not isinstance(connections, dict):
+            raise usage_error(f"{where}: `connections` must be a mapping of type to a list")
+        for conn_type, entries in (connections or {}).items():
+            if entries is not None and not isinstance(entries, list):
+                raise usage_error(f"{where}: connections.{shown(str(conn_type))} must be a list")
+    assert isinstance(doc, dict)
+    doc["environments"] = {str(name): env for name, env in environments.items()}  # `1:` is environment "1"
+    return doc
+
+
+def sources(doc: dict[str, Any], settings: Settings) -> list[tuple[str, str]]:
+    """(environment of FILE, Vault path) pairs to import: each environment path, or the one environment
+    bruin would select (--environment, else FILE's default_environment, else "default") into --path."""
+    file = _job(settings).file
+    selected = settings.selected_environment
+    if settings.environment_paths:
+        pairs = [p for p in settings.environment_paths if selected in (None, p[0])]
+        if not pairs:
+            raise usage_error(f"--environment {selected} is not one of the environment paths")
+    else:
+        pairs = [(selected or doc.get("default_environment") or "default", settings.path)]
+    names = list(doc["environments"])
+    for env, _ in pairs:
+        if env not in names:
+            known = ", ".join(map(shown, names)) or "none"
+            raise usage_error(f"{file} has no environment {shown(env)} (it has {known})")
+    return pairs
+
+
+def not_imported(doc: dict[str, Any], pairs: list[tuple[str, str]]) -> list[str]:
+    chosen = {env for env, _ in pairs}
+    return [name for name in doc["environments"] if name not in chosen]
+
+
+def _job(settings: Settings) -> ImportJob:
+    assert settings.importing is not None
+    return settings.importing
+
+
+# --- checking ------------------------------------------------------------------------------------------
+
+
+def check(doc: dict[str, Any], pairs: list[tuple[str, str]], schema: Schema | None,
+          settings: Settings) -> tuple[list[tuple[str, Outcome]], list[Entry]]:
+    """Every selected environment's connections checked, as validate() checks secrets, plus the
+    import's own checks; and the entries to write (only meaningful when no problem is an error)."""
+    job = _job(settings)
+    # ${NAME} is allowed here: bruin expanded it when it loaded FILE, so it was written to be.
+    options = Options(settings.strict, expand_env=True)
+    outcomes: list[tuple[str, Outcome]] = []
+    entries: list[Entry] = []
+    for env, path in pairs:
+        raw, problems = _raw_secrets(doc["environments"][env], env, job.file)
+        outcome = validate(raw, schema, options)
+        problems.extend(outcome.problems)
+        locations = {s.name: s.location for s in raw}
+        for conn in outcome.connections:
+            where = locations[conn.name]
+            problems.extend(name_problems(conn.name, where))
+            problems.extend(_relative_paths(conn, job, where))
+            problems.extend(_env_references(conn, where))
+            location = "/".join(p for p in (settings.mount, path, conn.name) if p)
+            entries.append(Entry(env, path, conn, location))
+        outcomes.append((env, Outcome(outcome.connections, problems)))
+    entries, clashes = _shared_paths(entries)
+    if clashes:
+        outcomes.append(("", Outcome([], clashes)))
+    return outcomes, entries
+
+
+def _raw_secrets(env: Any, environment: str, file: Path) -> tuple[list[RawSecret], list[Problem]]:
+    """The environment's connections as the secrets they will be: {type, details}, named by `name`."""
+    raw: list[RawSecret] = []
+    problems: list[Problem] = []
+    connections = (env or {}).get("connections") or {}
+    for conn_type, items in connections.items():
+        for i, item in enumerate(items or ()):
+            where = f"{file}: {shown(environment)}: connections.{shown(str(conn_type))}[{i}]"
+            name = item.get("name") if isinstance(item, dict) else None
+            if not isinstance(name, str):
+                problems.append(Problem(ERROR, where, "must be a mapping with a string `name`"))
+                continue
+            where = f"{file}: {shown(environment)}/{shown(name)}"
+            details = {k: v for k, v in item.items() if k != "name"}
+            raw.append(RawSecret(name, where, {"type": str(conn_type), "details": _plain(details, where, problems)}))
+    return raw, problems
+
+
+def _plain(value: Any, where: str, problems: list[Problem], field: str = "details") -> Any:
+    """A copy in the types JSON (Vault) holds; YAML's others (timestamps, binary, sets, non-finite
+    numbers, non-string keys) are errors: quoting them in FILE keeps bruin's reading of them."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float) and math.isfinite(value):
+        return float(value)
+    if isinstance(value, list):
+        return [_plain(v, where, problems, f"{field}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, dict):
+        if all(isinstance(k, str) for k in value):
+            return {str(k): _plain(v, where, problems, f"{field}.{k}") for k, v in value.items()}
+        problems.append(Problem(ERROR, f"{where}: {field}", "has a key that is not a string; quote it"))
+        return value
+    what = "a number that is not finite" if isinstance(value, float) else f"a YAML {type(value).__name__}"
+    problems.append(Problem(ERROR, f"{where}: {field}", f"is {what}, which a Vault secret (JSON) cannot hold; "
+                            "quote it to keep it as text"))
+    return value
+
+
+def name_problems(name: str, where: str) -> list[Problem]:
+    """A connection name must be a path Vault stores as it is (OpenBao 2.x, checked against a server):
+    it refuses non-printable characters in a path, and cleans empty, `.` and `..` segments, which would
+    move the secret elsewhere. A `/` between segments makes FOLDER/NAME, as `render --recursive` reads."""
+    if not name:
+        return [Problem(ERROR, f"{where}: name", "is empty; a Vault secret needs a name")]
+    if not name.isprintable():
+        return [Problem(ERROR, f"{where}: name", "holds a control, format or separator character (other than "
+                        "the space), which Vault refuses in a path; rename the connection")]
+    if any(segment in ("", ".", "..") for segment in name.split("/")):
+        return [Problem(ERROR, f"{where}: name", "has an empty, `.` or `..` segment between slashes, which "
+                        "Vault would store under another path; rename the connection")]
+    if "/" in name:
+        return [Problem(NOTE, f"{where}: name", "holds `/`: stored as FOLDER/NAME, which render reads only "
+                        "with --recursive")]
+    return []
+
+
+def _relative_paths(conn: Connection, job: ImportJob, where: str) -> list[Problem]:
+    """bruin resolved these against FILE's directory; in Vault they would mean the project root."""
+    folder = job.file.parent
+    fields = absolutize(conn.type, copy.deepcopy(conn.fields), folder)  # which, without changing them
+    if job.relative_paths == "absolute":
+        absolutize(conn.type, conn.fields, folder)
+        return [Problem(NOTE, f"{where}: details.{f}", f"relative path made absolute against {folder}")
+                for f in fields]
+    if job.relative_paths == "keep":
+        return [Problem(NOTE, f"{where}: details.{f}", "relative path kept as it is; render resolves it against the "
+                        "project root") for f in fields]
+    return [Problem(ERROR, f"{where}: details.{f}", f"is a relative path, which bruin resolves against {folder}; pass "
+                    "--relative-paths absolute (resolve it there) or keep (leave it to render, which resolves it "
+                    "against the project root)") for f in fields]
+
+
+def _env_references(conn: Connection, where: str) -> list[Problem]:
+    return [Problem(NOTE, f"{where}: {field}", "holds ${...}: kept as written; bruin expands it on load, so "
+                    "render needs --expand-env") for field in _fields_with_refs(conn.fields, "details")
+            if field != "details.name"]
+
+
+def _fields_with_refs(value: Any, field: str) -> Iterable[str]:
+    if isinstance(value, str):
+        if _ENV_REF.search(value):
+            yield field
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _fields_with_refs(item, f"{field}.{key}")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _fields_with_refs(item, f"{field}[{i}]")
+
+
+def _shared_paths(entries: list[Entry]) -> tuple[list[Entry], list[Problem]]:
+    """Environments sharing a Vault path share its secrets: one secret each, and it must be the same."""
+    first: dict[str, Entry] = {}
+    problems: list[Problem] = []
+    for entry in entries:
+        seen = first.setdefault(entry.location, entry)
+        if seen is not entry and not identical(seen.secret, entry.secret):
+            problems.append(Problem(ERROR, entry.location, f"environments {shown(seen.environment)} and "
+                                    f"{shown(entry.environment)} both import it, with different values"))
+    return list(first.values()), problems
+
+
+# --- Vault -----------------------------------------------------------------------------------------------
+
+
+def as_stored(value: Any, version: int) -> Any:
+    """`value` as the KV engine gives it back. KV v1 keeps the JSON as sent; KV v2 (OpenBao 2.7, checked
+    against a server) decodes every number to a float64: 1.0 and 1e16 come back as integers, -0.0 as 0,
+    and an integer beyond 2**53 rounded."""
+    if version != 2 or isinstance(value, (bool, str)) or value is None:
+        return value
+    if isinstance(value, dict):
+        return {k: as_stored(v, version) for k, v in value.items()}
+    if isinstance(value, list):
+        return [as_stored(v, version) for v in value]
+    number = float(value)
+    if number.is_integer() and abs(number) < 1e21:
+        # Go writes such a float64 as an integer of its shortest round-trip digits: 2**63 - 1 comes
+        # back as 9223372036854775800, not 9223372036854775808.
+        return int(decimal.Decimal(repr(number)))
+    return number
+
+
+def kv2_problems(entries: list[Entry]) -> list[Problem]:
+    """Numbers KV v2 would not give back as written: a rounded integer is an error, a float that loses
+    only its `.0` a note (bruin reads an integer into a number field alike)."""
+    problems: list[Problem] = []
+    for entry in entries:
+        for field, value in _numbers(entry.secret["details"], "details"):
+            if isinstance(value, int) and as_stored(value, 2) != value:
+                problems.append(Problem(ERROR, f"{entry.location}: {field}", "is an integer beyond 2**53, which KV "
+                                        "v2 stores rounded (as a float64); use a KV v1 mount, or a string if "
+                                        "the field takes one"))
+            elif isinstance(value, float) and type(as_stored(value, 2)) is int:
+                problems.append(Problem(NOTE, f"{entry.location}: {field}", "KV v2 stores this number as an "
+                                        "integer (without its `.0`); bruin reads it alike into a number field"))
+    return problems
+
+
+def _numbers(value: Any, field: str) -> Iterable[tuple[str, int | float]]:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        yield field, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _numbers(item, f"{field}.{key}")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _numbers(item, f"{field}[{i}]")
+
+
+def current_states(kv: KV, entries: list[Entry], concurrency: int) -> list[State]:
+    """Each secret as it is now, read before anything is written: a refused read stops the import."""
+    return parallel(lambda entry: read_state(kv, entry), entries, concurrency)
+
+
+def read_state(kv: KV, entry: Entry) -> State:
+    what = f"reading {entry.location}"
+    secret_path = _secret_path(entry)
+    try:
+        if kv.version == 2:
+            body = call(what, lambda: kv.client.secrets.kv.v2.read_secret_version(
+                path=secret_path, mount_point=kv.mount, raise_on_deleted_version=True))
+            return State(True, dig(body, "data", "data"), _version(body))
+        return State(True, dig(call(what, lambda: kv.client.secrets.kv.v1.read_secret(
+            path=secret_path, mount_point=kv.mount)), "data"))
+    except hvac.exceptions.InvalidPath as exc:
+        deleted = kv.version == 2 and isinstance(dig(exc.json, "data", "metadata"), dict)
+        return State(True, None, _version(exc.json)) if deleted else State(False)
+    except hvac.exceptions.Forbidden:
+        raise vault_error(f"permission denied reading {entry.location}: import reads each secret first, to leave "
+                          f"existing ones alone; the token's policy needs `read` on {_policy_path(kv, entry)}/*"
+                          ) from None
+    except hvac.exceptions.VaultError as exc:
+        raise unexpected(what, exc) from None
+
+
+def _version(body: Any) -> int:
+    version = dig(body, "data", "metadata", "version")
+    return version if isinstance(version, int) else 0
+
+
+def action(entry: Entry, state: State, overwrite: bool, version: int) -> str:
+    """What the import does with this secret: create, update, same (nothing to do) or leave (alone)."""
+    if not state.exists:
+        return CREATE
+    if identical(state.data, as_stored(entry.secret, version)):
+        return SAME
+    return UPDATE if overwrite else LEAVE
+
+
+def write_all(kv: KV, entries: list[Entry], states: list[State], overwrite: bool, concurrency: int) -> list[str]:
+    """What became of each secret: create, update, same, leave, or raced (someone else wrote it meanwhile)."""
+    jobs = list(zip(entries, states))
+    return parallel(lambda job: _write_one(kv, job[0], job[1], action(job[0], job[1], overwrite, kv.version)),
+                    jobs, concurrency)
+
+
+def _write_one(kv: KV, entry: Entry, state: State, todo: str) -> str:
+    if todo not in (CREATE, UPDATE):
+        return todo
+    if write(kv, entry, state.version if state.exists else 0):
+        return todo
+    # Check-and-set refused: written meanwhile, by another import or by our own write, which the
+    # transport retried after a lost answer. The same secret then is no conflict.
+    return SAME if identical(read_state(kv, entry).data, as_stored(entry.secret, kv.version)) else RACED
+
+
+def write(kv: KV, entry: Entry, cas: int) -> bool:
+    """Write the entry's secret; False when KV v2's check-and-set finds another version than `cas`."""
+    what = f"writing {entry.location}"
+    secret_path = _secret_path(entry)
+    try:
+        if kv.version == 2:
+            call(what, lambda: kv.client.secrets.kv.v2.create_or_update_secret(
+                path=secret_path, secret=entry.secret, cas=cas, mount_point=kv.mount))
+        else:  # PUT: hvac would otherwise read the secret first to choose between POST and PUT
+            call(what, lambda: kv.client.secrets.kv.v1.create_or_update_secret(
+                path=secret_path, secret=entry.secret, method="PUT", mount_point=kv.mount))
+    except hvac.exceptions.InvalidRequest as exc:
+        if kv.version == 2 and any("check-and-set" in str(e) for e in (exc.errors or ())):
+            return False
+        raise unexpected(what, exc) from None
+    except hvac.exceptions.Forbidden:
+        raise vault_error(f"permission denied writing {entry.location}: the token's policy needs `create` (and "
+                          f"`update` to replace secrets) on {_policy_path(kv, entry)}/*") from None
+    except hvac.exceptions.VaultError as exc:
+        raise unexpected(what, exc) from None
+    return True
+
+
+def _secret_path(entry: Entry) -> str:
+    return "/".join(p for p in (entry.path, entry.conn.name) if p)
+
+
+def _policy_path(kv: KV, entry: Entry) -> str:
+    return "/".join(p for p in (kv.mount, "data" if kv.version == 2 else "", entry.path) if p)
+
+
+# --- what is shown ---------------------------------------------------------------------------------------
+
+
+def plan_line(entry: Entry, state: State, todo: str, version: int) -> str | None:
+    """`--dry-run`'s line for one secret, in plan's format; None when it is already as FILE has it."""
+    where = f"{shown(entry.environment)}/{shown(entry.conn.name)} ({shown(entry.conn.type)})"
+    if todo == CREATE:
+        return f"+ {where}"
+    if todo == SAME:
+        return None
+    change = differences(entry, state, version)
+    return f"~ {where}: {change}" if todo == UPDATE else f"! {where}: {change} (exists; left alone without --overwrite)"
+
+
+def differences(entry: Entry, state: State, version: int) -> str:
+    """How the secret in Vault differs from FILE's connection: field names, never values."""
+    data = state.data
+    if data is None:
+        return "its current version is deleted"
+    old_type, old_details = (data.get("type"), data.get("details")) if isinstance(data, dict) else (None, None)
+    if not isinstance(old_type, str) or not isinstance(old_details, dict):
+        return "replaces a secret that is not a connection"
+    if old_type != entry.conn.type:
+        return f"type changed from {shown(old_type)}"
+    fields = changed_fields(as_stored(entry.secret["details"], version), old_details) or ["top-level keys"]
+    return ", ".join(shown(f) for f in fields)
