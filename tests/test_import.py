@@ -213,6 +213,10 @@ def _value(spec: Any, field: str, depth: int = 0) -> st.SearchStrategy[Any]:
         extra = spec.get("additionalProperties")
         return st.dictionaries(text, _value(extra, field, depth + 1) if isinstance(extra, dict) else _values,
                                max_size=2)
+    if kind == "array":  # deeper than two levels: still of the type the schema gives
+        return st.just([])
+    if kind == "object" or "properties" in spec:
+        return st.just({})
     return _values
 
 
