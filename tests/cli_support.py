@@ -119,13 +119,23 @@ def out(tmp_path: Path) -> OutputDir:
 
 
 @pytest.fixture
-def render(run_cli: Any, out: OutputDir, mount: str) -> Render:
+def materialize(run_cli: Any, mount: str) -> Render:
+    """`materialize(*args, timeout=60, **env)`: run `materialize.py ARGS...`; an env value of None unsets it."""
+
+    def run(*args: str, timeout: float = 60, **env: str | None) -> Run:
+        started = time.monotonic()
+        proc = run_cli(*args, env=env, timeout=timeout)
+        return Run(proc, time.monotonic() - started)
+
+    return run
+
+
+@pytest.fixture
+def render(materialize: Render, out: OutputDir) -> Render:
     """`render(*flags, **env)`: run `materialize.py render --output OUT`; an env value of None unsets it."""
 
-    def run(*flags: str, **env: str | None) -> Run:
-        started = time.monotonic()
-        proc = run_cli("render", "--output", str(out.file), *flags, env=env, timeout=60)
-        return Run(proc, time.monotonic() - started)
+    def run(*flags: str, timeout: float = 60, **env: str | None) -> Run:
+        return materialize("render", "--output", str(out.file), *flags, timeout=timeout, **env)
 
     return run
 

@@ -23,7 +23,9 @@ from typing import Any
 
 import pytest
 
-from cli_support import PG, SLACK, OutputDir, Render, Run, out, reading, render, seed_mount  # noqa: F401
+from cli_support import (  # noqa: F401  (materialize, out and render are fixtures)
+    PG, SLACK, OutputDir, Render, materialize, out, reading, render, seed_mount,
+)
 from fault_proxy import ALWAYS, FaultProxy, fault_proxy_fixture  # noqa: F401  (the `fault_proxy` fixture)
 
 MATERIALIZE = Path(__file__).resolve().parent.parent / "materialize.py"
