@@ -22,6 +22,7 @@ import pytest
 
 pytest.register_assert_rewrite("auth_support")  # before the import below: it is also a plugin here
 
+import bruin_materialize  # noqa: E402
 from auth_support import MOUNT, PATH, PROXIED_NAME, AuthWorld  # noqa: E402
 from cli_support import (  # noqa: E402, F401  (materialize, out and render are fixtures)
     PG, SLACK, OutputDir, Render, materialize, out, reading, render, seed_mount,
@@ -241,6 +242,26 @@ def test_https_proxy_tunnel_still_verifies_the_certificate(run_cli: Any, no_prox
     assert lines[0].startswith(f"materialize: error: inspecting mount {MOUNT}: TLS verification of "
                                f"https://{PROXIED_NAME}:"), lines[0]
     assert [s.method for s in tls_proxy.seen()][:1] == ["CONNECT"]  # it did go through the tunnel
+
+
+# --- the headers every request carries ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("route", ["direct", "proxy"])
+def test_every_request_carries_user_agent_and_vault_request(render: Render, fault_proxy: FaultProxy,
+                                                            forward_proxy: ForwardProxy, bao_server: BaoServer,
+                                                            route: str) -> None:
+    if route == "direct":  # the fault proxy, answering as the server, records what reached it
+        result = render(BRUIN_VAULT_HOST=fault_proxy.addr)
+        sent = [{k.lower(): v for k, v in record.headers} for record in fault_proxy.log()]
+    else:
+        result = render(BRUIN_VAULT_HOST=unresolvable(bao_server), HTTP_PROXY=forward_proxy.url)
+        sent = [s.headers for s in forward_proxy.seen()]
+    result.assert_ok()
+    assert len(sent) == REQUESTS
+    expected = f"bruin-materialize/{bruin_materialize.__version__}"
+    assert [h.get("user-agent") for h in sent] == [expected] * REQUESTS
+    assert [h.get("x-vault-request") for h in sent] == ["true"] * REQUESTS
 
 
 # --- one deadline per operation, against a server that trickles -------------------------------------
