@@ -267,7 +267,8 @@ def test_every_request_carries_user_agent_and_vault_request(render: Render, faul
 # --- one deadline per operation, against a server that trickles -------------------------------------
 
 
-@pytest.mark.parametrize(("action", "seconds"), [("trickle_head", 1.0), ("trickle_body", 0.5)])
+@pytest.mark.parametrize(("action", "seconds"), [("trickle_head", 1.0), ("trickle_body", 0.5),
+                                                 ("trickle_body_close", 0.5)])
 def test_trickled_answer_fails_within_timeout(render: Render, out: OutputDir, mount: str,
                                               fault_proxy: FaultProxy, action: str, seconds: float) -> None:
     # Each byte comes well within any socket timeout: only a deadline on the whole exchange ends it.
