@@ -175,19 +175,32 @@ def test_proxy_setting_precedence(render: Render, out: OutputDir, forward_proxy:
     assert_all_through(forward_proxy, f"{UNRESOLVABLE}:{port_of(bao_server.addr)}")
 
 
-@pytest.mark.parametrize("variable", ["HTTP_PROXY", "VAULT_PROXY_ADDR"])
+@pytest.mark.parametrize("variable", ["HTTP_PROXY", "VAULT_PROXY_ADDR", "HTTPS_PROXY"])
 def test_refusing_proxy_fails_naming_it_without_its_password(render: Render, out: OutputDir, mount: str,
                                                              bao_server: BaoServer, variable: str) -> None:
     LEAK_GUARD.add(PROXY_PASSWORD)
     out.plant_previous()
     proxy = dead_proxy()
     with_password = proxy.replace("http://", f"http://bruin:{PROXY_PASSWORD}@")
-    result = render(BRUIN_VAULT_HOST=unresolvable(bao_server), BRUIN_VAULT_MAX_RETRIES="0",
-                    **{variable: with_password})
+    host = unresolvable(bao_server)
+    if variable == "HTTPS_PROXY":  # the proxy for https addresses, reached for a CONNECT tunnel
+        host = host.replace("http://", "https://")
+    result = render(BRUIN_VAULT_HOST=host, BRUIN_VAULT_MAX_RETRIES="0", **{variable: with_password})
     result.assert_failed(3, f"inspecting mount {mount}: cannot reach Vault through the proxy {proxy} ",
                          "connection refused")
     assert "bruin:" not in result.lines[0]
     assert result.elapsed < 2 * SLACK  # refused is not retried for 10 s
+    out.assert_untouched()
+
+
+def test_proxy_refusing_the_tunnel_fails_naming_it(render: Render, out: OutputDir, mount: str,
+                                                   forward_proxy: ForwardProxy) -> None:
+    # The proxy answers 502 to a CONNECT it cannot make: no tunnel, and no TLS attempted through it.
+    result = render(BRUIN_VAULT_HOST="https://elsewhere.invalid:8200", HTTPS_PROXY=forward_proxy.url,
+                    BRUIN_VAULT_MAX_RETRIES="0")
+    result.assert_failed(3, f"inspecting mount {mount}: cannot reach Vault through the proxy {forward_proxy.url} ",
+                         "no connection or tunnel")
+    assert [(s.method, s.host) for s in forward_proxy.seen()] == [("CONNECT", "elsewhere.invalid:8200")]
     out.assert_untouched()
 
 
