@@ -18,6 +18,7 @@ import http.server
 import select
 import socket
 import threading
+import time
 import urllib.parse
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -45,6 +46,10 @@ class Seen:
 class ForwardProxy:
     def __init__(self, aliases: Mapping[str, str] | None = None) -> None:
         self.aliases = {name.lower(): addr for name, addr in (aliases or {}).items()}
+        # Seconds per byte, to answer a CONNECT a byte at a time, or to pass what the server sends
+        # through a tunnel (its TLS handshake first) a byte at a time; 0: at full speed.
+        self.trickle_connect = 0.0
+        self.trickle_tunnel = 0.0
         self._lock = threading.Lock()
         self._seen: list[Seen] = []
         proxy = self
@@ -104,11 +109,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         except OSError:
             self._refuse(502)
             return
-        self.send_response(200, "Connection established")
-        self.end_headers()
         self.close_connection = True  # the connection is the tunnel's now
         with upstream:
-            _relay(self.connection, upstream)
+            reply = b"HTTP/1.1 200 Connection established\r\n\r\n"
+            try:
+                _trickle(self.connection, reply, self.owner.trickle_connect)
+            except OSError:
+                return
+            _relay(self.connection, upstream, self.owner.trickle_tunnel)
 
     def _forward(self) -> None:
         url = urllib.parse.urlsplit(self.path)
@@ -148,8 +156,24 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
 
 
-def _relay(client: socket.socket, upstream: socket.socket) -> None:
-    """Copy bytes both ways until either side closes or nothing moves for IDLE_TIMEOUT."""
+def _trickle(sock: socket.socket, data: bytes, seconds: float) -> None:
+    """Send `data`, one byte every `seconds` if that is not 0; give up after IDLE_TIMEOUT."""
+    if not seconds:
+        sock.sendall(data)
+        return
+    deadline = time.monotonic() + IDLE_TIMEOUT
+    for i in range(len(data)):
+        if time.monotonic() > deadline:
+            raise TimeoutError("trickled for long enough")
+        time.sleep(seconds)
+        sock.sendall(data[i : i + 1])  # OSError once the client has gone
+
+
+def _relay(client: socket.socket, upstream: socket.socket, trickle: float = 0.0) -> None:
+    """Copy bytes both ways until either side closes or nothing moves for IDLE_TIMEOUT.
+
+    With `trickle`, what the server sends reaches the client one byte every `trickle` seconds.
+    """
     sockets = [client, upstream]
     while True:
         readable, _, _ = select.select(sockets, [], [], IDLE_TIMEOUT)
@@ -160,7 +184,10 @@ def _relay(client: socket.socket, upstream: socket.socket) -> None:
                 data = sock.recv(65536)
                 if not data:
                     return
-                (upstream if sock is client else client).sendall(data)
+                if sock is client:
+                    upstream.sendall(data)
+                else:
+                    _trickle(client, data, trickle)
             except OSError:
                 return
 

@@ -257,6 +257,30 @@ def test_https_proxy_tunnel_still_verifies_the_certificate(run_cli: Any, no_prox
     assert [s.method for s in tls_proxy.seen()][:1] == ["CONNECT"]  # it did go through the tunnel
 
 
+@pytest.mark.parametrize("trickled", ["tunnel"])
+def test_trickling_https_proxy_fails_within_timeout(run_cli: Any, no_proxy_env: dict[str, str],
+                                                    auth_world: AuthWorld, tls_proxy: ForwardProxy,
+                                                    schema_path: Path, trickled: str) -> None:
+    # tunnel: what the server sends (its TLS handshake first) reaches us a byte every 0.5 s;
+    # connect: the proxy's answer to the CONNECT itself comes a byte every 0.5 s.
+    setattr(tls_proxy, f"trickle_{trickled}", 0.5)
+    env = {**_tls_env(auth_world, schema_path, tls_proxy, auth_world.bao.pki.ca_cert), "BRUIN_VAULT_TIMEOUT": "3s"}
+    started = time.monotonic()
+    try:
+        proc = run_cli("check", env=env, timeout=15)
+    except subprocess.TimeoutExpired:
+        proc = None
+    if proc is None:
+        pytest.fail("still connecting 15 s later: the 3 s deadline did not hold")
+    elapsed = time.monotonic() - started
+    assert proc.returncode == 3, proc.stderr
+    assert proc.stderr.splitlines() == [f"materialize: error: inspecting mount {MOUNT}: timed out talking to "
+                                        f"https://{PROXIED_NAME}:{port_of(auth_world.bao.https_addr)} "
+                                        "(no answer within 3s)"]
+    assert 3.0 <= elapsed < 6.0, f"{elapsed:.1f} s"
+    assert [s.method for s in tls_proxy.seen()] == ["CONNECT"]  # the budget is spent: no second attempt
+
+
 # --- the headers every request carries ------------------------------------------------------------
 
 
