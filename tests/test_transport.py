@@ -257,7 +257,7 @@ def test_https_proxy_tunnel_still_verifies_the_certificate(run_cli: Any, no_prox
     assert [s.method for s in tls_proxy.seen()][:1] == ["CONNECT"]  # it did go through the tunnel
 
 
-@pytest.mark.parametrize("trickled", ["tunnel"])
+@pytest.mark.parametrize("trickled", ["tunnel", "connect"])
 def test_trickling_https_proxy_fails_within_timeout(run_cli: Any, no_proxy_env: dict[str, str],
                                                     auth_world: AuthWorld, tls_proxy: ForwardProxy,
                                                     schema_path: Path, trickled: str) -> None:
