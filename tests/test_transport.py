@@ -193,6 +193,31 @@ def test_refusing_proxy_fails_naming_it_without_its_password(render: Render, out
     out.assert_untouched()
 
 
+def test_proxy_without_scheme_is_an_http_proxy(render: Render, out: OutputDir, forward_proxy: ForwardProxy,
+                                               bao_server: BaoServer) -> None:
+    # HTTP_PROXY=host:port, as curl and Go take it.
+    result = render(BRUIN_VAULT_HOST=unresolvable(bao_server), HTTP_PROXY=forward_proxy.url.removeprefix("http://"))
+    result.assert_ok()
+    out.assert_written()
+    assert_all_through(forward_proxy, f"{UNRESOLVABLE}:{port_of(bao_server.addr)}")
+
+
+@pytest.mark.parametrize(("source", "value"), [
+    ("HTTP_PROXY", "socks5://127.0.0.1:1080"),
+    ("BRUIN_VAULT_PROXY_ADDR", "http://bruin:{password}@127.0.0.1:no-port"),
+    ("--proxy", "ftp://127.0.0.1:21"),
+])
+def test_malformed_proxy_setting_is_a_usage_error(render: Render, out: OutputDir, bao_server: BaoServer,
+                                                  source: str, value: str) -> None:
+    LEAK_GUARD.add(PROXY_PASSWORD)
+    value = value.format(password=PROXY_PASSWORD)
+    flags = ["--proxy", value] if source == "--proxy" else []
+    env = {} if source == "--proxy" else {source: value}
+    result = render(*flags, BRUIN_VAULT_HOST=unresolvable(bao_server), **env)
+    result.assert_failed(2, f"{source} ")  # one line naming the setting, before any network call
+    out.assert_untouched()
+
+
 def test_proxy_refusing_the_tunnel_fails_naming_it(render: Render, out: OutputDir, mount: str,
                                                    forward_proxy: ForwardProxy) -> None:
     # The proxy answers 502 to a CONNECT it cannot make: no tunnel, and no TLS attempted through it.
