@@ -57,6 +57,7 @@ JWT_ROLE = "ci"
 JWT_AUDIENCE = "bruin-materialize"
 JWT_SUBJECT = "repo:data/pipelines:ref:refs/heads/main"
 JWT_ISSUER = "https://ci.example.test"
+PROXIED_NAME = "vault.invalid"  # a name no resolver knows; the test proxy maps it to 127.0.0.1
 
 # The connection secrets every test renders: what matters is that each way in reads the same.
 SECRETS: dict[str, dict[str, Any]] = {
@@ -143,7 +144,9 @@ def _leaf(common_name: str, ca: x509.Certificate, ca_key: ec.EllipticCurvePrivat
     if server:
         builder = builder.add_extension(
             x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                                         x509.DNSName("localhost")]), critical=False)
+                                         x509.DNSName("localhost"),
+                                         # reached through a proxy only (tests/test_transport.py)
+                                         x509.DNSName(PROXIED_NAME)]), critical=False)
     return builder.sign(ca_key, hashes.SHA256()), key
 
 

@@ -29,6 +29,7 @@ import hvac.exceptions
 import pytest
 
 pytest_plugins = ["pytester"]
+pytest.register_assert_rewrite("cli_support")  # its asserts judge the tests' runs
 
 TESTS_DIR = Path(__file__).resolve().parent
 REPO_DIR = TESTS_DIR.parent

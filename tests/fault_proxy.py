@@ -3,9 +3,11 @@
 The tests point BRUIN_VAULT_HOST at it and tell it, request by request, to misbehave the ways a
 real Vault, load balancer or network does: refuse connections for a while, reset a connection,
 close an idle keep-alive connection, answer late or never, answer 5xx/412/429 (with Retry-After),
-cut a JSON body short or garble it, or refuse one secret with 403/404. Everything else is
+cut a JSON body short or garble it, trickle an answer a byte at a time, answer with a body past
+any sane size, or refuse one secret with 403/404. Everything else is
 forwarded to the real server, so a test sees the product's real requests and answers. It counts
-requests per path so that tests can assert how often the product retried.
+requests per path, and keeps each request's headers, so that tests can assert how often the
+product retried and what it sent.
 
 Bounded in time by construction: every thread is a daemon, every socket has a timeout, a hang
 gives up after HANG_LIMIT, and `stop()` joins each thread with a timeout. It listens on 127.0.0.1
@@ -27,16 +29,19 @@ from typing import Any, Literal, NamedTuple
 
 import pytest
 
-ACTIONS = frozenset({"refuse", "reset", "close", "delay", "hang", "status", "retry_after", "truncate", "corrupt"})
+ACTIONS = frozenset({"refuse", "reset", "close", "delay", "hang", "status", "retry_after", "truncate", "corrupt",
+                     "trickle_head", "trickle_body", "trickle_body_close", "oversize_length", "oversize_chunked", "oversize_unframed"})
 ALWAYS: Literal["always"] = "always"
 
 IDLE_TIMEOUT = 30.0  # a keep-alive client connection left idle this long is closed
-HANG_LIMIT = 60.0  # a "hang" ends after this even if the client never gives up
+HANG_LIMIT = 60.0  # a "hang" or a trickle ends after this even if the client never gives up
+OVERSIZE = 64 * 2**20  # what an oversize answer claims (Content-Length) or streams at most (chunked, unframed)
 UPSTREAM_TIMEOUT = 10.0
 JOIN_TIMEOUT = 2.0
 _POLL = 0.05  # how often blocked loops look at the stop flag
 _HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length", "proxy-connection"})
 _MAX_LINE = 65536
+_BLOCK = 65536
 # An answer no JSON parser accepts, of any length: NUL and 0xFF bytes are never valid JSON text.
 _GARBAGE = b"\x00\xff<html>garbled by the fault proxy</html>\xfe"
 
@@ -51,6 +56,7 @@ class Rule:
     remaining: int | None  # None: every matching request, for ever
     seconds: float
     status: int
+    sent: int = 0  # body bytes an oversize answer got out before the client stopped reading
 
     def matches(self, method: str, target: str) -> bool:
         if self.remaining == 0:
@@ -72,6 +78,7 @@ class Record(NamedTuple):
     at: float  # time.monotonic() when the request was read
     method: str
     target: str
+    headers: list[tuple[str, str]]  # as received
 
 
 class Answer(NamedTuple):
@@ -146,7 +153,18 @@ class FaultProxy:
         status: answer `status` (a Vault-shaped JSON error body) instead of forwarding;
         retry_after: answer 429 with `Retry-After: seconds`;
         truncate: forward, answer with the real Content-Length but only half the body, then close;
-        corrupt: forward, answer with the real status and Content-Length but garbage bytes.
+        corrupt: forward, answer with the real status and Content-Length but garbage bytes;
+        trickle_head: forward, then send the real answer one byte every `seconds`, head first;
+        trickle_body: forward, send the real head at once (keep-alive, as Vault answers), then the
+            body one byte every `seconds`;
+        trickle_body_close: the same with `Connection: close` in the head, as a server or proxy
+            that does not keep connections alive sends;
+        oversize_length: answer 200 with `Content-Length: OVERSIZE`, send 1 MiB of it, then nothing;
+        oversize_chunked: answer 200 chunked, and stream up to OVERSIZE body bytes, then nothing;
+        oversize_unframed: answer 200 with neither length nor chunks (the body ends at close), and
+            stream up to OVERSIZE body bytes, then nothing.
+        The oversize answers never end by themselves: a client reading to the end waits until its
+        timeout. `Rule.sent` counts the body bytes the client took.
         """
         if action not in ACTIONS:
             raise ValueError(f"unknown action {action!r}; one of {sorted(ACTIONS)}")
@@ -255,7 +273,7 @@ class FaultProxy:
 
     def _record_and_match(self, request: Request) -> Rule | None:
         with self._lock:
-            self._log.append(Record(time.monotonic(), request.method, request.target))
+            self._log.append(Record(time.monotonic(), request.method, request.target, request.headers))
             for rule in self._rules:
                 if rule.matches(request.method, request.target):
                     if rule.remaining is not None:
@@ -290,11 +308,44 @@ class FaultProxy:
         if action == "retry_after":
             answer = _vault_error(429, [("Retry-After", f"{rule.seconds:g}")])
             return _send(client, answer, request.keep_alive)
+        if rule.action.startswith("oversize"):
+            self._oversize(client, rule)
+            return False
         real = upstream.forward(request)
         if action == "truncate":
             _send_truncated(client, real)
             return False
+        if action == "trickle_head":
+            self._trickle(client, _head(real, len(real.body), keep_alive=False) + real.body, rule.seconds)
+            return False
+        if action in ("trickle_body", "trickle_body_close"):
+            client.sendall(_head(real, len(real.body), keep_alive=action == "trickle_body"))
+            self._trickle(client, real.body, rule.seconds)
+            return False
         return _send(client, real._replace(body=_garbage(len(real.body))), request.keep_alive)
+
+    def _trickle(self, client: socket.socket, data: bytes, seconds: float) -> None:
+        """One byte every `seconds`, until all is sent, the client goes away or time runs out."""
+        deadline = time.monotonic() + HANG_LIMIT
+        for i in range(len(data)):
+            if self._stopped.wait(seconds) or time.monotonic() > deadline:
+                return
+            client.sendall(data[i : i + 1])  # OSError once the client has closed: the thread ends
+
+    def _oversize(self, client: socket.socket, rule: Rule) -> None:
+        """A 200 answer whose body is too large for any Vault answer, and which never ends."""
+        framing = rule.action.removeprefix("oversize_")
+        head = ["HTTP/1.1 200 OK", "Content-Type: application/json"]
+        head += {"length": [f"Content-Length: {OVERSIZE}"], "chunked": ["Transfer-Encoding: chunked"],
+                 "unframed": ["Connection: close"]}[framing]
+        client.sendall(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
+        block = b'{"data": ' + b" " * (_BLOCK - 9)
+        limit = 2**20 if framing == "length" else OVERSIZE
+        while rule.sent < limit and not self._stopped.is_set():
+            client.sendall(b"%x\r\n%s\r\n" % (len(block), block) if framing == "chunked" else block)
+            with self._lock:
+                rule.sent += len(block)
+        self._hang(client)
 
     def _hang(self, client: socket.socket) -> None:
         """Read and drop whatever comes, never answer, until the client closes or time runs out."""

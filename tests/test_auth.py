@@ -500,6 +500,79 @@ def test_vault_addr_is_the_fallback(mat: Materialize, auth_world: AuthWorld) -> 
     mat.assert_same_file(mat.render(env=env))
 
 
+# --- VAULT_* and BAO_* fallbacks ------------------------------------------------------------------
+
+# Each connection setting read from the Vault CLI's VAULT_* and OpenBao's BAO_* variables when the
+# BRUIN_* one is not set (settings._FALLBACKS; the token: VAULT_TOKEN, BAO_TOKEN). The proxy's are
+# in tests/test_transport.py, where a proxy runs.
+FALLBACK_SETTINGS = ["ADDR", "TOKEN", "NAMESPACE", "CACERT", "CAPATH", "CLIENT_CERT", "SKIP_VERIFY"]
+_BRUIN_NAMES = {"ADDR": "BRUIN_VAULT_HOST", "TOKEN": "BRUIN_VAULT_TOKEN"}
+
+
+def _variable(prefix: str, suffix: str) -> str:
+    if prefix == "BRUIN":
+        return _BRUIN_NAMES.get(suffix, f"BRUIN_VAULT_{suffix}")
+    return f"{prefix}_{suffix}"
+
+
+@dataclasses.dataclass
+class FallbackCase:
+    base: dict[str, str | None]  # everything else the run needs
+    good: dict[str, str]  # by variable suffix: values that work
+    bad: dict[str, str]  # values that make the run fail
+
+    def env(self, **values_by_prefix: dict[str, str]) -> dict[str, str | None]:
+        env = dict(self.base)
+        for prefix, values in values_by_prefix.items():
+            env.update({_variable(prefix, suffix): value for suffix, value in values.items()})
+        return env
+
+
+def _fallback_case(mat: Materialize, setting: str) -> FallbackCase:
+    world, pki = mat.world, mat.world.bao.pki
+    tls = {"BRUIN_VAULT_HOST": world.bao.https_addr, "BRUIN_VAULT_TOKEN": world.policy_token()}
+    if setting == "ADDR":
+        return FallbackCase({"BRUIN_VAULT_HOST": None, "BRUIN_VAULT_TOKEN": world.policy_token()},
+                            {"ADDR": world.bao.http_addr}, {"ADDR": "http://127.0.0.1:9"})
+    if setting == "TOKEN":
+        return FallbackCase({}, {"TOKEN": world.policy_token()}, {"TOKEN": _bogus_token()})
+    if setting == "NAMESPACE":
+        return FallbackCase({"BRUIN_VAULT_TOKEN": world.policy_token(namespace=NAMESPACE)},
+                            {"NAMESPACE": NAMESPACE}, {"NAMESPACE": "no-such-namespace"})
+    if setting == "CACERT":
+        return FallbackCase(tls, {"CACERT": str(pki.ca_cert)}, {"CACERT": str(pki.other_ca_cert)})
+    if setting == "CAPATH":
+        other = mat.tmp_path / "other-ca.d"
+        other.mkdir(exist_ok=True)
+        (other / "unrelated.pem").write_bytes(pki.other_ca_cert.read_bytes())
+        return FallbackCase(tls, {"CAPATH": str(pki.ca_dir)}, {"CAPATH": str(other)})
+    if setting == "CLIENT_CERT":
+        missing = str(mat.tmp_path / "nowhere.pem")
+        return FallbackCase({**tls, "BRUIN_VAULT_HOST": world.bao.mtls_addr, "BRUIN_VAULT_CACERT": str(pki.ca_cert)},
+                            {"CLIENT_CERT": str(pki.client_cert), "CLIENT_KEY": str(pki.client_key)},
+                            {"CLIENT_CERT": missing, "CLIENT_KEY": missing})
+    assert setting == "SKIP_VERIFY"  # the server's CA is not trusted: only skipping verification works
+    return FallbackCase(tls, {"SKIP_VERIFY": "true"}, {"SKIP_VERIFY": "false"})
+
+
+@pytest.mark.parametrize("setting", FALLBACK_SETTINGS)
+@pytest.mark.parametrize("prefix", ["VAULT", "BAO"])
+def test_fallback_variable_is_read(mat: Materialize, prefix: str, setting: str) -> None:
+    case = _fallback_case(mat, setting)
+    mat.assert_same_file(mat.render(env=case.env(**{prefix: case.good})))
+    # And its value is used, not ignored: a bad one fails (exit 2 for a certificate file not there).
+    mat.render(env=case.env(**{prefix: case.bad})).error_line(code=2 if setting == "CLIENT_CERT" else 3)
+
+
+@pytest.mark.parametrize("setting", FALLBACK_SETTINGS)
+@pytest.mark.parametrize("winner", ["BRUIN", "VAULT"])
+def test_fallback_precedence(mat: Materialize, winner: str, setting: str) -> None:
+    # BRUIN_* over VAULT_* over BAO_*: the winner is good, everything below it bad.
+    case = _fallback_case(mat, setting)
+    losers = ["VAULT", "BAO"] if winner == "BRUIN" else ["BAO"]
+    mat.assert_same_file(mat.render(env=case.env(**{loser: case.bad for loser in losers}, **{winner: case.good})))
+
+
 # --- namespaces ----------------------------------------------------------------------------------
 
 

@@ -22,128 +22,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ruamel.yaml import YAML
 
+from cli_support import (  # noqa: F401  (materialize, out and render are fixtures)
+    PG, SLACK, OutputDir, Render, materialize, out, reading, render, seed_mount,
+)
 from fault_proxy import ALWAYS, FaultProxy, fault_proxy_fixture  # noqa: F401  (the `fault_proxy` fixture)
 
 MATERIALIZE = Path(__file__).resolve().parent.parent / "materialize.py"
 GIT = shutil.which("git")
-
-PASSWORD = "fault-Pa55word-n0t-f0r-output"
-SECRETS: dict[str, dict[str, Any]] = {
-    "pg": {"type": "postgres", "details": {"host": "db.internal", "port": 5432, "username": "app",
-                                           "password": PASSWORD, "database": "analytics"}},
-    "warehouse": {"type": "postgres", "details": {"host": "wh.internal", "port": 5433, "username": "etl",
-                                                  "password": PASSWORD + "-wh", "database": "dwh"}},
-    "lake": {"type": "duckdb", "details": {"path": "/data/lake.db"}},
-}
-PG = "bruin/pg"  # the request path that names one secret, and only that one
-
-# Upper bounds allow for a child interpreter's start (~0.3 s) and a busy 2-core machine.
-SLACK = 1.2
-PREVIOUS = b"# the previous run's file\ndefault_environment: default\n"
-
-
-class OutputDir:
-    """The directory `render` writes into, and a record of what it held before the run."""
-
-    def __init__(self, root: Path) -> None:
-        self.dir = root / "out"
-        self.dir.mkdir(mode=0o700)
-        self.file = self.dir / "bruin.yml"
-        self._before = self.snapshot()
-
-    def plant_previous(self) -> None:
-        """A file from an earlier run, which a failed run must leave byte for byte."""
-        self.file.write_bytes(PREVIOUS)
-        self._before = self.snapshot()
-
-    def snapshot(self) -> dict[str, bytes]:
-        return {p.name: p.read_bytes() for p in self.dir.iterdir()}
-
-    def assert_untouched(self) -> None:
-        # Covers "no output file", "no temp file left" and "previous file unchanged" at once.
-        assert self.snapshot() == self._before
-
-    def assert_written(self) -> None:
-        assert [p.name for p in self.dir.iterdir()] == ["bruin.yml"]  # no temp file left beside it
-        assert stat.S_IMODE(self.file.lstat().st_mode) == 0o600
-        doc = YAML(typ="safe", pure=True).load(self.file.read_text(encoding="utf-8"))
-        names = {c["name"] for conns in doc["environments"]["default"]["connections"].values() for c in conns}
-        assert names == set(SECRETS)
-
-
-class Run:
-    """One finished child run and how long it took."""
-
-    def __init__(self, proc: subprocess.CompletedProcess[str], elapsed: float) -> None:
-        self.proc = proc
-        self.elapsed = elapsed
-        self.code = proc.returncode
-        self.lines = proc.stderr.splitlines()
-
-    def assert_ok(self) -> None:
-        assert self.code == 0, self.proc.stderr
-        assert self.proc.stdout == ""
-        assert not any(line.startswith("materialize: error:") for line in self.lines)
-
-    def assert_failed(self, code: int, prefix: str, *fragments: str) -> None:
-        """Exit `code`, and stderr is exactly one error line starting with `prefix`."""
-        assert self.code == code, self.proc.stderr
-        assert self.proc.stdout == ""
-        assert "Traceback" not in self.proc.stderr
-        assert len(self.lines) == 1, self.proc.stderr
-        line = self.lines[0]
-        assert line.startswith(f"materialize: error: {prefix}"), line
-        for fragment in fragments:
-            assert fragment in line, line
-
-
-Render = Callable[..., Run]
 
 
 @pytest.fixture
 def mount(kv2: Any, vault_env: dict[str, str], fault_proxy: FaultProxy, schema_path: Path,
           monkeypatch: pytest.MonkeyPatch) -> str:
     """A KV v2 mount with SECRETS under bruin/, reached only through the proxy; fast retries."""
-    for name, secret in SECRETS.items():
-        kv2.put("bruin", name, secret)
-    settings = {
-        "BRUIN_VAULT_HOST": fault_proxy.addr,
-        "BRUIN_VAULT_MOUNT_PATH": kv2.mount,
-        "BRUIN_VAULT_PATH": "bruin",
-        "BRUIN_VAULT_TIMEOUT": "10s",
-        "BRUIN_VAULT_MAX_RETRIES": "3",
-        "BRUIN_VAULT_RETRY_WAIT_MIN": "50ms",
-        "BRUIN_VAULT_RETRY_WAIT_MAX": "200ms",
-        "BRUIN_MATERIALIZE_SCHEMA": str(schema_path),
-        "PATH": os.defpath,  # no bruin: render must not need one
-    }
-    for name, value in settings.items():
-        monkeypatch.setenv(name, value)
-    mount_name: str = kv2.mount
-    return mount_name
-
-
-@pytest.fixture
-def out(tmp_path: Path) -> OutputDir:
-    return OutputDir(tmp_path)
-
-
-@pytest.fixture
-def render(run_cli: Any, out: OutputDir, mount: str) -> Render:
-    """`render(*flags, **env)`: run `materialize.py render --output OUT` with env overrides."""
-
-    def run(*flags: str, **env: str) -> Run:
-        started = time.monotonic()
-        proc = run_cli("render", "--output", str(out.file), *flags, env=env, timeout=60)
-        return Run(proc, time.monotonic() - started)
-
-    return run
-
-
-def reading(mount: str) -> str:
-    return f"reading {mount}/{PG}: "
+    return seed_mount(kv2, monkeypatch, schema_path, fault_proxy.addr)
 
 
 def since_request(proxy: FaultProxy, path: str) -> float:

@@ -1,4 +1,5 @@
-"""docs/reliability.md and the fault tests stay in step: every row names a real test, every test has a row."""
+"""docs/reliability.md and the fault and transport tests stay in step: every row names a real test, every
+test has a row."""
 
 from __future__ import annotations
 
@@ -6,9 +7,11 @@ import ast
 import re
 from pathlib import Path
 
+import pytest
+
 REPO_DIR = Path(__file__).resolve().parent.parent
 DOC = REPO_DIR / "docs" / "reliability.md"
-FAULT_TESTS = "tests/test_faults.py"
+SCENARIO_TESTS = ("tests/test_faults.py", "tests/test_transport.py")
 # A test reference in a table cell: `tests/test_x.py::test_name`
 _REFERENCE = re.compile(r"`(tests/[\w/]+\.py)::(\w+)`")
 _SEPARATOR = re.compile(r"^\|(\s*:?-+:?\s*\|)+$")
@@ -66,10 +69,11 @@ def test_every_named_test_exists() -> None:
     assert missing == [], "docs/reliability.md names tests that do not exist"
 
 
-def test_every_fault_test_has_a_row() -> None:
-    named = {name for _, file, name in documented() if file == FAULT_TESTS}
-    undocumented = sorted(collected_test_names(REPO_DIR / FAULT_TESTS) - named)
-    assert undocumented == [], "tests in tests/test_faults.py without a row in docs/reliability.md"
+@pytest.mark.parametrize("tests", SCENARIO_TESTS)
+def test_every_fault_test_has_a_row(tests: str) -> None:
+    named = {name for _, file, name in documented() if file == tests}
+    undocumented = sorted(collected_test_names(REPO_DIR / tests) - named)
+    assert undocumented == [], f"tests in {tests} without a row in docs/reliability.md"
 
 
 def test_table_parser_reads_rows_not_header() -> None:
