@@ -135,6 +135,13 @@ class _Watched:
         self.sent = 0
         super().connect()  # type: ignore[misc]
 
+    def _new_conn(self) -> socket.socket:
+        # Watched from the moment the socket exists: a proxy's CONNECT answer and the TLS handshake
+        # come before request(), and could be trickled too.
+        sock: socket.socket = super()._new_conn()  # type: ignore[misc]
+        _WATCHDOG.arm(_current.deadline, sock)
+        return sock
+
     def request(self, *args: Any, **kwargs: Any) -> None:
         _current.reused = self.sock is not None and self.sent > 0
         super().request(*args, **kwargs)  # type: ignore[misc]  # connects first if need be
@@ -162,6 +169,7 @@ class _UnixConnection(_Watched, urllib3.connection.HTTPConnection):
         self.sent = 0
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(self.timeout)
+        _WATCHDOG.arm(_current.deadline, sock)
         try:
             sock.connect(self.socket_path)
         except BaseException:
