@@ -25,7 +25,7 @@ from bruin_materialize.errors import ExitCode, MaterializeError, usage_error
 from bruin_materialize.machine import Document
 from bruin_materialize.plan import identical as identical  # the comparison `check` and the tests use
 from bruin_materialize.schema import SNAPSHOT_FROM, Schema, load_schema_file, load_snapshot, schema_from_bruin
-from bruin_materialize.settings import Settings, parse_settings
+from bruin_materialize.settings import PROG, Settings, parse_settings, program_name
 from bruin_materialize.validate import ERROR, NOTE, WARNING, Connection, Options, Outcome, validate
 from bruin_materialize.yamltext import load_file, parse, show, visible
 
@@ -108,7 +108,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings: Settings | None = None
     previous = _install_signal_handlers()
     try:
-        settings = parse_settings(args, os.environ)
+        # Named as invoked (`bruin-materialize`, `materialize.py`); main([...]) from a test is materialize.py.
+        settings = parse_settings(args, os.environ, prog=PROG if argv is not None else program_name(sys.argv[0]))
         console.verbosity = settings.verbosity
         if settings.output_format == "json":
             console.document = Document(settings.command)

@@ -3,6 +3,10 @@
 Nothing below `cli.main` reads `os.environ` or argparse: they get a `Settings`.
 The Vault variables are bruin's own (`bruin run --secrets-backend vault`), with bruin's defaults and
 validation, so a pod spec written for bruin's native backend works unchanged.
+
+Each setting is declared once, as an `Option` in the table below: its flags, its variable and the
+Vault CLI's and OpenBao's fallbacks, its default, its parser, the commands it applies to and its
+help. argparse, the environment lookup, `--help` and the README's settings table all come from it.
 """
 
 from __future__ import annotations
@@ -12,16 +16,33 @@ import os
 import re
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple, NoReturn
+from typing import Any, Generic, Literal, NamedTuple, NoReturn, TypeVar
 
 from bruin_materialize import __version__
 from bruin_materialize.errors import usage_error
 from bruin_materialize.paths import project_root as find_project_root
 
+Command = Literal["render", "check", "exec", "plan", "import"]
+ExecMode = Literal["child", "replace"]  # exec: run bruin as a child and clean up, or become it (execve)
+Prefer = Literal["vault", "base"]
+OutputFormat = Literal["text", "json"]
+RelativePaths = Literal["absolute", "keep"]
+AuthMethod = Literal["token", "kubernetes", "approle", "jwt"]
+KVVersion = Literal[1, 2]
+Verbosity = Literal[-1, 0, 1]  # quiet, normal, verbose
+
+COMMANDS: tuple[Command, ...] = ("render", "check", "exec", "plan", "import")
+READING: tuple[Command, ...] = ("render", "check", "exec", "plan")  # the commands that read Vault into a file
+EXEC_MODES: tuple[ExecMode, ...] = ("child", "replace")
+PREFER: tuple[Prefer, ...] = ("vault", "base")
+OUTPUT_FORMATS: tuple[OutputFormat, ...] = ("text", "json")
+RELATIVE_PATHS: tuple[RelativePaths, ...] = ("absolute", "keep")
+
+PROG = "materialize.py"  # the program's name when nobody says how it was invoked
 BASE_NAME = ".bruin.yml"  # the file bruin reads at a project's root
-PREFER = ("vault", "base")
-EXEC_MODES = ("child", "replace")  # exec: run bruin as a child and clean up, or become it (execve)
+K8S_TOKEN_PATH = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 
 
 class VaultAddress(NamedTuple):
@@ -39,7 +60,7 @@ class VaultAddress(NamedTuple):
 class Auth(NamedTuple):
     """How to get a token. Credentials in files are read at run time, before any network call."""
 
-    method: str  # "token", "kubernetes", "approle" or "jwt"
+    method: AuthMethod
     source: str  # the setting it came from, named in messages
     token: str | None = None  # method "token", given directly
     token_file: Path | None = None  # method "token" from a file; the JWT file for kubernetes/jwt
@@ -67,11 +88,11 @@ class ImportJob(NamedTuple):
     file: Path
     overwrite: bool  # replace existing secrets that differ
     dry_run: bool  # print what would be written, write nothing
-    relative_paths: str | None  # "absolute" or "keep"; None: a relative path is an error
+    relative_paths: RelativePaths | None  # None: a relative path is an error
 
 
 class Settings(NamedTuple):
-    command: str
+    command: Command
     address: VaultAddress
     mount: str
     path: str
@@ -84,32 +105,32 @@ class Settings(NamedTuple):
     retry_wait_min: float
     retry_wait_max: float
     wait: float  # seconds to wait for Vault to become reachable; 0: off
-    kv_version: int | None  # None: detect
+    kv_version: KVVersion | None  # None: detect
     concurrency: int
     recursive: bool
     schema_file: Path | None
     strict: bool
     expand_env: bool
     output: Path | None  # render
-    runtime_dir: Path | None  # exec: where the private directory is made
+    runtime_dir: Path  # exec, render without --output: where the private directory is made
     allow_non_tmpfs: bool
     allow_repo: bool
     bruin_bin: str | None  # BRUIN_BIN, or None to look `bruin` up on PATH
     bruin_args: tuple[str, ...]  # exec: what follows `bruin run --config-file FILE`
     search_path: str | None  # PATH, to find bruin
     cache_dir: Path | None  # where the schema from bruin is cached
-    verbosity: int  # -1 quiet, 0 normal, 1 verbose
+    verbosity: Verbosity
     traceback: bool
     # Several environments in one file: (environment, path) pairs; empty: one environment, from `path`.
     environment_paths: tuple[tuple[str, str], ...] = ()
     default_environment: str | None = None  # --default-environment, as given
     selected_environment: str | None = None  # chosen by bruin's arguments or --environment, if at all
     base: Path | None = None  # the file the connections are merged into; None: the template alone
-    prefer: str | None = None  # "vault" or "base": who wins a connection both have; None: an error
+    prefer: Prefer | None = None  # who wins a connection both have; None: an error
     project_root: Path = Path(".")  # where relative paths in connections are resolved
     against: Path | None = None  # plan: the file compared with
-    output_format: str = "text"  # check, plan, render: "json" puts one JSON document on stdout
-    exec_mode: str = "child"  # exec: "child" (wait, then remove the file) or "replace" (execve)
+    output_format: OutputFormat = "text"  # check, plan, render: "json" puts one JSON document on stdout
+    exec_mode: ExecMode = "child"  # exec: "child" (wait, then remove the file) or "replace" (execve)
     importing: ImportJob | None = None  # import: the file and its options
 
     @property
@@ -118,85 +139,473 @@ class Settings(NamedTuple):
         return self.selected_environment or "default"
 
 
-# One row per setting: flag, environment variable, help. Flags win over the environment.
-_VAULT_OPTIONS: tuple[tuple[str, str, str], ...] = (
-    ("--vault-host", "BRUIN_VAULT_HOST", "Vault address: http(s)://host[:port] or unix:///path.sock"),
-    ("--mount-path", "BRUIN_VAULT_MOUNT_PATH", "path of the KV secrets engine, e.g. secret"),
-    ("--path", "BRUIN_VAULT_PATH", "subpath in the engine that holds one secret per connection"),
-    ("--token", "BRUIN_VAULT_TOKEN", "Vault token (prefer the environment variable: argv is visible)"),
-    ("--token-file", "BRUIN_VAULT_TOKEN_FILE", "file holding a Vault token (a Vault Agent sink)"),
-    ("--role", "BRUIN_VAULT_ROLE", "Kubernetes auth role"),
-    ("--k8s-auth-mount", "BRUIN_VAULT_K8S_AUTH_MOUNT", "Kubernetes auth mount (default: kubernetes)"),
-    ("--k8s-token-path", "BRUIN_VAULT_K8S_TOKEN_PATH", "service account token file"),
-    ("--role-id", "BRUIN_VAULT_ROLE_ID", "AppRole role_id"),
-    ("--secret-id", "BRUIN_VAULT_SECRET_ID", "AppRole secret_id (prefer a file)"),
-    ("--secret-id-file", "BRUIN_VAULT_SECRET_ID_FILE", "file holding the AppRole secret_id"),
-    ("--approle-mount", "BRUIN_VAULT_APPROLE_MOUNT", "AppRole auth mount (default: approle)"),
-    ("--jwt-role", "BRUIN_VAULT_JWT_ROLE", "JWT/OIDC auth role"),
-    ("--jwt-file", "BRUIN_VAULT_JWT_FILE", "file holding the JWT (a CI runner's OIDC token)"),
-    ("--jwt-mount", "BRUIN_VAULT_JWT_MOUNT", "JWT auth mount (default: jwt)"),
-    ("--namespace", "BRUIN_VAULT_NAMESPACE", "Vault namespace [fallback VAULT_NAMESPACE]"),
-    ("--ca-cert", "BRUIN_VAULT_CACERT", "CA bundle to verify Vault's certificate [fallback VAULT_CACERT]"),
-    ("--ca-path", "BRUIN_VAULT_CAPATH", "directory of CA certificates [fallback VAULT_CAPATH]"),
-    ("--client-cert", "BRUIN_VAULT_CLIENT_CERT", "TLS client certificate [fallback VAULT_CLIENT_CERT]"),
-    ("--client-key", "BRUIN_VAULT_CLIENT_KEY", "TLS client key [fallback VAULT_CLIENT_KEY]"),
-    ("--proxy", "BRUIN_VAULT_PROXY_ADDR", "HTTP proxy to reach Vault through [fallback VAULT_PROXY_ADDR; "
-     "else HTTPS_PROXY/HTTP_PROXY and NO_PROXY]"),
-    ("--timeout", "BRUIN_VAULT_TIMEOUT", "budget per Vault operation, retries included (default 30s)"),
-    ("--max-retries", "BRUIN_VAULT_MAX_RETRIES", "retries per operation, 0 disables (default 3)"),
-    ("--retry-wait-min", "BRUIN_VAULT_RETRY_WAIT_MIN", "first backoff wait (default 200ms)"),
-    ("--retry-wait-max", "BRUIN_VAULT_RETRY_WAIT_MAX", "longest backoff wait (default 2s)"),
-    ("--wait", "BRUIN_VAULT_WAIT", "wait this long for Vault to become reachable (e.g. 2m; default off)"),
-    ("--kv-version", "BRUIN_MATERIALIZE_KV_VERSION", "KV engine version: auto, 1 or 2 (default auto)"),
-    ("--concurrency", "BRUIN_MATERIALIZE_CONCURRENCY", "parallel reads (default 8)"),
-    ("--schema", "BRUIN_MATERIALIZE_SCHEMA", "connections JSON Schema file (default: ask bruin)"),
-)
-_FLAG_OPTIONS: tuple[tuple[str, str, str], ...] = (
-    ("--recursive", "BRUIN_MATERIALIZE_RECURSIVE", "read subfolders too, as connections named SUB/NAME"),
-    ("--strict", "BRUIN_MATERIALIZE_STRICT", "unknown fields, missing required fields and deleted secrets are errors"),
-    ("--expand-env", "BRUIN_MATERIALIZE_EXPAND_ENV", "let bruin expand ${NAME} inside secret values"),
-    ("--allow-non-tmpfs", "BRUIN_MATERIALIZE_ALLOW_NON_TMPFS",
-     "exec, render without --output: allow a runtime directory that is not tmpfs"),
-    ("--allow-repo", "BRUIN_MATERIALIZE_ALLOW_REPO", "render: allow an output inside a git work tree"),
-    ("--tls-skip-verify", "BRUIN_VAULT_SKIP_VERIFY", "do not verify Vault's certificate [fallback VAULT_SKIP_VERIFY]"),
-)
-_FILE_OPTIONS: tuple[tuple[str, str, str], ...] = (
-    ("--default-environment", "BRUIN_MATERIALIZE_DEFAULT_ENVIRONMENT",
-     "default_environment of the file (default: the base's, else the selected one if read, else the first)"),
-    ("--base", "BRUIN_MATERIALIZE_BASE", "bruin config file to merge the connections into (default: "
-     f"{BASE_NAME} at the project root, if there is one)"),
-    ("--prefer", "BRUIN_MATERIALIZE_PREFER", "vault or base: who wins a connection name both have "
-     "(default: neither, it is an error)"),
-    ("--project-root", "BRUIN_MATERIALIZE_PROJECT_ROOT", "relative paths in connections are resolved here "
-     "(default: the git root of the current directory, else the current directory)"),
-)
-# The Vault CLI's variables, then OpenBao's, used when the BRUIN_* one is not set.
-_FALLBACKS = {
-    f"BRUIN_VAULT_{name}": (f"VAULT_{cli}", f"BAO_{cli}")
-    for name, cli in (("HOST", "ADDR"), ("NAMESPACE", "NAMESPACE"), ("CACERT", "CACERT"), ("CAPATH", "CAPATH"),
-                      ("CLIENT_CERT", "CLIENT_CERT"), ("CLIENT_KEY", "CLIENT_KEY"),
-                      ("SKIP_VERIFY", "SKIP_VERIFY"), ("PROXY_ADDR", "PROXY_ADDR"))
-}
-K8S_TOKEN_PATH = "/var/run/secrets/kubernetes.io/serviceaccount/token"
-_DEFAULTS = {
-    "BRUIN_VAULT_K8S_AUTH_MOUNT": "kubernetes",
-    "BRUIN_VAULT_K8S_TOKEN_PATH": K8S_TOKEN_PATH,
-    "BRUIN_VAULT_APPROLE_MOUNT": "approle",
-    "BRUIN_VAULT_JWT_MOUNT": "jwt",
-    "BRUIN_VAULT_TIMEOUT": "30s",
-    "BRUIN_VAULT_MAX_RETRIES": "3",
-    "BRUIN_VAULT_RETRY_WAIT_MIN": "200ms",
-    "BRUIN_VAULT_RETRY_WAIT_MAX": "2s",
-    "BRUIN_VAULT_WAIT": "0",
-    "BRUIN_MATERIALIZE_KV_VERSION": "auto",
-    "BRUIN_MATERIALIZE_CONCURRENCY": "8",
-}
+# --- values: each parser takes the text and where it came from, to name it in the message ----------
+
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"", "0", "false", "no", "off"})
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
+_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+# Go's time.Duration is an int64 of nanoseconds: bruin refuses longer ones, and so do Python's
+# timeouts (threading, sockets), which raise OverflowError past about the same point.
+MAX_DURATION = (2**63 - 1) / 1e9
+MAX_RETRIES = 100  # 2**retries feeds the backoff: beyond this the wait is long capped anyway
+MAX_CONCURRENCY = 256
+C = TypeVar("C", bound=str)
+T = TypeVar("T")
 
 
-def _dest(flag: str) -> str:
-    return flag.lstrip("-").replace("-", "_")
+def parse_duration(value: str | None, source: str) -> float:
+    """Go's time.ParseDuration syntax ("500ms", "1m30s", "0"), in seconds; negatives refused."""
+    text = (value or "").strip()
+    if text == "0":
+        return 0.0
+    pos, total = 0, 0.0
+    while pos < len(text):
+        match = _DURATION_PART.match(text, pos)
+        if not match:
+            raise usage_error(f"{source} must be a duration such as 500ms, 10s or 1m (got an invalid value)")
+        total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+        pos = match.end()
+    if not text:
+        raise usage_error(f"{source} must be a duration such as 500ms, 10s or 1m (got an empty value)")
+    if not total < MAX_DURATION:  # also catches inf, from a number too long for a float
+        raise usage_error(f"{source} is longer than the longest duration bruin takes (about 292 years)")
+    return total
+
+
+def _positive_duration(value: str | None, source: str) -> float:
+    seconds = parse_duration(value, source)
+    if seconds <= 0:
+        raise usage_error(f"{source} must be a positive duration such as 30s")
+    return seconds
+
+
+def parse_int(value: str | None, source: str, *, minimum: int, maximum: int) -> int:
+    try:
+        number = int((value or "").strip())
+    except ValueError:  # also a number of more than 4300 digits, which Python will not read
+        raise usage_error(f"{source} must be a whole number") from None
+    if number < minimum:
+        raise usage_error(f"{source} must be at least {minimum}")
+    if number > maximum:
+        raise usage_error(f"{source} must be at most {maximum}")
+    return number
+
+
+def _int_between(minimum: int, maximum: int) -> Callable[[str | None, str], int]:
+    def parse(value: str | None, source: str) -> int:
+        return parse_int(value, source, minimum=minimum, maximum=maximum)
+
+    return parse
+
+
+def parse_kv_version(value: str | None, source: str) -> KVVersion | None:
+    text = (value or "auto").strip().lower()
+    if text == "auto":
+        return None
+    if text in ("1", "v1"):
+        return 1
+    if text in ("2", "v2"):
+        return 2
+    raise usage_error(f"{source} must be auto, 1 or 2")
+
+
+def parse_bool(value: str | None, source: str) -> bool:
+    text = (value or "").strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise usage_error(f"{source} must be true or false")
+
+
+def _pick(choices: tuple[C, ...], text: str) -> C | None:
+    """`text` as the one of `choices` it is (typed as the choice), or None."""
+    for choice in choices:
+        if choice == text:
+            return choice
+    return None
+
+
+def _exec_mode(value: str | None, source: str) -> ExecMode:
+    mode = _pick(EXEC_MODES, (value or "child").strip().lower())
+    if mode is None:
+        raise usage_error(f"{source} must be child or replace")
+    return mode
+
+
+def _prefer(value: str | None, source: str) -> Prefer | None:
+    if not value:
+        return None
+    prefer = _pick(PREFER, value.strip().lower())
+    if prefer is None:
+        raise usage_error(f"{source} must be vault or base")
+    return prefer
+
+
+def _output_format(value: str | None, source: str) -> OutputFormat:
+    chosen = _pick(OUTPUT_FORMATS, value or "text")
+    if chosen is None:  # argparse checked the choice already
+        raise usage_error(f"{source} must be text or json")
+    return chosen
+
+
+def _relative_paths(value: str | None, source: str) -> RelativePaths | None:
+    return _pick(RELATIVE_PATHS, value) if value else None  # argparse checked the choice already
+
+
+def _text(value: str | None, source: str) -> str | None:
+    """The text as given (an empty flag value stays empty)."""
+    return value
+
+
+def _text_or_none(value: str | None, source: str) -> str | None:
+    return value or None
+
+
+def _path_or_none(value: str | None, source: str) -> Path | None:
+    return Path(value) if value else None
+
+
+def _runtime_dir(value: str | None, source: str) -> Path:
+    return Path(value or "/dev/shm")
+
+
+def _required_path(value: str | None, source: str) -> str:
+    if value is None or not value.strip("/"):
+        raise usage_error(f"{source} must be set to a non-empty path")
+    return value.strip("/")
+
+
+# Vault tokens, AppRole secret_ids and JWTs are printable ASCII without spaces. Anything else would
+# go into an HTTP header or body where it breaks the request, and the error raised there quotes it.
+_CREDENTIAL = re.compile(r"[\x21-\x7e]+")
+
+
+def check_credential(value: str, source: str) -> str:
+    """The credential without surrounding whitespace; exit 2 naming the setting, never showing the value."""
+    text = value.strip()
+    if not text:
+        raise usage_error(f"{source} is empty")
+    if not _CREDENTIAL.fullmatch(text):
+        raise usage_error(f"{source} holds characters no token can hold (control characters, spaces inside or "
+                          "non-ASCII); the value is not shown. Check how it was set")
+    return text
+
+
+def parse_address(value: str | None, source: str) -> VaultAddress:
+    """bruin accepts http, https and unix URLs without credentials, query or fragment."""
+    if not value:
+        raise usage_error(f"{source} must be set to the Vault address, e.g. https://vault.example.com:8200")
+    try:
+        url = urllib.parse.urlsplit(value)
+        port = url.port
+    except ValueError:
+        raise usage_error(f"{source} is not a valid URL") from None
+    if url.scheme not in ("http", "https", "unix"):
+        raise usage_error(f"{source} must start with http://, https:// or unix://")
+    if url.username is not None or url.password is not None or url.query or url.fragment:
+        raise usage_error(f"{source} must not contain user:password, a query or a fragment")
+    if url.scheme == "unix":
+        return _unix_address(url, source)
+    if not url.hostname:
+        raise usage_error(f"{source} has no host name")
+    if url.path.strip("/"):
+        raise usage_error(f"{source} must not have a path; give the server address only")
+    default_port = 443 if url.scheme == "https" else 80
+    return VaultAddress(url.scheme, url.hostname, port or default_port)
+
+
+def _unix_address(url: urllib.parse.SplitResult, source: str) -> VaultAddress:
+    socket_path = url.netloc + url.path
+    if not socket_path:
+        raise usage_error(f"{source} must name a socket path, e.g. unix:///run/vault.sock")
+    return VaultAddress("unix", socket_path, 0)
+
+
+
+# --- the settings: one entry each ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Option(Generic[T]):
+    """One setting. The flag wins, then `variable`, then each of `fallbacks` (the Vault CLI's, then
+    OpenBao's), then `default`; an empty variable counts as unset. Whatever is found is given to
+    `parse` with where it came from. A command it does not apply to gets `default` unread."""
+
+    key: str  # the argparse destination, and the name _resolve reads it by
+    flags: tuple[str, ...]  # empty: set by its variable only
+    variable: str | None  # None: a flag only
+    group: str  # a key of GROUPS: where --help and the README show it
+    help: str  # README markdown; --help shows it without the backquotes
+    parse: Callable[[str | None, str], T]
+    metavar: str | None = None  # the value's name in --help; None: a switch, which takes no value
+    default: str | None = None  # text, parsed like a given value
+    fallbacks: tuple[str, ...] = ()
+    commands: tuple[Command, ...] = COMMANDS
+    shown_default: str | None = None  # what --help and the README say when it is not `default` itself
+    choices: tuple[str, ...] | None = None  # for a flag without a variable: argparse checks them
+    repeat: bool = False  # the flag may be given several times; the variable holds a comma-separated list
+
+    @property
+    def switch(self) -> bool:
+        return self.metavar is None
+
+    @property
+    def variables(self) -> tuple[str, ...]:
+        return ((self.variable,) if self.variable else ()) + self.fallbacks
+
+    @property
+    def source(self) -> str:
+        """The name a message about a value that was not given names."""
+        return self.variable or self.flags[0]
+
+
+# title, description: the option groups of --help and the README, in this order.
+GROUPS: dict[str, tuple[str, str]] = {
+    "vault": ("Vault connection", ""),
+    "auth": ("authentication", "The first credential set wins, in this order: a token, a token file, a Kubernetes "
+             "role, an AppRole role_id, a JWT role; then VAULT_TOKEN, BAO_TOKEN, and ~/.vault-token as the vault "
+             "and bao CLIs write it."),
+    "tls": ("TLS", ""),
+    "retries": ("timeouts and retries", ""),
+    "reading": ("reading and checking", ""),
+    "file": ("output file", ""),
+    "environments": ("environments and base file", ""),
+    "import": ("import", ""),
+    "output": ("output and verbosity", ""),
+}
+_DECLARED: list[Option[Any]] = []
+
+
+def _declare(option: Option[T]) -> Option[T]:
+    _DECLARED.append(option)
+    return option
+
+
+def _vault_cli(name: str) -> tuple[str, str]:
+    """The Vault CLI's variable, then OpenBao's: the fallbacks of bruin's BRUIN_VAULT_* ones."""
+    return f"VAULT_{name}", f"BAO_{name}"
+
+
+VAULT_HOST = _declare(Option(
+    "vault_host", ("--vault-host",), "BRUIN_VAULT_HOST", "vault", "`http(s)://host[:port]` or `unix:///path.sock`; "
+    "no user:password, query or fragment", parse_address, "URL", fallbacks=_vault_cli("ADDR"),
+    shown_default="required"))
+MOUNT_PATH = _declare(Option(
+    "mount_path", ("--mount-path",), "BRUIN_VAULT_MOUNT_PATH", "vault", "the KV engine's mount, e.g. `secret`",
+    _required_path, "MOUNT", shown_default="required"))
+VAULT_PATH = _declare(Option(
+    "path", ("--path",), "BRUIN_VAULT_PATH", "vault", "the folder under the mount holding one secret per connection",
+    _text, "PATH", shown_default="required (unless environment paths are given)"))
+NAMESPACE = _declare(Option(
+    "namespace", ("--namespace",), "BRUIN_VAULT_NAMESPACE", "vault", "Vault namespace, sent as the "
+    "`X-Vault-Namespace` header", _text_or_none, "NAME", fallbacks=_vault_cli("NAMESPACE")))
+PROXY = _declare(Option(
+    "proxy", ("--proxy",), "BRUIN_VAULT_PROXY_ADDR", "vault", "an HTTP(S) proxy for every Vault request, loopback "
+    "and `NO_PROXY` hosts too; a `user:password@` in it is sent as proxy authentication, never printed", _text, "URL",
+    fallbacks=_vault_cli("PROXY_ADDR"), shown_default="`HTTPS_PROXY` (https) or `HTTP_PROXY` (http), unless "
+    "`NO_PROXY` matches the host; never for loopback hosts and unix sockets"))
+WAIT = _declare(Option(
+    "wait", ("--wait",), "BRUIN_VAULT_WAIT", "vault", "wait this long for an unreachable Vault (init-containers "
+    "starting before Vault's agent or the mesh), a progress line every 5 s", parse_duration, "DURATION", "0",
+    shown_default="off"))
+
+TOKEN = _declare(Option(
+    "token", ("--token",), "BRUIN_VAULT_TOKEN", "auth", "a Vault token, used as is (prefer the variable: argv is "
+    "visible to other users)", _text, "TOKEN"))
+TOKEN_FILE = _declare(Option(
+    "token_file", ("--token-file",), "BRUIN_VAULT_TOKEN_FILE", "auth", "a file holding a Vault token (a Vault "
+    "Agent sink, a projected secret)", _text, "PATH"))
+ROLE = _declare(Option(
+    "role", ("--role",), "BRUIN_VAULT_ROLE", "auth", "Kubernetes auth role: log in with the service account token",
+    _text, "ROLE"))
+K8S_AUTH_MOUNT = _declare(Option(
+    "k8s_auth_mount", ("--k8s-auth-mount",), "BRUIN_VAULT_K8S_AUTH_MOUNT", "auth", "the Kubernetes auth method's "
+    "mount", _required_path, "MOUNT", "kubernetes"))
+K8S_TOKEN_PATH_OPTION = _declare(Option(
+    "k8s_token_path", ("--k8s-token-path",), "BRUIN_VAULT_K8S_TOKEN_PATH", "auth", "the service account token file "
+    "for the Kubernetes login", _text, "PATH", K8S_TOKEN_PATH))
+ROLE_ID = _declare(Option(
+    "role_id", ("--role-id",), "BRUIN_VAULT_ROLE_ID", "auth", "AppRole role_id: log in with it and a secret_id",
+    _text, "ID"))
+SECRET_ID = _declare(Option(
+    "secret_id", ("--secret-id",), "BRUIN_VAULT_SECRET_ID", "auth", "AppRole secret_id (prefer a file)", _text,
+    "SECRET_ID"))
+SECRET_ID_FILE = _declare(Option(
+    "secret_id_file", ("--secret-id-file",), "BRUIN_VAULT_SECRET_ID_FILE", "auth", "a file holding the AppRole "
+    "secret_id", _text, "PATH"))
+APPROLE_MOUNT = _declare(Option(
+    "approle_mount", ("--approle-mount",), "BRUIN_VAULT_APPROLE_MOUNT", "auth", "the AppRole auth method's mount",
+    _required_path, "MOUNT", "approle"))
+JWT_ROLE = _declare(Option(
+    "jwt_role", ("--jwt-role",), "BRUIN_VAULT_JWT_ROLE", "auth", "JWT/OIDC auth role: log in with the JWT file's "
+    "token, for CI runners holding an OIDC token", _text, "ROLE"))
+JWT_FILE = _declare(Option(
+    "jwt_file", ("--jwt-file",), "BRUIN_VAULT_JWT_FILE", "auth", "a file holding the JWT (a CI runner's OIDC token)",
+    _text, "PATH"))
+JWT_MOUNT = _declare(Option(
+    "jwt_mount", ("--jwt-mount",), "BRUIN_VAULT_JWT_MOUNT", "auth", "the JWT auth method's mount", _required_path,
+    "MOUNT", "jwt"))
+
+CA_CERT = _declare(Option(
+    "ca_cert", ("--ca-cert",), "BRUIN_VAULT_CACERT", "tls", "CA bundle to verify an https Vault's certificate",
+    _text, "PATH", fallbacks=_vault_cli("CACERT"), shown_default="the system store"))
+CA_PATH = _declare(Option(
+    "ca_path", ("--ca-path",), "BRUIN_VAULT_CAPATH", "tls", "directory of CA certificates", _text, "DIR",
+    fallbacks=_vault_cli("CAPATH")))
+CLIENT_CERT = _declare(Option(
+    "client_cert", ("--client-cert",), "BRUIN_VAULT_CLIENT_CERT", "tls", "TLS client certificate", _text, "PATH",
+    fallbacks=_vault_cli("CLIENT_CERT")))
+CLIENT_KEY = _declare(Option(
+    "client_key", ("--client-key",), "BRUIN_VAULT_CLIENT_KEY", "tls", "TLS client key", _text, "PATH",
+    fallbacks=_vault_cli("CLIENT_KEY")))
+SKIP_VERIFY = _declare(Option(
+    "tls_skip_verify", ("--tls-skip-verify",), "BRUIN_VAULT_SKIP_VERIFY", "tls", "do not verify Vault's "
+    "certificate (with a loud warning)", parse_bool, fallbacks=_vault_cli("SKIP_VERIFY")))
+
+TIMEOUT = _declare(Option(
+    "timeout", ("--timeout",), "BRUIN_VAULT_TIMEOUT", "retries", "one budget per Vault operation, retries included "
+    "(a Go duration: `500ms`, `1m30s`)", _positive_duration, "DURATION", "30s"))
+MAX_RETRIES_OPTION = _declare(Option(
+    "max_retries", ("--max-retries",), "BRUIN_VAULT_MAX_RETRIES", "retries", "retries of connection errors, 412 and "
+    f"5xx (not 501); 0 disables; at most {MAX_RETRIES}. A 429 (rate limited) is waited out within the timeout "
+    "instead, and does not count", _int_between(0, MAX_RETRIES), "N", "3"))
+RETRY_WAIT_MIN = _declare(Option(
+    "retry_wait_min", ("--retry-wait-min",), "BRUIN_VAULT_RETRY_WAIT_MIN", "retries", "first backoff; doubles each "
+    "retry, with jitter; `Retry-After` honoured", parse_duration, "DURATION", "200ms"))
+RETRY_WAIT_MAX = _declare(Option(
+    "retry_wait_max", ("--retry-wait-max",), "BRUIN_VAULT_RETRY_WAIT_MAX", "retries", "longest backoff; must be >= "
+    "the minimum", parse_duration, "DURATION", "2s"))
+
+KV_VERSION = _declare(Option(
+    "kv_version", ("--kv-version",), "BRUIN_MATERIALIZE_KV_VERSION", "reading", "the KV engine's version: `1`, `2` "
+    "or `auto` (detected)", parse_kv_version, "{auto,1,2}", "auto"))
+CONCURRENCY = _declare(Option(
+    "concurrency", ("--concurrency",), "BRUIN_MATERIALIZE_CONCURRENCY", "reading", f"parallel secret reads at most "
+    f"(up to {MAX_CONCURRENCY}); halved while Vault answers 429, raised again as reads succeed",
+    _int_between(1, MAX_CONCURRENCY), "N", "8"))
+SCHEMA = _declare(Option(
+    "schema", ("--schema",), "BRUIN_MATERIALIZE_SCHEMA", "reading", "a `bruin internal connections` JSON Schema "
+    "file to check against", _path_or_none, "PATH", shown_default="ask bruin, else the snapshot in the package"))
+RECURSIVE = _declare(Option(
+    "recursive", ("--recursive",), "BRUIN_MATERIALIZE_RECURSIVE", "reading", "read subfolders as connections named "
+    "`FOLDER/NAME`", parse_bool, commands=READING))
+STRICT = _declare(Option(
+    "strict", ("--strict",), "BRUIN_MATERIALIZE_STRICT", "reading", "schema hints (unknown fields, missing "
+    "required ones) and deleted secrets become errors", parse_bool))
+EXPAND_ENV = _declare(Option(
+    "expand_env", ("--expand-env",), "BRUIN_MATERIALIZE_EXPAND_ENV", "reading", "allow `${NAME}` in values, for "
+    "bruin to expand", parse_bool, commands=READING))
+BRUIN_BIN = _declare(Option(
+    "bruin_bin", (), "BRUIN_BIN", "reading", "the bruin binary for `exec` and for the schema", _text_or_none,
+    "PATH", shown_default="`bruin` on PATH"))
+
+OUTPUT = _declare(Option(
+    "output", ("--output", "-o"), None, "file", "the file to write (mode 0600; missing directories are made 0700)",
+    _path_or_none, "PATH", commands=("render",), shown_default="a new private directory on tmpfs, the file's path "
+    "printed on stdout"))
+RUNTIME_DIR = _declare(Option(
+    "runtime_dir", ("--runtime-dir",), "BRUIN_MATERIALIZE_RUNTIME_DIR", "file", "where exec's (and `render` "
+    "without `--output`'s) private directory is made", _runtime_dir, "DIR", "/dev/shm", ("XDG_RUNTIME_DIR",),
+    ("render", "exec")))
+ALLOW_NON_TMPFS = _declare(Option(
+    "allow_non_tmpfs", ("--allow-non-tmpfs",), "BRUIN_MATERIALIZE_ALLOW_NON_TMPFS", "file", "let exec (and `render` "
+    "without `--output`) write to a disk-backed directory", parse_bool, commands=("render", "exec")))
+ALLOW_REPO = _declare(Option(
+    "allow_repo", ("--allow-repo",), "BRUIN_MATERIALIZE_ALLOW_REPO", "file", "let render write inside a git work "
+    "tree (never a file git tracks)", parse_bool, commands=("render",)))
+EXEC_MODE = _declare(Option(
+    "exec_mode", ("--exec-mode",), "BRUIN_MATERIALIZE_EXEC_MODE", "file", "`child`: run bruin as a child, forward "
+    "signals, remove the file when it exits; `replace`: become bruin (`execve`), the file stays", _exec_mode,
+    "{child,replace}", "child", commands=("exec",)))
+
+ENVIRONMENT = _declare(Option(
+    "environment", ("--environment", "-e"), None, "environments", "the bruin environment the connections go into "
+    "(with environment paths: the default one, if read); for exec, bruin's own `--environment/-e/--env` argument "
+    "decides; for import, the environment of FILE to import", _text_or_none, "NAME",
+    commands=("render", "check", "plan", "import"), shown_default="the base file's `default_environment`, else "
+    "`default`"))
+ENVIRONMENT_PATH = _declare(Option(  # read by _Reader.items: a list, not one text
+    "environment_path", ("--environment-path",), "BRUIN_MATERIALIZE_ENVIRONMENT_PATHS", "environments", "read "
+    "SUBPATH under the mount into environment ENV (the variable: `prod=bruin/prod,staging=bruin/staging`); replaces "
+    "`BRUIN_VAULT_PATH`", _text, "ENV=SUBPATH", repeat=True))
+DEFAULT_ENVIRONMENT = _declare(Option(
+    "default_environment", ("--default-environment",), "BRUIN_MATERIALIZE_DEFAULT_ENVIRONMENT", "environments",
+    "the file's `default_environment`", _text_or_none, "NAME", commands=READING, shown_default="the base file's, "
+    "else the selected environment if read, else the first"))
+BASE = _declare(Option(
+    "base", ("--base",), "BRUIN_MATERIALIZE_BASE", "environments", "a bruin config to merge the connections into; "
+    "never written", _text, "PATH", commands=READING, shown_default=f"`{BASE_NAME}` at the project root, if any"))
+NO_BASE = _declare(Option(
+    "no_base", ("--no-base",), "BRUIN_MATERIALIZE_NO_BASE", "environments", f"do not merge into the project's "
+    f"`{BASE_NAME}`: render the connections alone", parse_bool, commands=READING))
+PREFER_OPTION = _declare(Option(
+    "prefer", ("--prefer",), "BRUIN_MATERIALIZE_PREFER", "environments", "who wins a connection name both Vault "
+    "and the base have", _prefer, "{vault,base}", commands=READING, shown_default="neither: an error"))
+PROJECT_ROOT = _declare(Option(
+    "project_root", ("--project-root",), "BRUIN_MATERIALIZE_PROJECT_ROOT", "environments", "where relative paths "
+    "in secrets are resolved", _text, "DIR", commands=READING, shown_default="the git root of the current "
+    "directory, else it"))
+AGAINST = _declare(Option(
+    "against", ("--against",), None, "environments", "the file `plan` compares with", _text, "PATH",
+    commands=("plan",), shown_default="the base file"))
+
+OVERWRITE = _declare(Option(
+    "overwrite", ("--overwrite",), None, "import", "replace existing secrets that differ", parse_bool,
+    commands=("import",)))
+DRY_RUN = _declare(Option(
+    "dry_run", ("--dry-run",), None, "import", "print what would be created, replaced or left alone; write nothing",
+    parse_bool, commands=("import",)))
+RELATIVE_PATHS_OPTION = _declare(Option(
+    "relative_paths", ("--relative-paths",), None, "import", "relative path fields: made absolute against FILE's "
+    "directory, or kept as they are", _relative_paths, "{absolute,keep}", commands=("import",),
+    shown_default="an error", choices=RELATIVE_PATHS))
+
+FORMAT = _declare(Option(
+    "format", ("--format",), None, "output", "`json`: one JSON document on stdout (findings, connections, changes; "
+    "never a value), see docs/json-output.md; stderr keeps the text", _output_format, "{text,json}", "text",
+    commands=("render", "check", "plan"), choices=OUTPUT_FORMATS))
+QUIET = _declare(Option("quiet", ("-q", "--quiet"), None, "output", "print errors only", parse_bool))
+VERBOSE = _declare(Option("verbose", ("-v", "--verbose"), None, "output", "print each step", parse_bool))
+TRACEBACK = _declare(Option(
+    "traceback", ("--traceback",), None, "output", "for internal errors, a traceback of files, lines and exception "
+    "types, without any message (a message can quote a token or a value)", parse_bool))
+
+OPTIONS: tuple[Option[Any], ...] = tuple(_DECLARED)
+
+
+# --- argparse, --help and the README's table, from the table ---------------------------------------
+
+EXIT_CODES = """\
+exit codes:
+  0      ok (exec: bruin's own exit code)
+  1      internal error, a bug: rerun with --traceback to see where
+  2      usage or configuration: a flag, a setting, a credential, the output
+  3      Vault: unreachable, sealed, login or permission refused, path empty
+  4      invalid secrets, every problem listed; nothing is written
+  5      plan, import: Vault and the file differ (drift)
+  128+N  interrupted by signal N (exec: bruin ended by signal N)"""
+
+# name: (one line for the command list, description, usage or None)
+_COMMAND_HELP: dict[Command, tuple[str, str, str | None]] = {
+    "render": ("write the config file", "Read, check and write the bruin config file (mode 0600). Without "
+               "--output: into a fresh private directory on tmpfs, and print the file's path.", None),
+    "check": ("read and check, write nothing", "Read and check every secret; exit 0 only if the config would be "
+              "valid.", None),
+    "exec": ("render onto tmpfs, then run `bruin run` on it", "Render into a fresh private directory on tmpfs, run "
+             "`bruin run --config-file FILE BRUIN_RUN_ARGS...`, and remove the directory when bruin exits. Options "
+             "of this tool come first: the first argument it does not know, or `--`, starts bruin's arguments, "
+             "which are passed on verbatim; bruin's own --environment/-e/--env among them selects the environment "
+             "the connections go into.", "%(prog)s [OPTIONS] [--] [BRUIN_RUN_ARGS...]"),
+    "plan": ("show what a render would change in a file", "Read and check as `check` does, then compare the file "
+             "that would be rendered with FILE: one line per connection added (+), removed (-) or changed (~, "
+             "naming the fields), never a value. Exit 0: no change; 5: changes; 1-4: an error, as for the other "
+             "commands.", None),
+    "import": ("write a .bruin.yml's connections into Vault", "Check every connection of FILE as `check` does, then "
+               "write each as one secret {type, details} at MOUNT/PATH/NAME. An existing secret is left alone "
+               "unless --overwrite.", None),
+}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -206,120 +615,110 @@ class _Parser(argparse.ArgumentParser):
         raise usage_error(f"{self.prog}: {message} (see --help)")
 
 
-def _common_parser() -> _Parser:
-    common = _Parser(add_help=False, allow_abbrev=False)
-    vault = common.add_argument_group("Vault (flags win over the environment)")
-    for flag, env, help_text in _VAULT_OPTIONS:
-        vault.add_argument(flag, dest=_dest(flag), metavar=env, help=f"{help_text} [{env}]")
-    for flag, env, help_text in _FLAG_OPTIONS:
-        vault.add_argument(flag, dest=_dest(flag), action="store_true", default=None, help=f"{help_text} [{env}]")
-    files = common.add_argument_group("environments and base file")
-    files.add_argument("--environment-path", dest="environment_path", action="append", metavar="ENV=SUBPATH",
-                       help="read SUBPATH under the mount into environment ENV; repeat for each environment "
-                       "[BRUIN_MATERIALIZE_ENVIRONMENT_PATHS=ENV=SUBPATH,...]; replaces BRUIN_VAULT_PATH")
-    for flag, env, help_text in _FILE_OPTIONS:
-        files.add_argument(flag, dest=_dest(flag), metavar=env.removeprefix("BRUIN_MATERIALIZE_"),
-                           help=f"{help_text} [{env}]")
-    files.add_argument("--no-base", dest="no_base", action="store_true", default=None,
-                       help=f"do not merge into {BASE_NAME} [BRUIN_MATERIALIZE_NO_BASE]")
-    out = common.add_argument_group("output")
-    out.add_argument("-q", "--quiet", action="store_true", help="print errors only")
-    out.add_argument("-v", "--verbose", action="store_true", help="print each step")
-    out.add_argument("--traceback", action="store_true", help="show a traceback on internal errors")
-    return common
+class _Formatter(argparse.HelpFormatter):
+    """argparse's, but lines indented by two spaces (the exit codes) are kept as written."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        return "\n".join(line if line.startswith("  ") else super(_Formatter, self)._fill_text(line, width, indent)
+                         for line in text.splitlines())
 
 
-_ENVIRONMENT_HELP = ("bruin environment the connections go into (default: the base file's default_environment, "
-                     "else default); with environment paths, the default one if it is read")
+def program_name(argv0: str) -> str:
+    """The name the program was invoked by: `bruin-materialize` (the installed command), `materialize.py`."""
+    return os.path.basename(argv0) or PROG
 
 
-def build_parser() -> argparse.ArgumentParser:
-    common = _common_parser()
-    parser = _Parser(
-        prog="materialize.py",
-        description="Read every bruin connection secret from a Vault KV engine, check them, and render "
-        "a bruin config file (or exec `bruin run` on it).",
-        allow_abbrev=False,
-    )
+def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
+    parser = _Parser(prog=prog, allow_abbrev=False, formatter_class=_Formatter, epilog=EXIT_CODES,
+                     description="Read every bruin connection secret from a Vault KV engine, check them, and "
+                     "render a bruin config file (or run `bruin run` on it).")
     parser.add_argument("--version", action="version", version=f"bruin-materialize {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{render,check,exec,plan,import}")
-    render = sub.add_parser("render", parents=[common], allow_abbrev=False, help="write the config file",
-                            description="Read, check and write the bruin config file (mode 0600). Without "
-                            "--output: into a fresh private directory on tmpfs, and print the file's path.")
-    render.add_argument("--output", "-o", metavar="PATH", help="file to write (default: a new file on tmpfs, "
-                        "its path printed on stdout)")
-    render.add_argument("--runtime-dir", metavar="DIR", help="without --output: where the private directory is "
-                        "made [BRUIN_MATERIALIZE_RUNTIME_DIR] (default: $XDG_RUNTIME_DIR, else /dev/shm)")
-    render.add_argument("--environment", "-e", metavar="NAME", help=_ENVIRONMENT_HELP)
-    check = sub.add_parser("check", parents=[common], allow_abbrev=False, help="read and check, write nothing",
-                           description="Read and check every secret; exit 0 only if the config would be valid.")
-    check.add_argument("--environment", "-e", metavar="NAME", help=_ENVIRONMENT_HELP)
-    exec_ = sub.add_parser(
-        "exec", parents=[common], allow_abbrev=False, help="render onto tmpfs, then become `bruin run`",
-        usage="%(prog)s [OPTIONS] [--] [BRUIN_RUN_ARGS...]",
-        description="Render into a fresh private directory on tmpfs, run "
-        "`bruin run --config-file FILE BRUIN_RUN_ARGS...`, and remove the directory when bruin exits. "
-        "Options of this tool come first: the first argument it does not know, or `--`, starts bruin's "
-        "arguments, which are passed on verbatim.",
-    )
-    exec_.add_argument("--runtime-dir", metavar="DIR",
-                       help="where the private directory is made [BRUIN_MATERIALIZE_RUNTIME_DIR] "
-                       "(default: $XDG_RUNTIME_DIR, else /dev/shm)")
-    exec_.add_argument("--exec-mode", metavar="child|replace",
-                       help="child: run bruin as a child, forward signals, remove the file when it exits "
-                       "(default); replace: become bruin (execve), the file stays [BRUIN_MATERIALIZE_EXEC_MODE]")
-    plan = sub.add_parser(
-        "plan", parents=[common], allow_abbrev=False, help="show what a render would change in a file",
-        description="Read and check as `check` does, then compare the file that would be rendered with FILE: "
-        "one line per connection added (+), removed (-) or changed (~, naming the fields), never a value. "
-        "Exit 0: no change; 5: changes; 1-4: an error, as for the other commands.",
-    )
-    plan.add_argument("--against", metavar="FILE", help="the file to compare with (default: the base file)")
-    plan.add_argument("--environment", "-e", metavar="NAME", help=_ENVIRONMENT_HELP)
-    for reporting in (render, check, plan):
-        _add_format(reporting)
-    _add_import_parser(sub, common)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{" + ",".join(COMMANDS) + "}")
+    for command, (summary, description, usage) in _COMMAND_HELP.items():
+        _add_command(sub.add_parser(command, help=summary, description=description, usage=usage, epilog=EXIT_CODES,
+                                    allow_abbrev=False, formatter_class=_Formatter), command)
     return parser
 
 
-def _add_format(parser: argparse.ArgumentParser) -> None:
-    # Not -o/--output (render's file); bruin's own `-o json` would collide with it.
-    parser.add_argument("--format", choices=("text", "json"), default=None,
-                        help="json: one JSON document on stdout (findings, connections, changes; never a value); "
-                        "stderr keeps the text (default: text)")
+def _add_command(parser: argparse.ArgumentParser, command: Command) -> None:
+    if command == "import":
+        parser.add_argument("file", metavar="FILE", help="the bruin config file to import (a .bruin.yml)")
+    for group, (title, description) in GROUPS.items():
+        options = [o for o in OPTIONS if o.group == group and command in o.commands]
+        flagless = [f"{o.variable}: {_plain(o.help)} (default: {_plain(_shown_default(o))})."
+                    for o in options if not o.flags]
+        if not options:
+            continue
+        added = parser.add_argument_group(title, " ".join(filter(None, (description, *flagless))) or None)
+        for option in options:
+            if option.flags:
+                _add_option(added, option)
 
 
-RELATIVE_PATHS = ("absolute", "keep")
+def _add_option(group: argparse._ArgumentGroup, option: Option[Any]) -> None:
+    if option.switch:
+        group.add_argument(*option.flags, dest=option.key, action="store_true", default=None, help=_help(option))
+    else:
+        group.add_argument(*option.flags, dest=option.key, metavar=option.metavar, choices=option.choices,
+                           action="append" if option.repeat else "store", help=_help(option))
 
 
-def _add_import_parser(sub: argparse._SubParsersAction[_Parser], common: _Parser) -> None:
-    parser = sub.add_parser(
-        "import", parents=[common], allow_abbrev=False, help="write a .bruin.yml's connections into Vault",
-        description="Check every connection of FILE as `check` does, then write each as one secret "
-        "{type, details} at MOUNT/PATH/NAME. An existing secret is left alone unless --overwrite.",
-    )
-    parser.add_argument("file", metavar="FILE", help="the bruin config file to import (a .bruin.yml)")
-    parser.add_argument("--environment", "-e", metavar="NAME", help="the environment of FILE to import (default: "
-                        "its default_environment, else default); with environment paths, one of them only")
-    parser.add_argument("--overwrite", action="store_true", help="replace existing secrets that differ")
-    parser.add_argument("--dry-run", dest="dry_run", action="store_true",
-                        help="print what would be created, changed or left alone; write nothing")
-    parser.add_argument("--relative-paths", dest="relative_paths", choices=RELATIVE_PATHS,
-                        help="relative path fields: made absolute against FILE's directory, or kept as they are "
-                        "(default: they are an error)")
+def _help(option: Option[Any]) -> str:
+    """The option's help, its default and the variables it is read from, for --help."""
+    text = _plain(option.help)
+    shown = _plain(_shown_default(option))
+    if not option.switch and shown:
+        text += f" ({shown})" if shown.startswith("required") else f" (default: {shown})"
+    if option.repeat:
+        text += "; repeat for each"
+    if option.variables:
+        text += f" [env {', else '.join(option.variables)}]"
+    return text.replace("%", "%%")  # argparse formats help with %
 
 
-def _import_job(ns: argparse.Namespace, cwd: Path) -> ImportJob | None:
-    if ns.command != "import":
-        return None
-    file = _absolute(ns.file, cwd)
-    if file is None:
-        raise usage_error("import needs FILE, the bruin config file to import")
-    return ImportJob(file, ns.overwrite, ns.dry_run, ns.relative_paths)
+def _plain(markdown: str) -> str:
+    return markdown.replace("`", "")
 
 
-def parse_settings(argv: Sequence[str], environ: Mapping[str, str], cwd: Path | None = None) -> Settings:
-    parser = build_parser()
+def _shown_default(option: Option[Any]) -> str:
+    if option.shown_default is not None:
+        return option.shown_default
+    if option.default:
+        return f"`{option.default}`"
+    return "off" if option.switch else ""
+
+
+def settings_table_markdown() -> str:
+    """The README's settings tables, one per --help group (tests/test_settings.py keeps them in sync)."""
+    parts = []
+    for group, (title, description) in GROUPS.items():
+        rows = [_markdown_row(o) for o in OPTIONS if o.group == group]
+        heading = f"**{title[0].upper()}{title[1:]}**" + (f". {description}" if description else "")
+        parts.append("\n".join([heading, "",
+                                "| Flag | Variable | Default | Meaning |", "|---|---|---|---|", *rows]))
+    return "\n\n".join(parts) + "\n"
+
+
+def _markdown_row(option: Option[Any]) -> str:
+    flags = [f"`{flag}`" for flag in option.flags]
+    if flags and not option.switch:
+        flags[0] = f"`{option.flags[0]} {option.metavar}`"
+    flag = ", ".join(flags)
+    if flag and option.commands != COMMANDS:
+        flag += f" ({', '.join(option.commands)})"
+    if option.repeat:
+        flag += " (repeat)"
+    variable = ", else ".join(f"`{name}`" for name in option.variables)
+    cells = (flag, variable, _shown_default(option), option.help)
+    return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
+
+
+# --- resolving: flags and environment into Settings ------------------------------------------------
+
+
+def parse_settings(argv: Sequence[str], environ: Mapping[str, str], cwd: Path | None = None,
+                   prog: str = PROG) -> Settings:
+    parser = build_parser(prog)
     args = list(argv)
     bruin_args: list[str] = []
     if args[:1] == ["exec"]:
@@ -354,164 +753,140 @@ def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentP
     raise KeyError(name)
 
 
-def _lookup(ns: argparse.Namespace, flag: str, env: str, environ: Mapping[str, str]) -> tuple[str | None, str]:
-    """The value and where it came from (for the message when it is malformed)."""
-    value = getattr(ns, _dest(flag), None)
-    if value is not None:
-        return str(value), flag
-    for name in (env, *_FALLBACKS.get(env, ())):
-        if environ.get(name):
-            return environ[name], name
-    return _DEFAULTS.get(env), env
+class _Reader:
+    """Each option's value for one command: the flag, else its variables in order, else its default."""
+
+    def __init__(self, ns: argparse.Namespace, environ: Mapping[str, str], command: Command) -> None:
+        self.ns, self.environ, self.command = ns, environ, command
+
+    def __call__(self, option: Option[T]) -> T:
+        return option.parse(*self.raw(option))
+
+    def raw(self, option: Option[Any]) -> tuple[str | None, str]:
+        """The text and where it came from (for the message when it is malformed)."""
+        if self.command in option.commands:
+            given = getattr(self.ns, option.key, None)
+            if given is not None:
+                return str(given), option.flags[0]
+            for name in option.variables:
+                if self.environ.get(name):
+                    return self.environ[name], name
+        return option.default, option.source
+
+    def items(self, option: Option[Any]) -> tuple[list[str], str]:
+        """A repeatable option: each flag's value, else the variable's comma-separated items."""
+        given: list[str] | None = getattr(self.ns, option.key, None)
+        if given:
+            return given, option.flags[0]
+        text, source = self.raw(option)
+        return [item for item in (text or "").split(",") if item.strip()], source
+
+
+def _command(name: str) -> Command:
+    command = _pick(COMMANDS, name)
+    if command is None:  # argparse only takes the commands it was given
+        raise usage_error(f"unknown command {name!r}")
+    return command
 
 
 def _resolve(ns: argparse.Namespace, bruin_args: list[str], environ: Mapping[str, str], cwd: Path) -> Settings:
-    def get(flag: str, env: str) -> tuple[str | None, str]:
-        return _lookup(ns, flag, env, environ)
-
-    def flag_on(flag: str, env: str) -> bool:
-        if getattr(ns, _dest(flag)):
-            return True
-        for name in (env, *_FALLBACKS.get(env, ())):
-            if environ.get(name):
-                return parse_bool(environ[name], name)
-        return False
-
-    address = parse_address(*get("--vault-host", "BRUIN_VAULT_HOST"))
-    mount = _required_path(*get("--mount-path", "BRUIN_VAULT_MOUNT_PATH"))
-    environment_paths = _environment_paths(ns, environ)
-    path_value, path_source = get("--path", "BRUIN_VAULT_PATH")
-    # With environment paths, BRUIN_VAULT_PATH (still set for bruin's own backend, maybe) is not read.
-    path = (path_value or "").strip("/") if environment_paths else _required_path(path_value, path_source)
-    retry_min = parse_duration(*get("--retry-wait-min", "BRUIN_VAULT_RETRY_WAIT_MIN"))
-    retry_max_raw, retry_max_src = get("--retry-wait-max", "BRUIN_VAULT_RETRY_WAIT_MAX")
-    retry_max = parse_duration(retry_max_raw, retry_max_src)
-    if retry_max < retry_min:
-        raise usage_error(f"{retry_max_src} must be at least BRUIN_VAULT_RETRY_WAIT_MIN")
-    timeout_raw, timeout_src = get("--timeout", "BRUIN_VAULT_TIMEOUT")
-    timeout = parse_duration(timeout_raw, timeout_src)
-    if timeout <= 0:
-        raise usage_error(f"{timeout_src} must be a positive duration such as 30s")
-    runtime_dir = getattr(ns, "runtime_dir", None) or environ.get("BRUIN_MATERIALIZE_RUNTIME_DIR")
-    output = getattr(ns, "output", None)
-    schema, _ = get("--schema", "BRUIN_MATERIALIZE_SCHEMA")
-    auth = _auth(get, environ)
-    root = _project_root(get("--project-root", "BRUIN_MATERIALIZE_PROJECT_ROOT")[0], cwd)
+    command = _command(ns.command)
+    v = _Reader(ns, environ, command)
+    address = v(VAULT_HOST)
+    mount = v(MOUNT_PATH)
+    environment_paths = _environment_paths(*v.items(ENVIRONMENT_PATH))
+    path = _vault_path(*v.raw(VAULT_PATH), bool(environment_paths))
+    retry_min, retry_max = _retry_waits(v)
+    timeout = v(TIMEOUT)
+    auth = _auth(v, environ)
+    root = _project_root(v(PROJECT_ROOT), cwd)
     return Settings(
-        command=ns.command,
-        address=address,
-        mount=mount,
-        path=path,
-        auth=auth,
-        namespace=get("--namespace", "BRUIN_VAULT_NAMESPACE")[0] or None,
-        tls=TLS(
-            ca_cert=get("--ca-cert", "BRUIN_VAULT_CACERT")[0],
-            ca_path=get("--ca-path", "BRUIN_VAULT_CAPATH")[0],
-            client_cert=get("--client-cert", "BRUIN_VAULT_CLIENT_CERT")[0],
-            client_key=get("--client-key", "BRUIN_VAULT_CLIENT_KEY")[0],
-            skip_verify=flag_on("--tls-skip-verify", "BRUIN_VAULT_SKIP_VERIFY"),
-        ),
-        proxy=_proxy(address, *get("--proxy", "BRUIN_VAULT_PROXY_ADDR"), environ),
-        timeout=timeout,
-        max_retries=parse_int(*get("--max-retries", "BRUIN_VAULT_MAX_RETRIES"), minimum=0, maximum=MAX_RETRIES),
-        retry_wait_min=retry_min,
-        retry_wait_max=retry_max,
-        wait=parse_duration(*get("--wait", "BRUIN_VAULT_WAIT")),
-        kv_version=parse_kv_version(*get("--kv-version", "BRUIN_MATERIALIZE_KV_VERSION")),
-        concurrency=parse_int(*get("--concurrency", "BRUIN_MATERIALIZE_CONCURRENCY"), minimum=1,
-                              maximum=MAX_CONCURRENCY),
-        recursive=flag_on("--recursive", "BRUIN_MATERIALIZE_RECURSIVE"),
-        schema_file=Path(schema) if schema else None,
-        strict=flag_on("--strict", "BRUIN_MATERIALIZE_STRICT"),
-        expand_env=flag_on("--expand-env", "BRUIN_MATERIALIZE_EXPAND_ENV"),
-        output=Path(output) if output else None,
-        runtime_dir=Path(runtime_dir) if runtime_dir else _default_runtime_dir(environ),
-        allow_repo=flag_on("--allow-repo", "BRUIN_MATERIALIZE_ALLOW_REPO"),
-        allow_non_tmpfs=flag_on("--allow-non-tmpfs", "BRUIN_MATERIALIZE_ALLOW_NON_TMPFS"),
-        bruin_bin=environ.get("BRUIN_BIN") or None,
-        bruin_args=tuple(bruin_args),
-        search_path=environ.get("PATH"),
-        cache_dir=_cache_dir(environ),
-        verbosity=-1 if ns.quiet else (1 if ns.verbose else 0),
-        traceback=ns.traceback,
-        environment_paths=environment_paths,
-        default_environment=get("--default-environment", "BRUIN_MATERIALIZE_DEFAULT_ENVIRONMENT")[0] or None,
-        selected_environment=_selected_environment(ns, bruin_args),
-        base=_base(get("--base", "BRUIN_MATERIALIZE_BASE")[0], flag_on("--no-base", "BRUIN_MATERIALIZE_NO_BASE"),
-                   root, cwd),
-        prefer=_prefer(*get("--prefer", "BRUIN_MATERIALIZE_PREFER")),
-        project_root=root,
-        against=_absolute(getattr(ns, "against", None), cwd),
-        output_format=getattr(ns, "format", None) or "text",
-        exec_mode=_exec_mode(*get("--exec-mode", "BRUIN_MATERIALIZE_EXEC_MODE")) if ns.command == "exec" else "child",
-        importing=_import_job(ns, cwd),
+        command=command, address=address, mount=mount, path=path, auth=auth, namespace=v(NAMESPACE),
+        tls=TLS(v(CA_CERT), v(CA_PATH), v(CLIENT_CERT), v(CLIENT_KEY), v(SKIP_VERIFY)),
+        proxy=_proxy(address, *v.raw(PROXY), environ), timeout=timeout, max_retries=v(MAX_RETRIES_OPTION),
+        retry_wait_min=retry_min, retry_wait_max=retry_max, wait=v(WAIT), kv_version=v(KV_VERSION),
+        concurrency=v(CONCURRENCY), recursive=v(RECURSIVE), schema_file=v(SCHEMA), strict=v(STRICT),
+        expand_env=v(EXPAND_ENV), output=v(OUTPUT), runtime_dir=v(RUNTIME_DIR), allow_repo=v(ALLOW_REPO),
+        allow_non_tmpfs=v(ALLOW_NON_TMPFS), bruin_bin=v(BRUIN_BIN), bruin_args=tuple(bruin_args),
+        search_path=environ.get("PATH"), cache_dir=_cache_dir(environ),
+        verbosity=-1 if v(QUIET) else (1 if v(VERBOSE) else 0), traceback=v(TRACEBACK),
+        environment_paths=environment_paths, default_environment=v(DEFAULT_ENVIRONMENT),
+        selected_environment=_selected_environment(bruin_args, v(ENVIRONMENT)),
+        base=_base(v(BASE), v(NO_BASE), root, cwd), prefer=v(PREFER_OPTION), project_root=root,
+        against=_absolute(v(AGAINST), cwd), output_format=v(FORMAT), exec_mode=v(EXEC_MODE),
+        importing=_import_job(ns, v, cwd) if command == "import" else None,
     )
 
 
-_Getter = Callable[[str, str], "tuple[str | None, str]"]
+def _vault_path(value: str | None, source: str, environment_paths: bool) -> str:
+    # With environment paths, BRUIN_VAULT_PATH (still set for bruin's own backend, maybe) is not read.
+    return (value or "").strip("/") if environment_paths else _required_path(value, source)
 
 
-def _auth(get: _Getter, environ: Mapping[str, str]) -> Auth:
+def _retry_waits(v: _Reader) -> tuple[float, float]:
+    retry_min, retry_max = v(RETRY_WAIT_MIN), v(RETRY_WAIT_MAX)
+    if retry_max < retry_min:
+        raise usage_error(f"{v.raw(RETRY_WAIT_MAX)[1]} must be at least {RETRY_WAIT_MIN.variable}")
+    return retry_min, retry_max
+
+
+def _selected_environment(bruin_args: Sequence[str], explicit: str | None) -> str | None:
+    chosen = bruin_environment(bruin_args)
+    return chosen if chosen is not None else explicit
+
+
+def _import_job(ns: argparse.Namespace, v: _Reader, cwd: Path) -> ImportJob:
+    file = _absolute(ns.file, cwd)
+    if file is None:
+        raise usage_error("import needs FILE, the bruin config file to import")
+    return ImportJob(file, v(OVERWRITE), v(DRY_RUN), v(RELATIVE_PATHS_OPTION))
+
+
+def _auth(v: _Reader, environ: Mapping[str, str]) -> Auth:
     """The first credential set wins: bruin's variables, then the Vault CLI's, then ~/.vault-token."""
-    token, source = get("--token", "BRUIN_VAULT_TOKEN")
+    token, source = v.raw(TOKEN)
     if token:
         return Auth("token", source, token=check_credential(token, source))
-    token_file, source = get("--token-file", "BRUIN_VAULT_TOKEN_FILE")
+    token_file, source = v.raw(TOKEN_FILE)
     if token_file:
         return Auth("token", source, token_file=Path(token_file))
-    role, source = get("--role", "BRUIN_VAULT_ROLE")
+    role, source = v.raw(ROLE)
     if role:
-        jwt_path = get("--k8s-token-path", "BRUIN_VAULT_K8S_TOKEN_PATH")[0] or K8S_TOKEN_PATH
-        mount = _required_path(*get("--k8s-auth-mount", "BRUIN_VAULT_K8S_AUTH_MOUNT"))
-        return Auth("kubernetes", source, token_file=Path(jwt_path), mount=mount, role=role)
-    role_id, source = get("--role-id", "BRUIN_VAULT_ROLE_ID")
+        jwt_path = v(K8S_TOKEN_PATH_OPTION) or K8S_TOKEN_PATH
+        return Auth("kubernetes", source, token_file=Path(jwt_path), mount=v(K8S_AUTH_MOUNT), role=role)
+    role_id, source = v.raw(ROLE_ID)
     if role_id:
-        secret_id = get("--secret-id", "BRUIN_VAULT_SECRET_ID")[0]
-        secret_id_file = get("--secret-id-file", "BRUIN_VAULT_SECRET_ID_FILE")[0]
-        if not secret_id and not secret_id_file:
-            raise usage_error(f"{source} needs BRUIN_VAULT_SECRET_ID or BRUIN_VAULT_SECRET_ID_FILE")
-        mount = _required_path(*get("--approle-mount", "BRUIN_VAULT_APPROLE_MOUNT"))
-        if secret_id:
-            secret_id = check_credential(secret_id, "BRUIN_VAULT_SECRET_ID")
-        return Auth("approle", source, mount=mount, role=role_id, secret_id=secret_id,
-                    secret_id_file=Path(secret_id_file) if secret_id_file and not secret_id else None)
-    jwt_role, source = get("--jwt-role", "BRUIN_VAULT_JWT_ROLE")
+        return _approle(v, role_id, source)
+    jwt_role, source = v.raw(JWT_ROLE)
     if jwt_role:
-        jwt_file, _ = get("--jwt-file", "BRUIN_VAULT_JWT_FILE")
+        jwt_file = v(JWT_FILE)
         if not jwt_file:
-            raise usage_error(f"{source} needs BRUIN_VAULT_JWT_FILE, the file holding the JWT")
-        mount = _required_path(*get("--jwt-mount", "BRUIN_VAULT_JWT_MOUNT"))
-        return Auth("jwt", source, token_file=Path(jwt_file), mount=mount, role=jwt_role)
-    for name in ("VAULT_TOKEN", "BAO_TOKEN"):
+            raise usage_error(f"{source} needs {JWT_FILE.variable}, the file holding the JWT")
+        return Auth("jwt", source, token_file=Path(jwt_file), mount=v(JWT_MOUNT), role=jwt_role)
+    return _vault_cli_token(environ)
+
+
+def _approle(v: _Reader, role_id: str, source: str) -> Auth:
+    secret_id, secret_id_file = v(SECRET_ID), v(SECRET_ID_FILE)
+    if not secret_id and not secret_id_file:
+        raise usage_error(f"{source} needs {SECRET_ID.variable} or {SECRET_ID_FILE.variable}")
+    mount = v(APPROLE_MOUNT)
+    if secret_id:
+        secret_id = check_credential(secret_id, SECRET_ID.source)
+    return Auth("approle", source, mount=mount, role=role_id, secret_id=secret_id,
+                secret_id_file=Path(secret_id_file) if secret_id_file and not secret_id else None)
+
+
+def _vault_cli_token(environ: Mapping[str, str]) -> Auth:
+    """After bruin's settings: the Vault CLI's token, OpenBao's, then the file `vault login` writes."""
+    for name in _vault_cli("TOKEN"):
         if environ.get(name):
             return Auth("token", name, token=check_credential(environ[name], name))
     home_token = Path(environ["HOME"]) / ".vault-token" if environ.get("HOME") else None
     if home_token is not None and home_token.is_file():
         return Auth("token", "~/.vault-token", token_file=home_token)
-    raise usage_error("no Vault credentials: set BRUIN_VAULT_TOKEN, BRUIN_VAULT_TOKEN_FILE, BRUIN_VAULT_ROLE, "
-                      "BRUIN_VAULT_ROLE_ID or BRUIN_VAULT_JWT_ROLE")
-
-
-# Vault tokens, AppRole secret_ids and JWTs are printable ASCII without spaces. Anything else would
-# go into an HTTP header or body where it breaks the request, and the error raised there quotes it.
-_CREDENTIAL = re.compile(r"[\x21-\x7e]+")
-
-
-def check_credential(value: str, source: str) -> str:
-    """The credential without surrounding whitespace; exit 2 naming the setting, never showing the value."""
-    text = value.strip()
-    if not text:
-        raise usage_error(f"{source} is empty")
-    if not _CREDENTIAL.fullmatch(text):
-        raise usage_error(f"{source} holds characters no token can hold (control characters, spaces inside or "
-                          "non-ASCII); the value is not shown. Check how it was set")
-    return text
-
-
-def _required_path(value: str | None, source: str) -> str:
-    if value is None or not value.strip("/"):
-        raise usage_error(f"{source} must be set to a non-empty path")
-    return value.strip("/")
+    first = ", ".join(str(o.variable) for o in (TOKEN, TOKEN_FILE, ROLE, ROLE_ID))
+    raise usage_error(f"no Vault credentials: set {first} or {JWT_ROLE.variable}")
 
 
 def _cache_dir(environ: Mapping[str, str]) -> Path | None:
@@ -519,27 +894,8 @@ def _cache_dir(environ: Mapping[str, str]) -> Path | None:
     return Path(base) / "bruin-materialize" if base else None
 
 
-def _default_runtime_dir(environ: Mapping[str, str]) -> Path:
-    xdg = environ.get("XDG_RUNTIME_DIR")
-    return Path(xdg) if xdg else Path("/dev/shm")
-
-
-def _selected_environment(ns: argparse.Namespace, bruin_args: Sequence[str]) -> str | None:
-    chosen = bruin_environment(bruin_args)
-    if chosen is not None:
-        return chosen
-    explicit: str | None = getattr(ns, "environment", None)
-    return explicit or None
-
-
-def _environment_paths(ns: argparse.Namespace, environ: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+def _environment_paths(items: list[str], source: str) -> tuple[tuple[str, str], ...]:
     """--environment-path ENV=SUBPATH (repeated), else BRUIN_MATERIALIZE_ENVIRONMENT_PATHS=ENV=SUBPATH,..."""
-    flags: list[str] | None = getattr(ns, "environment_path", None)
-    if flags:
-        items, source = flags, "--environment-path"
-    else:
-        text = environ.get("BRUIN_MATERIALIZE_ENVIRONMENT_PATHS", "")
-        items, source = [i for i in text.split(",") if i.strip()], "BRUIN_MATERIALIZE_ENVIRONMENT_PATHS"
     pairs: list[tuple[str, str]] = []
     for item in items:
         name, sep, path = item.partition("=")
@@ -554,9 +910,7 @@ def _environment_paths(ns: argparse.Namespace, environ: Mapping[str, str]) -> tu
 
 def _project_root(explicit: str | None, cwd: Path) -> Path:
     if explicit:
-        root = _absolute(explicit, cwd)
-        assert root is not None
-        return root
+        return Path(os.path.normpath(cwd / explicit))
     return find_project_root(cwd)
 
 
@@ -568,21 +922,6 @@ def _base(explicit: str | None, no_base: bool, root: Path, cwd: Path) -> Path | 
         return _absolute(explicit, cwd)
     default = root / BASE_NAME
     return default if default.is_file() else None
-
-
-def _exec_mode(value: str | None, source: str) -> str:
-    mode = (value or "child").strip().lower()
-    if mode not in EXEC_MODES:
-        raise usage_error(f"{source} must be child or replace")
-    return mode
-
-
-def _prefer(value: str | None, source: str) -> str | None:
-    if not value:
-        return None
-    if value.strip().lower() not in PREFER:
-        raise usage_error(f"{source} must be vault or base")
-    return value.strip().lower()
 
 
 def _absolute(value: str | None, cwd: Path) -> Path | None:
@@ -619,32 +958,6 @@ def bruin_environment(args: Sequence[str]) -> str | None:
             found = value if value is not None else found
         i += 1
     return found
-
-
-def parse_address(value: str | None, source: str) -> VaultAddress:
-    """bruin accepts http, https and unix URLs without credentials, query or fragment."""
-    if not value:
-        raise usage_error(f"{source} must be set to the Vault address, e.g. https://vault.example.com:8200")
-    try:
-        url = urllib.parse.urlsplit(value)
-        port = url.port
-    except ValueError:
-        raise usage_error(f"{source} is not a valid URL") from None
-    if url.scheme not in ("http", "https", "unix"):
-        raise usage_error(f"{source} must start with http://, https:// or unix://")
-    if url.username is not None or url.password is not None or url.query or url.fragment:
-        raise usage_error(f"{source} must not contain user:password, a query or a fragment")
-    if url.scheme == "unix":
-        socket_path = url.netloc + url.path
-        if not socket_path:
-            raise usage_error(f"{source} must name a socket path, e.g. unix:///run/vault.sock")
-        return VaultAddress("unix", socket_path, 0)
-    if not url.hostname:
-        raise usage_error(f"{source} has no host name")
-    if url.path.strip("/"):
-        raise usage_error(f"{source} must not have a path; give the server address only")
-    default_port = 443 if url.scheme == "https" else 80
-    return VaultAddress(url.scheme, url.hostname, port or default_port)
 
 
 def _proxy(address: VaultAddress, value: str | None, source: str, environ: Mapping[str, str]) -> str | None:
@@ -706,63 +1019,3 @@ def _bypasses_proxy(address: VaultAddress, no_proxy: str) -> bool:
         if (host == name and not name.startswith(".")) or host.endswith("." + name.lstrip(".")):
             return True
     return False
-
-
-_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
-_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-# Go's time.Duration is an int64 of nanoseconds: bruin refuses longer ones, and so do Python's
-# timeouts (threading, sockets), which raise OverflowError past about the same point.
-MAX_DURATION = (2**63 - 1) / 1e9
-MAX_RETRIES = 100  # 2**retries feeds the backoff: beyond this the wait is long capped anyway
-MAX_CONCURRENCY = 256
-
-
-def parse_duration(value: str | None, source: str) -> float:
-    """Go's time.ParseDuration syntax ("500ms", "1m30s", "0"), in seconds; negatives refused."""
-    text = (value or "").strip()
-    if text == "0":
-        return 0.0
-    pos, total = 0, 0.0
-    while pos < len(text):
-        match = _DURATION_PART.match(text, pos)
-        if not match:
-            raise usage_error(f"{source} must be a duration such as 500ms, 10s or 1m (got an invalid value)")
-        total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-        pos = match.end()
-    if not text:
-        raise usage_error(f"{source} must be a duration such as 500ms, 10s or 1m (got an empty value)")
-    if not total < MAX_DURATION:  # also catches inf, from a number too long for a float
-        raise usage_error(f"{source} is longer than the longest duration bruin takes (about 292 years)")
-    return total
-
-
-def parse_int(value: str | None, source: str, *, minimum: int, maximum: int) -> int:
-    try:
-        number = int((value or "").strip())
-    except ValueError:  # also a number of more than 4300 digits, which Python will not read
-        raise usage_error(f"{source} must be a whole number") from None
-    if number < minimum:
-        raise usage_error(f"{source} must be at least {minimum}")
-    if number > maximum:
-        raise usage_error(f"{source} must be at most {maximum}")
-    return number
-
-
-def parse_kv_version(value: str | None, source: str) -> int | None:
-    text = (value or "auto").strip().lower()
-    if text == "auto":
-        return None
-    if text in ("1", "2", "v1", "v2"):
-        return int(text[-1])
-    raise usage_error(f"{source} must be auto, 1 or 2")
-
-
-def parse_bool(value: str, source: str) -> bool:
-    text = value.strip().lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise usage_error(f"{source} must be true or false")

@@ -198,3 +198,198 @@ def test_runtime_dir_default(tmp_path: Path) -> None:
 def test_usage_errors_are_one_line() -> None:
     assert usage_message(["render", "--output"]).endswith("argument --output/-o: expected one argument (see --help)")
     assert "unrecognized arguments: --bogus" in usage_message(["check", "--bogus"])
+
+
+# --- each setting declared once: the table, the README, --help ----------------------------------------
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def readme_section(start: str, end: str) -> str:
+    text = README.read_text(encoding="utf-8")
+    begin = text.index("\n", text.index(start)) + 1
+    return text[begin:text.index(end, begin)]
+
+
+def test_readme_settings_table_is_the_generated_one() -> None:
+    from bruin_materialize.settings import settings_table_markdown
+
+    # To update: replace the README's part between the two markers with settings_table_markdown().
+    assert readme_section("<!-- settings-table:", "<!-- /settings-table -->").strip() == (
+        settings_table_markdown().strip())
+
+
+def test_readme_authentication_tables_agree_with_the_options() -> None:
+    import re
+
+    from bruin_materialize.settings import OPTIONS
+
+    by_variable = {o.variable: o for o in OPTIONS if o.variable}
+    section = readme_section("## Authentication", "\n## ")
+    pairs = re.findall(r"`(BRUIN_VAULT_\w+)` \(`(--[\w-]+)`", section)
+    assert len(pairs) >= 8
+    for variable, flag in pairs:
+        assert flag in by_variable[variable].flags, variable
+    defaults = re.findall(r"\$?(BRUIN_VAULT_\w+)` \(default `([^`]+)`\)", section)
+    assert len(defaults) == 4
+    for variable, default in defaults:
+        assert by_variable[variable].default == default, variable
+    for row in (line for line in section.splitlines() if line.startswith("| `BRUIN_VAULT_")):
+        names, fallbacks = row.split(" | ")[:2]
+        shortened = re.findall(r"`(BRUIN_VAULT_\w+|_[A-Z_]+)`", names)  # `_CLIENT_KEY`: BRUIN_VAULT_CLIENT_KEY
+        options = [by_variable[name if name.startswith("BRUIN") else "BRUIN_VAULT" + name] for name in shortened]
+        declared = {name for o in options for name in o.fallbacks}
+        assert set(re.findall(r"\b(?:VAULT|BAO)_[A-Z_]+\b", fallbacks)) <= declared, row
+        assert {o.fallbacks[0] for o in options} <= set(re.findall(r"\bVAULT_[A-Z_]+\b", fallbacks)), row
+
+
+def test_the_table_is_consistent() -> None:
+    import re
+
+    from bruin_materialize.settings import COMMANDS, GROUPS, OPTIONS
+
+    keys = [o.key for o in OPTIONS]
+    flags = [f for o in OPTIONS for f in o.flags]
+    variables = [v for o in OPTIONS for v in o.variables]
+    assert len(set(keys)) == len(keys) and len(set(flags)) == len(flags) and len(set(variables)) == len(variables)
+    for option in OPTIONS:
+        assert option.group in GROUPS and set(option.commands) <= set(COMMANDS) and option.commands
+        assert option.flags or option.variable, option.key
+        if option.variable is not None:
+            assert re.fullmatch(r"BRUIN_(VAULT|MATERIALIZE)_[A-Z0-9_]+|BRUIN_BIN", option.variable)
+        if option.fallbacks and option.variable and option.variable.startswith("BRUIN_VAULT_"):
+            vault, bao = option.fallbacks
+            assert vault.startswith("VAULT_") and bao == "BAO_" + vault.removeprefix("VAULT_")
+        assert (option.metavar is None) == (option.parse.__name__ == "parse_bool"), option.key
+        assert option.metavar is None or not option.metavar.startswith("BRUIN_"), option.key
+
+
+def test_every_flag_parses_for_its_commands_and_only_those() -> None:
+    from bruin_materialize.settings import COMMANDS, OPTIONS, build_parser
+
+    parser = build_parser()
+    for option in (o for o in OPTIONS if o.flags):
+        value = [] if option.switch else [option.choices[0] if option.choices else "x"]
+        for command in COMMANDS:
+            argv = [command, *(["FILE"] if command == "import" else []), option.flags[-1], *value]
+            if command not in option.commands:
+                with pytest.raises(MaterializeError, match="unrecognized arguments"):
+                    parser.parse_args(argv)
+                continue
+            given = getattr(parser.parse_args(argv), option.key)
+            assert given == (True if option.switch else (value if option.repeat else value[0])), (option, command)
+
+
+def test_flag_then_variables_in_order_then_default() -> None:
+    from bruin_materialize.settings import OPTIONS, _Reader, build_parser
+
+    parser = build_parser()
+    for option in OPTIONS:
+        command = option.commands[0]
+        bare = parser.parse_args([command, *(["FILE"] if command == "import" else [])])
+        names = option.variables
+        for i, name in enumerate(names):
+            environ = {later: f"value of {later}" for later in names[i:]}
+            environ.update({earlier: "" for earlier in names[:i]})  # an empty variable counts as unset
+            assert _Reader(bare, environ, command).raw(option) == (f"value of {name}", name)
+        assert _Reader(bare, {}, command).raw(option) == (option.default, option.source)
+        if option.flags and not option.switch and not option.repeat:
+            given = option.choices[0] if option.choices else "given"
+            flagged = parser.parse_args([command, *(["FILE"] if command == "import" else []), option.flags[0], given])
+            everything = {name: "set" for name in names}
+            assert _Reader(flagged, everything, command).raw(option) == (given, option.flags[0])
+        others = [c for c in ("render", "check", "exec", "plan", "import") if c not in option.commands]
+        for other in others:  # a command it does not apply to does not read its variables
+            assert _Reader(bare, {name: "set" for name in names}, other).raw(option) == (option.default, option.source)
+
+
+def help_text(*argv: str, capsys: pytest.CaptureFixture[str]) -> str:
+    from bruin_materialize.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main([*argv, "--help"])
+    assert info.value.code == 0
+    return capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", ["render", "check", "exec", "plan", "import"])
+def test_help_names_every_option_its_variables_and_value_names(command: str,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    import re
+
+    from bruin_materialize.settings import GROUPS, OPTIONS
+
+    text = help_text(command, capsys=capsys)
+    flat = " ".join(text.split())  # argparse wraps lines
+    assert text.startswith(f"usage: materialize.py {command} ")
+    listed = {spelling.split()[0] for line in text.splitlines() if line.startswith("  -")
+              for spelling in line.strip().split("  ")[0].split(", ")}
+    assert listed == {"-h", "--help"} | {f for o in OPTIONS if command in o.commands for f in o.flags}
+    for option in OPTIONS:
+        shown = command in option.commands
+        for name in option.variables:
+            assert (name in flat) == shown, (command, name)
+        if shown and option.metavar:
+            assert f"{option.flags[0]} {option.metavar}" in flat if option.flags else option.variable in flat
+    assert not re.search(r"--[\w-]+ BRUIN_", flat)  # value names, not variable names
+    titles = [title for key, (title, _) in GROUPS.items() if any(o.group == key and command in o.commands
+                                                                  for o in OPTIONS)]
+    positions = [text.index(f"\n{title}:\n") for title in titles]
+    assert positions == sorted(positions) and len(titles) >= 7
+
+
+def test_help_groups_per_command(capsys: pytest.CaptureFixture[str]) -> None:
+    check = help_text("check", capsys=capsys)
+    assert "\noutput file:\n" not in check and "\nimport:\n" not in check and "--allow-repo" not in check
+    exec_ = help_text("exec", capsys=capsys)
+    assert "\noutput file:\n" in exec_ and "--exec-mode {child,replace}" in exec_ and "--format" not in exec_
+    assert "usage: materialize.py exec [OPTIONS] [--] [BRUIN_RUN_ARGS...]" in exec_
+    render = help_text("render", capsys=capsys)
+    assert "--output PATH, -o PATH" in render and "--timeout DURATION" in render and "--concurrency N" in render
+    assert "[env BRUIN_VAULT_HOST, else VAULT_ADDR, else BAO_ADDR]" in " ".join(render.split())
+    assert "VAULT_TOKEN, BAO_TOKEN" in " ".join(render.split())  # the authentication group's order
+    assert "BRUIN_BIN: the bruin binary" in " ".join(render.split())  # a setting without a flag
+    import_ = help_text("import", capsys=capsys)
+    assert "\nimport:\n" in import_ and "FILE" in import_ and "--relative-paths {absolute,keep}" in import_
+
+
+@pytest.mark.parametrize("argv", [[], ["render"], ["check"], ["exec"], ["plan"], ["import"]])
+def test_help_ends_with_the_exit_codes(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    text = help_text(*argv, capsys=capsys)
+    codes = text[text.index("\nexit codes:\n"):].splitlines()[2:]
+    assert [line.split()[0] for line in codes] == ["0", "1", "2", "3", "4", "5", "128+N"]
+    assert "plan, import" in codes[5]
+
+
+def test_help_names_the_program_as_invoked(monkeypatch: pytest.MonkeyPatch,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    from bruin_materialize.cli import main
+    from bruin_materialize.settings import program_name
+
+    assert program_name("/usr/local/bin/bruin-materialize") == "bruin-materialize"
+    assert program_name("./materialize.py") == "materialize.py" and program_name("") == "materialize.py"
+    monkeypatch.setattr("sys.argv", ["/venv/bin/bruin-materialize", "check", "--help"])
+    with pytest.raises(SystemExit):
+        main()
+    assert capsys.readouterr().out.startswith("usage: bruin-materialize check ")
+    monkeypatch.setattr("sys.argv", ["/opt/app/materialize.py", "check", "--timeout"])
+    assert main() == 2
+    assert capsys.readouterr().err == ("materialize: error: materialize.py check: argument --timeout: expected one "
+                                       "argument (see --help)\n")
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    from bruin_materialize import __version__
+    from bruin_materialize.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0 and capsys.readouterr().out == f"bruin-materialize {__version__}\n"
+
+
+def test_settings_types() -> None:
+    s = settings(["check"], BRUIN_MATERIALIZE_RUNTIME_DIR="/run/x", BRUIN_MATERIALIZE_ALLOW_REPO="maybe")
+    assert s.runtime_dir == Path("/dev/shm") and not s.allow_repo  # not read for check: neither applies to it
+    s = settings(["render", "--format", "json", "--prefer", "Base"], XDG_RUNTIME_DIR="/run/user/1")
+    assert (s.command, s.output_format, s.prefer, s.runtime_dir) == ("render", "json", "base", Path("/run/user/1"))
+    assert settings(["check"]).output_format == "text" and settings(["check"]).prefer is None
