@@ -16,15 +16,19 @@ import os
 import re
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generic, Literal, NamedTuple, NoReturn, TypeVar
+from typing import Any, Literal, NamedTuple, TypeVar
 
-from bruin_materialize import __version__
+from bruin_materialize import options as _options
 from bruin_materialize.errors import usage_error
+from bruin_materialize.options import COMMANDS as COMMANDS
+from bruin_materialize.options import GROUPS as GROUPS
+from bruin_materialize.options import PROG as PROG
+from bruin_materialize.options import Command as Command
+from bruin_materialize.options import Option as Option
+from bruin_materialize.options import program_name as program_name
 from bruin_materialize.paths import project_root as find_project_root
 
-Command = Literal["render", "check", "exec", "plan", "import"]
 ExecMode = Literal["child", "replace"]  # exec: run bruin as a child and clean up, or become it (execve)
 Prefer = Literal["vault", "base"]
 OutputFormat = Literal["text", "json"]
@@ -33,14 +37,12 @@ AuthMethod = Literal["token", "kubernetes", "approle", "jwt"]
 KVVersion = Literal[1, 2]
 Verbosity = Literal[-1, 0, 1]  # quiet, normal, verbose
 
-COMMANDS: tuple[Command, ...] = ("render", "check", "exec", "plan", "import")
 READING: tuple[Command, ...] = ("render", "check", "exec", "plan")  # the commands that read Vault into a file
 EXEC_MODES: tuple[ExecMode, ...] = ("child", "replace")
 PREFER: tuple[Prefer, ...] = ("vault", "base")
 OUTPUT_FORMATS: tuple[OutputFormat, ...] = ("text", "json")
 RELATIVE_PATHS: tuple[RelativePaths, ...] = ("absolute", "keep")
 
-PROG = "materialize.py"  # the program's name when nobody says how it was invoked
 BASE_NAME = ".bruin.yml"  # the file bruin reads at a project's root
 K8S_TOKEN_PATH = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 
@@ -327,54 +329,6 @@ def _unix_address(url: urllib.parse.SplitResult, source: str) -> VaultAddress:
 # --- the settings: one entry each ------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Option(Generic[T]):
-    """One setting. The flag wins, then `variable`, then each of `fallbacks` (the Vault CLI's, then
-    OpenBao's), then `default`; an empty variable counts as unset. Whatever is found is given to
-    `parse` with where it came from. A command it does not apply to gets `default` unread."""
-
-    key: str  # the argparse destination, and the name _resolve reads it by
-    flags: tuple[str, ...]  # empty: set by its variable only
-    variable: str | None  # None: a flag only
-    group: str  # a key of GROUPS: where --help and the README show it
-    help: str  # README markdown; --help shows it without the backquotes
-    parse: Callable[[str | None, str], T]
-    metavar: str | None = None  # the value's name in --help; None: a switch, which takes no value
-    default: str | None = None  # text, parsed like a given value
-    fallbacks: tuple[str, ...] = ()
-    commands: tuple[Command, ...] = COMMANDS
-    shown_default: str | None = None  # what --help and the README say when it is not `default` itself
-    choices: tuple[str, ...] | None = None  # for a flag without a variable: argparse checks them
-    repeat: bool = False  # the flag may be given several times; the variable holds a comma-separated list
-
-    @property
-    def switch(self) -> bool:
-        return self.metavar is None
-
-    @property
-    def variables(self) -> tuple[str, ...]:
-        return ((self.variable,) if self.variable else ()) + self.fallbacks
-
-    @property
-    def source(self) -> str:
-        """The name a message about a value that was not given names."""
-        return self.variable or self.flags[0]
-
-
-# title, description: the option groups of --help and the README, in this order.
-GROUPS: dict[str, tuple[str, str]] = {
-    "vault": ("Vault connection", ""),
-    "auth": ("authentication", "The first credential set wins, in this order: a token, a token file, a Kubernetes "
-             "role, an AppRole role_id, a JWT role; then VAULT_TOKEN, BAO_TOKEN, and ~/.vault-token as the vault "
-             "and bao CLIs write it."),
-    "tls": ("TLS", ""),
-    "retries": ("timeouts and retries", ""),
-    "reading": ("reading and checking", ""),
-    "file": ("output file", ""),
-    "environments": ("environments and base file", ""),
-    "import": ("import", ""),
-    "output": ("output and verbosity", ""),
-}
 _DECLARED: list[Option[Any]] = []
 
 
@@ -575,142 +529,15 @@ TRACEBACK = _declare(Option(
 OPTIONS: tuple[Option[Any], ...] = tuple(_DECLARED)
 
 
-# --- argparse, --help and the README's table, from the table ---------------------------------------
-
-EXIT_CODES = """\
-exit codes:
-  0      ok (exec: bruin's own exit code)
-  1      internal error, a bug: rerun with --traceback to see where
-  2      usage or configuration: a flag, a setting, a credential, the output
-  3      Vault: unreachable, sealed, login or permission refused, path empty
-  4      invalid secrets, every problem listed; nothing is written
-  5      plan, import: Vault and the file differ (drift)
-  128+N  interrupted by signal N (exec: bruin ended by signal N)"""
-
-# name: (one line for the command list, description, usage or None)
-_COMMAND_HELP: dict[Command, tuple[str, str, str | None]] = {
-    "render": ("write the config file", "Read, check and write the bruin config file (mode 0600). Without "
-               "--output: into a fresh private directory on tmpfs, and print the file's path.", None),
-    "check": ("read and check, write nothing", "Read and check every secret; exit 0 only if the config would be "
-              "valid.", None),
-    "exec": ("render onto tmpfs, then run `bruin run` on it", "Render into a fresh private directory on tmpfs, run "
-             "`bruin run --config-file FILE BRUIN_RUN_ARGS...`, and remove the directory when bruin exits. Options "
-             "of this tool come first: the first argument it does not know, or `--`, starts bruin's arguments, "
-             "which are passed on verbatim; bruin's own --environment/-e/--env among them selects the environment "
-             "the connections go into.", "%(prog)s [OPTIONS] [--] [BRUIN_RUN_ARGS...]"),
-    "plan": ("show what a render would change in a file", "Read and check as `check` does, then compare the file "
-             "that would be rendered with FILE: one line per connection added (+), removed (-) or changed (~, "
-             "naming the fields), never a value. Exit 0: no change; 5: changes; 1-4: an error, as for the other "
-             "commands.", None),
-    "import": ("write a .bruin.yml's connections into Vault", "Check every connection of FILE as `check` does, then "
-               "write each as one secret {type, details} at MOUNT/PATH/NAME. An existing secret is left alone "
-               "unless --overwrite.", None),
-}
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is our one-line error (exit 2), not a usage block."""
-
-    def error(self, message: str) -> NoReturn:
-        raise usage_error(f"{self.prog}: {message} (see --help)")
-
-
-class _Formatter(argparse.HelpFormatter):
-    """argparse's, but lines indented by two spaces (the exit codes) are kept as written."""
-
-    def _fill_text(self, text: str, width: int, indent: str) -> str:
-        return "\n".join(line if line.startswith("  ") else super(_Formatter, self)._fill_text(line, width, indent)
-                         for line in text.splitlines())
-
-
-def program_name(argv0: str) -> str:
-    """The name the program was invoked by: `bruin-materialize` (the installed command), `materialize.py`."""
-    return os.path.basename(argv0) or PROG
 
 
 def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
-    parser = _Parser(prog=prog, allow_abbrev=False, formatter_class=_Formatter, epilog=EXIT_CODES,
-                     description="Read every bruin connection secret from a Vault KV engine, check them, and "
-                     "render a bruin config file (or run `bruin run` on it).")
-    parser.add_argument("--version", action="version", version=f"bruin-materialize {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{" + ",".join(COMMANDS) + "}")
-    for command, (summary, description, usage) in _COMMAND_HELP.items():
-        _add_command(sub.add_parser(command, help=summary, description=description, usage=usage, epilog=EXIT_CODES,
-                                    allow_abbrev=False, formatter_class=_Formatter), command)
-    return parser
-
-
-def _add_command(parser: argparse.ArgumentParser, command: Command) -> None:
-    if command == "import":
-        parser.add_argument("file", metavar="FILE", help="the bruin config file to import (a .bruin.yml)")
-    for group, (title, description) in GROUPS.items():
-        options = [o for o in OPTIONS if o.group == group and command in o.commands]
-        flagless = [f"{o.variable}: {_plain(o.help)} (default: {_plain(_shown_default(o))})."
-                    for o in options if not o.flags]
-        if not options:
-            continue
-        added = parser.add_argument_group(title, " ".join(filter(None, (description, *flagless))) or None)
-        for option in options:
-            if option.flags:
-                _add_option(added, option)
-
-
-def _add_option(group: argparse._ArgumentGroup, option: Option[Any]) -> None:
-    if option.switch:
-        group.add_argument(*option.flags, dest=option.key, action="store_true", default=None, help=_help(option))
-    else:
-        group.add_argument(*option.flags, dest=option.key, metavar=option.metavar, choices=option.choices,
-                           action="append" if option.repeat else "store", help=_help(option))
-
-
-def _help(option: Option[Any]) -> str:
-    """The option's help, its default and the variables it is read from, for --help."""
-    text = _plain(option.help)
-    shown = _plain(_shown_default(option))
-    if not option.switch and shown:
-        text += f" ({shown})" if shown.startswith("required") else f" (default: {shown})"
-    if option.repeat:
-        text += "; repeat for each"
-    if option.variables:
-        text += f" [env {', else '.join(option.variables)}]"
-    return text.replace("%", "%%")  # argparse formats help with %
-
-
-def _plain(markdown: str) -> str:
-    return markdown.replace("`", "")
-
-
-def _shown_default(option: Option[Any]) -> str:
-    if option.shown_default is not None:
-        return option.shown_default
-    if option.default:
-        return f"`{option.default}`"
-    return "off" if option.switch else ""
+    return _options.build_parser(OPTIONS, prog)
 
 
 def settings_table_markdown() -> str:
-    """The README's settings tables, one per --help group (tests/test_settings.py keeps them in sync)."""
-    parts = []
-    for group, (title, description) in GROUPS.items():
-        rows = [_markdown_row(o) for o in OPTIONS if o.group == group]
-        heading = f"**{title[0].upper()}{title[1:]}**" + (f". {description}" if description else "")
-        parts.append("\n".join([heading, "",
-                                "| Flag | Variable | Default | Meaning |", "|---|---|---|---|", *rows]))
-    return "\n\n".join(parts) + "\n"
-
-
-def _markdown_row(option: Option[Any]) -> str:
-    flags = [f"`{flag}`" for flag in option.flags]
-    if flags and not option.switch:
-        flags[0] = f"`{option.flags[0]} {option.metavar}`"
-    flag = ", ".join(flags)
-    if flag and option.commands != COMMANDS:
-        flag += f" ({', '.join(option.commands)})"
-    if option.repeat:
-        flag += " (repeat)"
-    variable = ", else ".join(f"`{name}`" for name in option.variables)
-    cells = (flag, variable, _shown_default(option), option.help)
-    return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
+    """The README's settings tables (tests/test_settings.py checks the README holds them)."""
+    return _options.markdown_tables(OPTIONS)
 
 
 # --- resolving: flags and environment into Settings ------------------------------------------------
