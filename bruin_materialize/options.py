@@ -82,12 +82,12 @@ exit codes:
   5      plan, import: Vault and the file differ (drift)
   128+N  interrupted by signal N (exec: bruin ended by signal N)"""
 
-# name: (one line for the command list, description, usage or None)
-_COMMAND_HELP: dict[Command, tuple[str, str, str | None]] = {
+# name: (one line for the command list, description, usage); --help lists the options themselves
+_COMMAND_HELP: dict[Command, tuple[str, str, str]] = {
     "render": ("write the config file", "Read, check and write the bruin config file (mode 0600). Without "
-               "--output: into a fresh private directory on tmpfs, and print the file's path.", None),
+               "--output: into a fresh private directory on tmpfs, and print the file's path.", "%(prog)s [OPTIONS]"),
     "check": ("read and check, write nothing", "Read and check every secret; exit 0 only if the config would be "
-              "valid.", None),
+              "valid.", "%(prog)s [OPTIONS]"),
     "exec": ("render onto tmpfs, then run `bruin run` on it", "Render into a fresh private directory on tmpfs, run "
              "`bruin run --config-file FILE BRUIN_RUN_ARGS...`, and remove the directory when bruin exits. Options "
              "of this tool come first: the first argument it does not know, or `--`, starts bruin's arguments, "
@@ -96,10 +96,10 @@ _COMMAND_HELP: dict[Command, tuple[str, str, str | None]] = {
     "plan": ("show what a render would change in a file", "Read and check as `check` does, then compare the file "
              "that would be rendered with FILE: one line per connection added (+), removed (-) or changed (~, "
              "naming the fields), never a value. Exit 0: no change; 5: changes; 1-4: an error, as for the other "
-             "commands.", None),
+             "commands.", "%(prog)s [OPTIONS]"),
     "import": ("write a .bruin.yml's connections into Vault", "Check every connection of FILE as `check` does, then "
                "write each as one secret {type, details} at MOUNT/PATH/NAME. An existing secret is left alone "
-               "unless --overwrite.", None),
+               "unless --overwrite.", "%(prog)s [OPTIONS] FILE"),
 }
 
 

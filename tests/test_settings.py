@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -219,6 +220,15 @@ def test_readme_settings_table_is_the_generated_one() -> None:
         settings_table_markdown().strip())
 
 
+def test_readme_names_every_variable_and_flag() -> None:
+    from bruin_materialize.settings import OPTIONS
+
+    readme = README.read_text(encoding="utf-8")
+    for option in OPTIONS:
+        for name in (*option.variables, *option.flags):
+            assert f"`{name}" in readme, name
+
+
 def test_readme_authentication_tables_agree_with_the_options() -> None:
     import re
 
@@ -393,3 +403,40 @@ def test_settings_types() -> None:
     s = settings(["render", "--format", "json", "--prefer", "Base"], XDG_RUNTIME_DIR="/run/user/1")
     assert (s.command, s.output_format, s.prefer, s.runtime_dir) == ("render", "json", "base", Path("/run/user/1"))
     assert settings(["check"]).output_format == "text" and settings(["check"]).prefer is None
+
+
+FALLBACK_CASES = [
+    ("check", ("BRUIN_VAULT_HOST", "VAULT_ADDR", "BAO_ADDR"), lambda s: s.address.host, "http://{}:1", "{}"),
+    ("check", ("BRUIN_VAULT_NAMESPACE", "VAULT_NAMESPACE", "BAO_NAMESPACE"), lambda s: s.namespace, "{}", "{}"),
+    ("check", ("BRUIN_VAULT_CACERT", "VAULT_CACERT", "BAO_CACERT"), lambda s: s.tls.ca_cert, "{}", "{}"),
+    ("check", ("BRUIN_VAULT_CAPATH", "VAULT_CAPATH", "BAO_CAPATH"), lambda s: s.tls.ca_path, "{}", "{}"),
+    ("check", ("BRUIN_VAULT_CLIENT_CERT", "VAULT_CLIENT_CERT", "BAO_CLIENT_CERT"), lambda s: s.tls.client_cert, "{}",
+     "{}"),
+    ("check", ("BRUIN_VAULT_CLIENT_KEY", "VAULT_CLIENT_KEY", "BAO_CLIENT_KEY"), lambda s: s.tls.client_key, "{}", "{}"),
+    ("check", ("BRUIN_VAULT_PROXY_ADDR", "VAULT_PROXY_ADDR", "BAO_PROXY_ADDR"), lambda s: s.proxy, "http://{}:3128",
+     "http://{}:3128"),
+    ("exec", ("BRUIN_MATERIALIZE_RUNTIME_DIR", "XDG_RUNTIME_DIR"), lambda s: str(s.runtime_dir), "/run/{}", "/run/{}"),
+]
+
+
+@pytest.mark.parametrize(("command", "names", "get", "given", "expected"), FALLBACK_CASES,
+                         ids=[names[0] for _, names, *_ in FALLBACK_CASES])
+def test_each_fallback_is_read_in_order(command: str, names: tuple[str, ...], get: Any, given: str,
+                                        expected: str) -> None:
+    from bruin_materialize.settings import OPTIONS
+
+    assert next(o for o in OPTIONS if o.variable == names[0]).variables == names
+    for i, name in enumerate(names):
+        env = {**{earlier: "<unset>" for earlier in names[:i]},
+               **{later: given.format(later.lower().replace("_", "-")) for later in names[i:]}}
+        assert get(settings([command], **env)) == expected.format(name.lower().replace("_", "-")), name
+    skip = {name: ("false" if name.startswith("BRUIN") else "true") for name in
+            ("BRUIN_VAULT_SKIP_VERIFY", "VAULT_SKIP_VERIFY", "BAO_SKIP_VERIFY")}
+    assert not settings(["check"], **skip).tls.skip_verify  # the first one set decides, even when it says false
+    assert settings(["check"], BAO_SKIP_VERIFY="1").tls.skip_verify
+
+
+def test_vault_cli_tokens_come_after_every_bruin_credential_vault_before_bao() -> None:
+    env = {"BRUIN_VAULT_TOKEN": "<unset>", "VAULT_TOKEN": "vt", "BAO_TOKEN": "bt"}
+    assert settings(["check"], **env).auth == Auth("token", "VAULT_TOKEN", token="vt")
+    assert settings(["check"], **{**env, "VAULT_TOKEN": ""}).auth == Auth("token", "BAO_TOKEN", token="bt")
