@@ -6,7 +6,8 @@ validation, so a pod spec written for bruin's native backend works unchanged.
 
 Each setting is declared once, as an `Option` in the table below: its flags, its variable and the
 Vault CLI's and OpenBao's fallbacks, its default, its parser, the commands it applies to and its
-help. argparse, the environment lookup, `--help` and the README's settings table all come from it.
+help. The environment lookup (`_Reader`) reads it; options.py makes argparse's options, `--help`
+and the README's settings tables from it.
 """
 
 from __future__ import annotations
@@ -325,9 +326,7 @@ def _unix_address(url: urllib.parse.SplitResult, source: str) -> VaultAddress:
     return VaultAddress("unix", socket_path, 0)
 
 
-
-# --- the settings: one entry each ------------------------------------------------------------------
-
+# --- the settings: one entry each, in the order --help and the README show them ----------------------
 
 _DECLARED: list[Option[Any]] = []
 
