@@ -19,6 +19,7 @@ import decimal
 import json
 import math
 import re
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -26,15 +27,15 @@ from typing import Any, NamedTuple
 import hvac
 import hvac.exceptions
 
-from bruin_materialize.errors import usage_error, vault_error
+from bruin_materialize.console import Console
+from bruin_materialize.errors import ExitCode, usage_error, vault_error
 from bruin_materialize.paths import absolutize
 from bruin_materialize.plan import changed_fields, identical
 from bruin_materialize.schema import Schema
 from bruin_materialize.settings import ImportJob, Settings
 from bruin_materialize.validate import ERROR, NOTE, Connection, Options, Outcome, Problem, validate
 from bruin_materialize.vault import KV, RawSecret, call, dig, parallel, unexpected
-from bruin_materialize.yamltext import show
-from bruin_materialize.yamltext import load_file
+from bruin_materialize.yamltext import load_file, show
 
 CREATE, UPDATE, SAME, LEAVE, RACED = "create", "update", "same", "leave", "raced"
 _ENV_REF = re.compile(r"\$\{[^}]+\}")  # what bruin expands on load (validate.py refuses it in secrets)
@@ -425,3 +426,41 @@ def differences(entry: Entry, state: State, version: int) -> str:
         return f"type changed from {shown(old_type)}"
     fields = changed_fields(as_stored(entry.secret["details"], version), old_details) or ["top-level keys"]
     return ", ".join(shown(f) for f in fields)
+
+
+def show_plan(entries: list[Entry], states: list[State], overwrite: bool, version: int, console: Console) -> int:
+    """--dry-run: a line per connection that would change, as plan's; exit 5 when any would."""
+    todo = [action(e, s, overwrite, version) for e, s in zip(entries, states)]
+    lines = [line for e, s, t in zip(entries, states, todo) if (line := plan_line(e, s, t, version)) is not None]
+    for line in lines:
+        print(line)
+    sys.stdout.flush()
+    console.info(f"import --dry-run: {_counts(todo, dry_run=True)}; nothing written")
+    return ExitCode.CHANGES if lines else ExitCode.OK  # as plan: Vault differs from the file
+
+
+def report(entries: list[Entry], states: list[State], results: list[str], version: int, where: str,
+           console: Console) -> int:
+    """A line per connection not simply created; exit 5 when Vault still differs from the file."""
+    for entry, state, result in zip(entries, states, results):
+        kind = f"{entry.location} ({shown(entry.conn.type)})"
+        if result in (CREATE, UPDATE):
+            console.info(f"{'created' if result == CREATE else 'replaced'} {kind}")
+        elif result == LEAVE:
+            differs = differences(entry, state, version)
+            console.warning(f"{kind} exists and differs ({differs}); left alone: pass --overwrite to replace it")
+        elif result == RACED:
+            console.warning(f"{kind} was {'changed' if state.exists else 'created'} meanwhile by someone else; "
+                            "left alone")
+    console.info(f"import into {where}: {_counts(results)}")
+    left = sum(r in (LEAVE, RACED) for r in results)
+    return ExitCode.CHANGES if left else ExitCode.OK  # Vault still differs from the file, as plan's 5
+
+
+def _counts(results: list[str], *, dry_run: bool = False) -> str:
+    words = {CREATE: "to create" if dry_run else "created",
+             UPDATE: "to replace" if dry_run else "replaced",
+             SAME: "already the same",
+             LEAVE: "to leave alone" if dry_run else "left alone",
+             RACED: "written meanwhile by someone else"}
+    return ", ".join(f"{results.count(k)} {w}" for k, w in words.items() if results.count(k)) or "no connections"

@@ -9,11 +9,13 @@ import difflib
 import math
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from bruin_materialize.schema import Schema
-from bruin_materialize.vault import RawSecret
 from bruin_materialize.yamltext import MAX_KEY, show, to_yaml
+
+if TYPE_CHECKING:  # the type only: validation is pure and never loads the Vault client
+    from bruin_materialize.vault import RawSecret
 
 ERROR, WARNING, NOTE = "error", "warning", "note"
 
