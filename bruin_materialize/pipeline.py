@@ -59,7 +59,9 @@ def report_all(outcomes: list[tuple[str, Outcome]], console: Console) -> None:
 
 
 def verify(built: Built) -> None:
-    """Parse the rendered text back with an independent YAML 1.2 parser: same data, same types."""
+    """Parse the rendered text back (ruamel.yaml's YAML 1.2 loader) and compare: same data, same types.
+    Independent of the template, which writes JSON literals through jinja2; for a merged base file it
+    is ruamel reading what ruamel wrote, and tests/test_yaml_v3.py reads both with bruin's own parser."""
     if not built.reads_back(parse(built.text)):
         raise MaterializeError("the rendered file does not parse back to the secrets' values (a bug; please "
                                "report it, without the secrets)", ExitCode.INTERNAL)
