@@ -153,20 +153,6 @@ def to_node(value: Any) -> Any:
     return value  # None, bool, int, float: ruamel writes them as YAML 1.2 reads them back
 
 
-def plain(node: Any) -> Any:
-    """ruamel's round-trip types as the plain Python ones a safe loader returns (for comparisons)."""
-    if isinstance(node, dict):
-        return {plain(k): plain(v) for k, v in node.items()}
-    if isinstance(node, list):
-        return [plain(item) for item in node]
-    if type(node).__name__ == "ScalarBoolean":  # ruamel's anchored booleans are ints underneath
-        return bool(node)
-    for kind in (bool, str, int, float):
-        if isinstance(node, kind):
-            return kind(node)
-    return node
-
-
 def _key(key: str) -> Any:
     from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 
