@@ -14,8 +14,14 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import NoReturn
 
-from bruin_materialize.console import (Console, Interrupted, install_signal_handlers, restore_signal_handlers, say,
-                                       where_it_failed)
+from bruin_materialize.console import (
+    Console,
+    Interrupted,
+    install_signal_handlers,
+    restore_signal_handlers,
+    say,
+    where_it_failed,
+)
 from bruin_materialize.errors import ExitCode, MaterializeError
 from bruin_materialize.machine import Document
 from bruin_materialize.plan import identical as identical  # the comparison `check` and the tests use
@@ -97,5 +103,5 @@ def _document_asked_for(args: Sequence[str]) -> Document | None:
     command = args[0] if args else ""
     options = list(args[1:args.index("--")] if "--" in args else args[1:])
     asked = any(a == "--format=json" for a in options) or any(
-        a == "--format" and b == "json" for a, b in zip(options, options[1:]))
+        a == "--format" and b == "json" for a, b in zip(options, options[1:], strict=False))
     return Document(command) if command in ("check", "plan", "render") and asked else None

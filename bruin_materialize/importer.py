@@ -354,7 +354,7 @@ def action(entry: Entry, state: State, overwrite: bool, version: int) -> str:
 
 def write_all(kv: KV, entries: list[Entry], states: list[State], overwrite: bool, concurrency: int) -> list[str]:
     """What became of each secret: create, update, same, leave, or raced (someone else wrote it meanwhile)."""
-    jobs = list(zip(entries, states))
+    jobs = list(zip(entries, states, strict=True))
     return parallel(lambda job: _write_one(kv, job[0], job[1], action(job[0], job[1], overwrite, kv.version)),
                     jobs, concurrency)
 
@@ -430,8 +430,9 @@ def differences(entry: Entry, state: State, version: int) -> str:
 
 def show_plan(entries: list[Entry], states: list[State], overwrite: bool, version: int, console: Console) -> int:
     """--dry-run: a line per connection that would change, as plan's; exit 5 when any would."""
-    todo = [action(e, s, overwrite, version) for e, s in zip(entries, states)]
-    lines = [line for e, s, t in zip(entries, states, todo) if (line := plan_line(e, s, t, version)) is not None]
+    todo = [action(e, s, overwrite, version) for e, s in zip(entries, states, strict=True)]
+    lines = [line for e, s, t in zip(entries, states, todo, strict=True)
+             if (line := plan_line(e, s, t, version)) is not None]
     for line in lines:
         print(line)
     sys.stdout.flush()
@@ -442,7 +443,7 @@ def show_plan(entries: list[Entry], states: list[State], overwrite: bool, versio
 def report(entries: list[Entry], states: list[State], results: list[str], version: int, where: str,
            console: Console) -> int:
     """A line per connection not simply created; exit 5 when Vault still differs from the file."""
-    for entry, state, result in zip(entries, states, results):
+    for entry, state, result in zip(entries, states, results, strict=True):
         kind = f"{entry.location} ({shown(entry.conn.type)})"
         if result in (CREATE, UPDATE):
             console.info(f"{'created' if result == CREATE else 'replaced'} {kind}")

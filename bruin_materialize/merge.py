@@ -16,10 +16,9 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from bruin_materialize.errors import usage_error
-from bruin_materialize.yamltext import show
 from bruin_materialize.render import Environments
 from bruin_materialize.validate import Connection
-from bruin_materialize.yamltext import load_file
+from bruin_materialize.yamltext import load_file, show
 
 # Keys written plain; any other key is double-quoted, like the values (`yes:`, `1e3:`, `a: b:`).
 _PLAIN_KEY = re.compile(r"[a-z_][a-z0-9_]*")

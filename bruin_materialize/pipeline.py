@@ -38,7 +38,8 @@ def build(settings: Settings, layout: Layout, console: Console, *, bruin: str | 
     env_names = frozenset(bruin_env) if settings.command == "exec" else None
     options = Options(settings.strict, settings.expand_env, env_names)
     # Pure, so once per environment: a name is unique within its environment only.
-    outcomes = [(env, validate(found, checked_against, options)) for (env, _), found in zip(layout.sources, secrets)]
+    outcomes = [(env, validate(found, checked_against, options))
+                for (env, _), found in zip(layout.sources, secrets, strict=True)]
     if console.document is not None:
         console.document.add_outcomes(outcomes)
     report_all(outcomes, console)
@@ -73,7 +74,7 @@ def _absolutize_secrets(settings: Settings, outcomes: list[tuple[str, Outcome]],
     from bruin_materialize.paths import absolutize
 
     root = settings.project_root
-    for (env, outcome), found in zip(outcomes, secrets):
+    for (env, outcome), found in zip(outcomes, secrets, strict=True):
         locations = {s.name: s.location for s in found}
         for conn in outcome.connections:
             for field in absolutize(conn.type, conn.fields, root):
@@ -140,4 +141,4 @@ def _summary(outcome: Outcome, environment: str) -> str:
         counts[conn.type] = counts.get(conn.type, 0) + 1
     by_type = ", ".join(f"{t} {n}" for t, n in counts.items())
     n = len(outcome.connections)
-    return f"{n} connection{'s' if n != 1 else ''} for environment {environment!r}" + (f": {by_type}" if by_type else "")
+    return f"{n} connection{'s' if n != 1 else ''} for environment {environment!r}" + (f": {by_type}" * bool(by_type))

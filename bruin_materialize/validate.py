@@ -89,27 +89,31 @@ def _connection(secret: RawSecret, schema: Schema | None, options: Options, out:
     report = _Report(secret.location, options, out)
     data = secret.data
     if data is None:
-        report.hint("", "secret-deleted", "its current version is deleted or destroyed; skipped (undelete it, or delete the "
-                        "secret's metadata to drop the connection)")
+        report.hint("", "secret-deleted",
+                    "its current version is deleted or destroyed; skipped (undelete it, or delete the "
+                    "secret's metadata to drop the connection)")
         return None
     too_big = _beyond_bounds(data)
     if too_big:  # before the recursive checks below, which a deep enough secret would overflow
         report.add(ERROR, "", "secret-too-large", too_big)
         return None
     if not isinstance(data, dict):
-        report.add(ERROR, "", "secret-not-object", f"the secret must be a JSON object with `type` and `details`, not {_kind(data)}")
+        report.add(ERROR, "", "secret-not-object",
+                   f"the secret must be a JSON object with `type` and `details`, not {_kind(data)}")
         return None
     conn_type, details = data.get("type"), data.get("details")
     ok = _check_type_field(conn_type, report) & _check_details_field(details, report)
     extra = sorted(k for k in data if k not in ("type", "details"))
     if extra:
-        report.add(WARNING, "", "secret-extra-keys", f"top-level keys other than type/details are ignored: {', '.join(map(show, extra))}")
+        report.add(WARNING, "", "secret-extra-keys",
+                   f"top-level keys other than type/details are ignored: {', '.join(map(show, extra))}")
     if not ok:
         return None
     assert isinstance(conn_type, str) and isinstance(details, dict)
     fields = dict(details)
     if "name" in fields and fields["name"] != secret.name:
-        report.add(WARNING, "details.name", "name-replaced", "differs from the secret's name; the secret's name is used")
+        report.add(WARNING, "details.name", "name-replaced",
+                   "differs from the secret's name; the secret's name is used")
     fields.pop("name", None)
     _check_keys(conn_type, fields, report)
     _check_text(secret.name, report, "name", options)
@@ -163,7 +167,7 @@ def _check_details_field(details: Any, report: _Report) -> bool:
         report.add(ERROR, "details", "details-invalid", "is missing; the connection's fields go in a `details` object")
     elif isinstance(details, str):
         report.add(ERROR, "details", "details-invalid", "is a string, not an object; write the secret as JSON "
-                                     "(e.g. `bao kv put PATH @secret.json`)")
+                                                        "(e.g. `bao kv put PATH @secret.json`)")
     else:
         report.add(ERROR, "details", "details-invalid", f"must be an object, not {_kind(details)}")
     return False
@@ -175,7 +179,8 @@ def _check_keys(conn_type: str, details: dict[str, Any], report: _Report) -> Non
         report.add(ERROR, "type", "key-too-long", f"is longer than the {MAX_KEY} characters YAML allows for a key")
     for field, key in _keys(details, "details"):
         if _too_long_for_a_key(key):
-            report.add(ERROR, field, "key-too-long", f"has a field name longer than the {MAX_KEY} characters YAML allows for a key")
+            report.add(ERROR, field, "key-too-long",
+                       f"has a field name longer than the {MAX_KEY} characters YAML allows for a key")
 
 
 def _too_long_for_a_key(key: str) -> bool:
@@ -199,11 +204,13 @@ def _check_text(value: Any, report: _Report, field: str, options: Options) -> No
         try:
             text.encode("utf-8")
         except UnicodeEncodeError:
-            report.add(ERROR, sub_field, "text-unencodable", "holds a lone UTF-16 surrogate, which cannot be written as UTF-8")
+            report.add(ERROR, sub_field, "text-unencodable",
+                       "holds a lone UTF-16 surrogate, which cannot be written as UTF-8")
             continue
         if not options.expand_env and _expands(text, options.env_names):
-            report.add(ERROR, sub_field, "env-reference", "holds ${...} naming an environment variable; bruin would replace it "
-                                         "on load. Change the value, or pass --expand-env if that is wanted")
+            report.add(ERROR, sub_field, "env-reference",
+                       "holds ${...} naming an environment variable; bruin would replace it "
+                       "on load. Change the value, or pass --expand-env if that is wanted")
 
 
 def _expands(text: str, env_names: frozenset[str] | None) -> bool:
@@ -231,7 +238,7 @@ def _check_against_schema(conn_type: str, fields: dict[str, Any], schema: Schema
         close = difflib.get_close_matches(conn_type, schema.types, n=1)
         suggestion = f" (did you mean {close[0]}?)" if close else ""
         report.add(ERROR, "type", "type-unknown", f"unknown connection type {_quoted(conn_type)}{suggestion}; "
-                                  f"bruin knows {len(schema.types)} types")
+                                                  f"bruin knows {len(schema.types)} types")
         return fields
     checked = _object(fields, spec, "details", schema, report)
     return checked if isinstance(checked, dict) else fields
@@ -256,7 +263,8 @@ def _object(value: dict[str, Any], spec: Mapping[str, Any], field: str, schema: 
         report.hint(field, "field-unknown", f"fields unknown to bruin's schema (bruin ignores them): {shown}")
     required = [r for r in spec.get("required", ()) if r not in value and not (field == "details" and r == "name")]
     if required:
-        report.hint(field, "field-required-missing", f"fields the schema marks required are missing: {', '.join(required)}")
+        report.hint(field, "field-required-missing",
+                    f"fields the schema marks required are missing: {', '.join(required)}")
     return result
 
 
@@ -280,7 +288,8 @@ def _value(value: Any, spec: Mapping[str, Any], field: str, schema: Schema, repo
             if type(converted) is not type(value):
                 report.add(NOTE, field, "value-converted", f"{_kind(value)} converted to {expected}")
             return converted
-    report.add(ERROR, field, "field-type-mismatch", f"expected {expected}, got {_kind(value)}; bruin would fail to load the whole file")
+    report.add(ERROR, field, "field-type-mismatch",
+               f"expected {expected}, got {_kind(value)}; bruin would fail to load the whole file")
     return value
 
 
