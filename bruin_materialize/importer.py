@@ -20,7 +20,6 @@ import json
 import math
 import re
 import sys
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -33,7 +32,7 @@ from bruin_materialize.paths import absolutize
 from bruin_materialize.plan import changed_fields, identical
 from bruin_materialize.schema import Schema
 from bruin_materialize.settings import ImportJob, Settings
-from bruin_materialize.validate import ERROR, NOTE, Connection, Options, Outcome, Problem, validate
+from bruin_materialize.validate import ERROR, NOTE, Connection, Options, Outcome, Problem, leaves, validate
 from bruin_materialize.vault import KV, RawSecret, call, dig, parallel, unexpected
 from bruin_materialize.yamltext import load_file, show
 
@@ -236,20 +235,8 @@ def _relative_paths(conn: Connection, job: ImportJob, where: str) -> list[Proble
 
 def _env_references(conn: Connection, where: str) -> list[Problem]:
     return [Problem(NOTE, f"{where}: {field}", "holds ${...}: kept as written; bruin expands it on load, so "
-                    "render needs --expand-env") for field in _fields_with_refs(conn.fields, "details")
-            if field != "details.name"]
-
-
-def _fields_with_refs(value: Any, field: str) -> Iterable[str]:
-    if isinstance(value, str):
-        if _ENV_REF.search(value):
-            yield field
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            yield from _fields_with_refs(item, f"{field}.{key}")
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            yield from _fields_with_refs(item, f"{field}[{i}]")
+                    "render needs --expand-env") for field, value in leaves(conn.fields, "details")
+            if isinstance(value, str) and _ENV_REF.search(value) and field != "details.name"]
 
 
 def _shared_paths(entries: list[Entry]) -> tuple[list[Entry], list[Problem]]:
@@ -290,7 +277,9 @@ def kv2_problems(entries: list[Entry]) -> list[Problem]:
     only its `.0` a note (bruin reads an integer into a number field alike)."""
     problems: list[Problem] = []
     for entry in entries:
-        for field, value in _numbers(entry.secret["details"], "details"):
+        for field, value in leaves(entry.secret["details"], "details"):
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                continue
             if isinstance(value, int) and as_stored(value, 2) != value:
                 problems.append(Problem(ERROR, f"{entry.location}: {field}", "is an integer beyond 2**53, which KV "
                                         "v2 stores rounded (as a float64); use a KV v1 mount, or a string if "
@@ -299,17 +288,6 @@ def kv2_problems(entries: list[Entry]) -> list[Problem]:
                 problems.append(Problem(NOTE, f"{entry.location}: {field}", "KV v2 stores this number as an "
                                         "integer (without its `.0`); bruin reads it alike into a number field"))
     return problems
-
-
-def _numbers(value: Any, field: str) -> Iterable[tuple[str, int | float]]:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        yield field, value
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            yield from _numbers(item, f"{field}.{key}")
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            yield from _numbers(item, f"{field}[{i}]")
 
 
 def current_states(kv: KV, entries: list[Entry], concurrency: int) -> list[State]:

@@ -200,7 +200,7 @@ def _keys(value: Any, field: str) -> Iterable[tuple[str, str]]:
 
 def _check_text(value: Any, report: _Report, field: str, options: Options) -> None:
     """Text bruin could not read back exactly: unencodable, or ${NAME} it would expand on load."""
-    for sub_field, text in _strings(value, field):
+    for sub_field, text in ((f, v) for f, v in leaves(value, field) if isinstance(v, str)):
         try:
             text.encode("utf-8")
         except UnicodeEncodeError:
@@ -221,15 +221,16 @@ def _expands(text: str, env_names: frozenset[str] | None) -> bool:
     return False
 
 
-def _strings(value: Any, field: str) -> Iterable[tuple[str, str]]:
-    if isinstance(value, str):
-        yield field, value
-    elif isinstance(value, dict):
+def leaves(value: Any, field: str) -> Iterable[tuple[str, Any]]:
+    """Every scalar inside `value`, with its field path (`details.catalog.path`, `details.hosts[1]`)."""
+    if isinstance(value, dict):
         for key, item in value.items():
-            yield from _strings(item, f"{field}.{show(key)}")
+            yield from leaves(item, f"{field}.{show(key)}")
     elif isinstance(value, list):
         for i, item in enumerate(value):
-            yield from _strings(item, f"{field}[{i}]")
+            yield from leaves(item, f"{field}[{i}]")
+    else:
+        yield field, value
 
 
 def _check_against_schema(conn_type: str, fields: dict[str, Any], schema: Schema, report: _Report) -> dict[str, Any]:
