@@ -574,7 +574,7 @@ def _raise_for_status(method: str, path: str, reply: Reply) -> NoReturn:
         hvac.utils.raise_for_error(method, path, reply.status, None if errors else text, errors=errors, text=text,
                                    json=parsed)
     except hvac.exceptions.VaultError as exc:
-        setattr(exc, "status_code", reply.status)  # hvac's exceptions do not keep it; our messages name it
+        exc.status_code = reply.status  # type: ignore[attr-defined]  # hvac's exceptions do not keep it
         raise
     raise AssertionError("hvac.utils.raise_for_error returned")  # it always raises
 

@@ -19,22 +19,22 @@ import decimal
 import json
 import math
 import re
-from collections.abc import Iterable
+import sys
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import hvac
 import hvac.exceptions
 
-from bruin_materialize.errors import usage_error, vault_error
+from bruin_materialize.console import Console
+from bruin_materialize.errors import ExitCode, usage_error, vault_error
 from bruin_materialize.paths import absolutize
 from bruin_materialize.plan import changed_fields, identical
 from bruin_materialize.schema import Schema
 from bruin_materialize.settings import ImportJob, Settings
-from bruin_materialize.validate import ERROR, NOTE, Connection, Options, Outcome, Problem, validate
+from bruin_materialize.validate import ERROR, NOTE, Connection, Options, Outcome, Problem, leaves, validate
 from bruin_materialize.vault import KV, RawSecret, call, dig, parallel, unexpected
-from bruin_materialize.yamltext import show
-from bruin_materialize.yamltext import load_file
+from bruin_materialize.yamltext import load_file, show
 
 CREATE, UPDATE, SAME, LEAVE, RACED = "create", "update", "same", "leave", "raced"
 _ENV_REF = re.compile(r"\$\{[^}]+\}")  # what bruin expands on load (validate.py refuses it in secrets)
@@ -235,20 +235,8 @@ def _relative_paths(conn: Connection, job: ImportJob, where: str) -> list[Proble
 
 def _env_references(conn: Connection, where: str) -> list[Problem]:
     return [Problem(NOTE, f"{where}: {field}", "holds ${...}: kept as written; bruin expands it on load, so "
-                    "render needs --expand-env") for field in _fields_with_refs(conn.fields, "details")
-            if field != "details.name"]
-
-
-def _fields_with_refs(value: Any, field: str) -> Iterable[str]:
-    if isinstance(value, str):
-        if _ENV_REF.search(value):
-            yield field
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            yield from _fields_with_refs(item, f"{field}.{key}")
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            yield from _fields_with_refs(item, f"{field}[{i}]")
+                    "render needs --expand-env") for field, value in leaves(conn.fields, "details")
+            if isinstance(value, str) and _ENV_REF.search(value) and field != "details.name"]
 
 
 def _shared_paths(entries: list[Entry]) -> tuple[list[Entry], list[Problem]]:
@@ -289,7 +277,9 @@ def kv2_problems(entries: list[Entry]) -> list[Problem]:
     only its `.0` a note (bruin reads an integer into a number field alike)."""
     problems: list[Problem] = []
     for entry in entries:
-        for field, value in _numbers(entry.secret["details"], "details"):
+        for field, value in leaves(entry.secret["details"], "details"):
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                continue
             if isinstance(value, int) and as_stored(value, 2) != value:
                 problems.append(Problem(ERROR, f"{entry.location}: {field}", "is an integer beyond 2**53, which KV "
                                         "v2 stores rounded (as a float64); use a KV v1 mount, or a string if "
@@ -298,17 +288,6 @@ def kv2_problems(entries: list[Entry]) -> list[Problem]:
                 problems.append(Problem(NOTE, f"{entry.location}: {field}", "KV v2 stores this number as an "
                                         "integer (without its `.0`); bruin reads it alike into a number field"))
     return problems
-
-
-def _numbers(value: Any, field: str) -> Iterable[tuple[str, int | float]]:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        yield field, value
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            yield from _numbers(item, f"{field}.{key}")
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            yield from _numbers(item, f"{field}[{i}]")
 
 
 def current_states(kv: KV, entries: list[Entry], concurrency: int) -> list[State]:
@@ -353,7 +332,7 @@ def action(entry: Entry, state: State, overwrite: bool, version: int) -> str:
 
 def write_all(kv: KV, entries: list[Entry], states: list[State], overwrite: bool, concurrency: int) -> list[str]:
     """What became of each secret: create, update, same, leave, or raced (someone else wrote it meanwhile)."""
-    jobs = list(zip(entries, states))
+    jobs = list(zip(entries, states, strict=True))
     return parallel(lambda job: _write_one(kv, job[0], job[1], action(job[0], job[1], overwrite, kv.version)),
                     jobs, concurrency)
 
@@ -425,3 +404,42 @@ def differences(entry: Entry, state: State, version: int) -> str:
         return f"type changed from {shown(old_type)}"
     fields = changed_fields(as_stored(entry.secret["details"], version), old_details) or ["top-level keys"]
     return ", ".join(shown(f) for f in fields)
+
+
+def show_plan(entries: list[Entry], states: list[State], overwrite: bool, version: int, console: Console) -> int:
+    """--dry-run: a line per connection that would change, as plan's; exit 5 when any would."""
+    todo = [action(e, s, overwrite, version) for e, s in zip(entries, states, strict=True)]
+    lines = [line for e, s, t in zip(entries, states, todo, strict=True)
+             if (line := plan_line(e, s, t, version)) is not None]
+    for line in lines:
+        print(line)
+    sys.stdout.flush()
+    console.info(f"import --dry-run: {_counts(todo, dry_run=True)}; nothing written")
+    return ExitCode.CHANGES if lines else ExitCode.OK  # as plan: Vault differs from the file
+
+
+def report(entries: list[Entry], states: list[State], results: list[str], version: int, where: str,
+           console: Console) -> int:
+    """A line per connection not simply created; exit 5 when Vault still differs from the file."""
+    for entry, state, result in zip(entries, states, results, strict=True):
+        kind = f"{entry.location} ({shown(entry.conn.type)})"
+        if result in (CREATE, UPDATE):
+            console.info(f"{'created' if result == CREATE else 'replaced'} {kind}")
+        elif result == LEAVE:
+            differs = differences(entry, state, version)
+            console.warning(f"{kind} exists and differs ({differs}); left alone: pass --overwrite to replace it")
+        elif result == RACED:
+            console.warning(f"{kind} was {'changed' if state.exists else 'created'} meanwhile by someone else; "
+                            "left alone")
+    console.info(f"import into {where}: {_counts(results)}")
+    left = sum(r in (LEAVE, RACED) for r in results)
+    return ExitCode.CHANGES if left else ExitCode.OK  # Vault still differs from the file, as plan's 5
+
+
+def _counts(results: list[str], *, dry_run: bool = False) -> str:
+    words = {CREATE: "to create" if dry_run else "created",
+             UPDATE: "to replace" if dry_run else "replaced",
+             SAME: "already the same",
+             LEAVE: "to leave alone" if dry_run else "left alone",
+             RACED: "written meanwhile by someone else"}
+    return ", ".join(f"{results.count(k)} {w}" for k, w in words.items() if results.count(k)) or "no connections"

@@ -8,7 +8,6 @@ Its shape is documented in docs/json-output.md; `format` changes only when a key
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -18,32 +17,12 @@ from bruin_materialize.validate import Outcome, Problem
 
 FORMAT = 1
 
-# A stable code per kind of finding, for machines to match on instead of the wording. Matched on the
-# message validate.py writes; a message no pattern knows is "other" (a test covers every kind).
-_CODES: tuple[tuple[str, re.Pattern[str]], ...] = tuple((code, re.compile(pattern)) for code, pattern in (
-    ("secret-deleted", r"^its current version is deleted or destroyed"),
-    ("secret-not-object", r"^the secret must be a JSON object"),
-    ("secret-extra-keys", r"^top-level keys other than type/details"),
-    ("name-replaced", r"^differs from the secret's name"),
-    ("type-unknown", r"^unknown connection type "),
-    ("type-invalid", r"set it to a bruin connection type"),
-    ("details-invalid", r"^(is missing; the connection's fields|is a string, not an object|must be an object)"),
-    ("key-too-long", r"characters YAML allows for a key$"),
-    ("text-unencodable", r"^holds a lone UTF-16 surrogate"),
-    ("env-reference", r"^holds \$\{\.\.\.\} naming an environment variable"),
-    ("field-unknown", r"^fields unknown to bruin's schema"),
-    ("field-required-missing", r"^fields the schema marks required are missing"),
-    ("value-converted", r" converted to \w+$"),
-    ("field-type-mismatch", r"^expected \w+, got \w+"),
-    ("name-duplicate", r"^given by two secrets"),
-))
-
-
-def code_of(message: str) -> str:
-    for code, pattern in _CODES:
-        if pattern.search(message):
-            return code
-    return "other"
+# Every code a finding can carry (validate.py's kinds, then the pipeline's own); documented in
+# docs/json-output.md, which a test keeps in step with this list.
+CODES = ("secret-deleted", "secret-too-large", "secret-not-object", "secret-extra-keys", "name-replaced",
+         "type-unknown", "type-invalid", "details-invalid", "key-too-long", "text-unencodable", "env-reference",
+         "field-unknown", "field-required-missing", "value-converted", "field-type-mismatch", "name-duplicate",
+         "base-collision", "path-absolutized")
 
 
 class Finding(NamedTuple):
@@ -96,7 +75,7 @@ class Document:
 
 def _finding(environment: str, problem: Problem) -> Finding:
     location = problem.location or problem.where
-    return Finding(environment, location, problem.field or None, problem.level, code_of(problem.message),
+    return Finding(environment, location, problem.field or None, problem.level, problem.code,
                    problem.message)
 
 

@@ -16,10 +16,9 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from bruin_materialize.errors import usage_error
-from bruin_materialize.yamltext import show
 from bruin_materialize.render import Environments
 from bruin_materialize.validate import Connection
-from bruin_materialize.yamltext import load_file
+from bruin_materialize.yamltext import load_file, show
 
 # Keys written plain; any other key is double-quoted, like the values (`yes:`, `1e3:`, `a: b:`).
 _PLAIN_KEY = re.compile(r"[a-z_][a-z0-9_]*")
@@ -151,20 +150,6 @@ def to_node(value: Any) -> Any:
     if isinstance(value, list):
         return CommentedSeq(to_node(item) for item in value)
     return value  # None, bool, int, float: ruamel writes them as YAML 1.2 reads them back
-
-
-def plain(node: Any) -> Any:
-    """ruamel's round-trip types as the plain Python ones a safe loader returns (for comparisons)."""
-    if isinstance(node, dict):
-        return {plain(k): plain(v) for k, v in node.items()}
-    if isinstance(node, list):
-        return [plain(item) for item in node]
-    if type(node).__name__ == "ScalarBoolean":  # ruamel's anchored booleans are ints underneath
-        return bool(node)
-    for kind in (bool, str, int, float):
-        if isinstance(node, kind):
-            return kind(node)
-    return node
 
 
 def _key(key: str) -> Any:

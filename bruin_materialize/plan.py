@@ -6,7 +6,6 @@ and the fields that differ, never a value; names that could break a line are JSO
 
 from __future__ import annotations
 
-import re
 from typing import Any, NamedTuple
 
 from bruin_materialize.paths import connections_in
@@ -20,7 +19,7 @@ def identical(a: Any, b: Any) -> bool:
     if isinstance(a, dict):
         return a.keys() == b.keys() and all(identical(a[k], b[k]) for k in a)
     if isinstance(a, list):
-        return len(a) == len(b) and all(identical(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(identical(x, y) for x, y in zip(a, b, strict=True))
     return bool(a == b)
 
 

@@ -52,8 +52,8 @@ def render_environments(environments: Environments, default_environment: str, so
     env.filters["yaml"] = to_yaml
     # Connections come sorted by type, so by_type keeps the file's order.
     grouped = [(name, list(by_type(connections).items())) for name, connections in environments]
-    text: str = env.get_template(TEMPLATE).render(header=header(source, schema), default_environment=default_environment,
-                                                  environments=grouped)
+    text: str = env.get_template(TEMPLATE).render(header=header(source, schema),
+                                                  default_environment=default_environment, environments=grouped)
     return text if text.endswith("\n") else text + "\n"
 
 

@@ -12,11 +12,12 @@ import hashlib
 import json
 import os
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from bruin_materialize.errors import usage_error
+from bruin_materialize.errors import MaterializeError, usage_error
+from bruin_materialize.settings import Settings
 
 # The schema shipped with the package, for machines without bruin (a CI job, the init container's
 # image when BRUIN_BIN is unset): data/connections-schema.md says where it came from.
@@ -125,3 +126,26 @@ def _store(cache: Path, data: bytes) -> None:
             tmp.unlink()
         except OSError:
             pass
+
+
+def choose(settings: Settings, bruin: str | None, env: Mapping[str, str], info: Callable[[str], None],
+           warning: Callable[[str], None]) -> Schema:
+    """--schema, else the bruin that will run (`bruin`, or the one on PATH), else the snapshot in the
+    package, said once: it may be older or newer than the bruin that runs the file."""
+    from bruin_materialize.handover import find_bruin
+
+    if settings.schema_file is not None:
+        return load_schema_file(settings.schema_file)
+    if bruin is None:
+        try:
+            bruin = find_bruin(settings.bruin_bin, settings.search_path)
+        except MaterializeError:
+            info(f"bruin not found and no --schema: checking against {SNAPSHOT_FROM} (the schema shipped with "
+                 "bruin-materialize); put bruin on PATH or pass --schema to check against the bruin that will run")
+            return load_snapshot()
+    try:
+        return schema_from_bruin(bruin, settings.cache_dir, env)
+    except MaterializeError as exc:
+        warning(f"{exc.message}; checking against {SNAPSHOT_FROM} (the schema shipped with bruin-materialize) "
+                "instead")
+        return load_snapshot()

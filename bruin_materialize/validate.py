@@ -9,11 +9,13 @@ import difflib
 import math
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from bruin_materialize.schema import Schema
-from bruin_materialize.vault import RawSecret
 from bruin_materialize.yamltext import MAX_KEY, show, to_yaml
+
+if TYPE_CHECKING:  # the type only: validation is pure and never loads the Vault client
+    from bruin_materialize.vault import RawSecret
 
 ERROR, WARNING, NOTE = "error", "warning", "note"
 
@@ -24,6 +26,7 @@ class Problem(NamedTuple):
     message: str
     location: str = ""  # the secret's location alone (mount/path/name), for `--format json`
     field: str = ""  # the field alone, "" for the secret as a whole
+    code: str = "other"  # the kind of finding, stable across wording changes (`--format json`)
 
     def line(self) -> str:
         return f"{self.where}: {self.message}"
@@ -72,41 +75,45 @@ class _Report:
         self.location, self.options, self.out = location, options, out
         self.errors = 0  # this secret's, counted as they come: scanning `out` would be quadratic
 
-    def add(self, level: str, field: str, message: str) -> None:
+    def add(self, level: str, field: str, code: str, message: str) -> None:
         where = f"{self.location}: {field}" if field else self.location
-        self.out.append(Problem(level, where, message, self.location, field))
+        self.out.append(Problem(level, where, message, self.location, field, code))
         self.errors += level == ERROR
 
-    def hint(self, field: str, message: str) -> None:
+    def hint(self, field: str, code: str, message: str) -> None:
         """Schema hints: warnings, errors with --strict."""
-        self.add(ERROR if self.options.strict else WARNING, field, message)
+        self.add(ERROR if self.options.strict else WARNING, field, code, message)
 
 
 def _connection(secret: RawSecret, schema: Schema | None, options: Options, out: list[Problem]) -> Connection | None:
     report = _Report(secret.location, options, out)
     data = secret.data
     if data is None:
-        report.hint("", "its current version is deleted or destroyed; skipped (undelete it, or delete the "
-                        "secret's metadata to drop the connection)")
+        report.hint("", "secret-deleted",
+                    "its current version is deleted or destroyed; skipped (undelete it, or delete the "
+                    "secret's metadata to drop the connection)")
         return None
     too_big = _beyond_bounds(data)
     if too_big:  # before the recursive checks below, which a deep enough secret would overflow
-        report.add(ERROR, "", too_big)
+        report.add(ERROR, "", "secret-too-large", too_big)
         return None
     if not isinstance(data, dict):
-        report.add(ERROR, "", f"the secret must be a JSON object with `type` and `details`, not {_kind(data)}")
+        report.add(ERROR, "", "secret-not-object",
+                   f"the secret must be a JSON object with `type` and `details`, not {_kind(data)}")
         return None
     conn_type, details = data.get("type"), data.get("details")
     ok = _check_type_field(conn_type, report) & _check_details_field(details, report)
     extra = sorted(k for k in data if k not in ("type", "details"))
     if extra:
-        report.add(WARNING, "", f"top-level keys other than type/details are ignored: {', '.join(map(show, extra))}")
+        report.add(WARNING, "", "secret-extra-keys",
+                   f"top-level keys other than type/details are ignored: {', '.join(map(show, extra))}")
     if not ok:
         return None
     assert isinstance(conn_type, str) and isinstance(details, dict)
     fields = dict(details)
     if "name" in fields and fields["name"] != secret.name:
-        report.add(WARNING, "details.name", "differs from the secret's name; the secret's name is used")
+        report.add(WARNING, "details.name", "name-replaced",
+                   "differs from the secret's name; the secret's name is used")
     fields.pop("name", None)
     _check_keys(conn_type, fields, report)
     _check_text(secret.name, report, "name", options)
@@ -149,7 +156,7 @@ def _check_type_field(conn_type: Any, report: _Report) -> bool:
     if isinstance(conn_type, str) and conn_type.strip():
         return True
     problem = "is missing" if conn_type is None else f"must be a non-empty string, not {_kind(conn_type)}"
-    report.add(ERROR, "type", f"{problem}; set it to a bruin connection type such as postgres")
+    report.add(ERROR, "type", "type-invalid", f"{problem}; set it to a bruin connection type such as postgres")
     return False
 
 
@@ -157,22 +164,23 @@ def _check_details_field(details: Any, report: _Report) -> bool:
     if isinstance(details, dict):
         return True
     if details is None:
-        report.add(ERROR, "details", "is missing; the connection's fields go in a `details` object")
+        report.add(ERROR, "details", "details-invalid", "is missing; the connection's fields go in a `details` object")
     elif isinstance(details, str):
-        report.add(ERROR, "details", "is a string, not an object; write the secret as JSON "
-                                     "(e.g. `bao kv put PATH @secret.json`)")
+        report.add(ERROR, "details", "details-invalid", "is a string, not an object; write the secret as JSON "
+                                                        "(e.g. `bao kv put PATH @secret.json`)")
     else:
-        report.add(ERROR, "details", f"must be an object, not {_kind(details)}")
+        report.add(ERROR, "details", "details-invalid", f"must be an object, not {_kind(details)}")
     return False
 
 
 def _check_keys(conn_type: str, details: dict[str, Any], report: _Report) -> None:
     """Keys YAML cannot carry: the type and field names are mapping keys in the file."""
     if _too_long_for_a_key(conn_type):
-        report.add(ERROR, "type", f"is longer than the {MAX_KEY} characters YAML allows for a key")
+        report.add(ERROR, "type", "key-too-long", f"is longer than the {MAX_KEY} characters YAML allows for a key")
     for field, key in _keys(details, "details"):
         if _too_long_for_a_key(key):
-            report.add(ERROR, field, f"has a field name longer than the {MAX_KEY} characters YAML allows for a key")
+            report.add(ERROR, field, "key-too-long",
+                       f"has a field name longer than the {MAX_KEY} characters YAML allows for a key")
 
 
 def _too_long_for_a_key(key: str) -> bool:
@@ -192,15 +200,17 @@ def _keys(value: Any, field: str) -> Iterable[tuple[str, str]]:
 
 def _check_text(value: Any, report: _Report, field: str, options: Options) -> None:
     """Text bruin could not read back exactly: unencodable, or ${NAME} it would expand on load."""
-    for sub_field, text in _strings(value, field):
+    for sub_field, text in ((f, v) for f, v in leaves(value, field) if isinstance(v, str)):
         try:
             text.encode("utf-8")
         except UnicodeEncodeError:
-            report.add(ERROR, sub_field, "holds a lone UTF-16 surrogate, which cannot be written as UTF-8")
+            report.add(ERROR, sub_field, "text-unencodable",
+                       "holds a lone UTF-16 surrogate, which cannot be written as UTF-8")
             continue
         if not options.expand_env and _expands(text, options.env_names):
-            report.add(ERROR, sub_field, "holds ${...} naming an environment variable; bruin would replace it "
-                                         "on load. Change the value, or pass --expand-env if that is wanted")
+            report.add(ERROR, sub_field, "env-reference",
+                       "holds ${...} naming an environment variable; bruin would replace it "
+                       "on load. Change the value, or pass --expand-env if that is wanted")
 
 
 def _expands(text: str, env_names: frozenset[str] | None) -> bool:
@@ -211,15 +221,16 @@ def _expands(text: str, env_names: frozenset[str] | None) -> bool:
     return False
 
 
-def _strings(value: Any, field: str) -> Iterable[tuple[str, str]]:
-    if isinstance(value, str):
-        yield field, value
-    elif isinstance(value, dict):
+def leaves(value: Any, field: str) -> Iterable[tuple[str, Any]]:
+    """Every scalar inside `value`, with its field path (`details.catalog.path`, `details.hosts[1]`)."""
+    if isinstance(value, dict):
         for key, item in value.items():
-            yield from _strings(item, f"{field}.{show(key)}")
+            yield from leaves(item, f"{field}.{show(key)}")
     elif isinstance(value, list):
         for i, item in enumerate(value):
-            yield from _strings(item, f"{field}[{i}]")
+            yield from leaves(item, f"{field}[{i}]")
+    else:
+        yield field, value
 
 
 def _check_against_schema(conn_type: str, fields: dict[str, Any], schema: Schema, report: _Report) -> dict[str, Any]:
@@ -227,8 +238,8 @@ def _check_against_schema(conn_type: str, fields: dict[str, Any], schema: Schema
     if spec is None:
         close = difflib.get_close_matches(conn_type, schema.types, n=1)
         suggestion = f" (did you mean {close[0]}?)" if close else ""
-        report.add(ERROR, "type", f"unknown connection type {_quoted(conn_type)}{suggestion}; "
-                                  f"bruin knows {len(schema.types)} types")
+        report.add(ERROR, "type", "type-unknown", f"unknown connection type {_quoted(conn_type)}{suggestion}; "
+                                                  f"bruin knows {len(schema.types)} types")
         return fields
     checked = _object(fields, spec, "details", schema, report)
     return checked if isinstance(checked, dict) else fields
@@ -250,10 +261,11 @@ def _object(value: dict[str, Any], spec: Mapping[str, Any], field: str, schema: 
             result[key] = item
     if unknown:
         shown = ", ".join(map(show, sorted(unknown)))
-        report.hint(field, f"fields unknown to bruin's schema (bruin ignores them): {shown}")
+        report.hint(field, "field-unknown", f"fields unknown to bruin's schema (bruin ignores them): {shown}")
     required = [r for r in spec.get("required", ()) if r not in value and not (field == "details" and r == "name")]
     if required:
-        report.hint(field, f"fields the schema marks required are missing: {', '.join(required)}")
+        report.hint(field, "field-required-missing",
+                    f"fields the schema marks required are missing: {', '.join(required)}")
     return result
 
 
@@ -275,9 +287,10 @@ def _value(value: Any, spec: Mapping[str, Any], field: str, schema: Schema, repo
         converted = _scalar(value, expected)
         if converted is not _MISMATCH:
             if type(converted) is not type(value):
-                report.add(NOTE, field, f"{_kind(value)} converted to {expected}")
+                report.add(NOTE, field, "value-converted", f"{_kind(value)} converted to {expected}")
             return converted
-    report.add(ERROR, field, f"expected {expected}, got {_kind(value)}; bruin would fail to load the whole file")
+    report.add(ERROR, field, "field-type-mismatch",
+               f"expected {expected}, got {_kind(value)}; bruin would fail to load the whole file")
     return value
 
 
@@ -338,7 +351,7 @@ def _check_duplicates(connections: list[Connection], out: list[Problem]) -> None
         if first is not conn:
             out.append(Problem(ERROR, f"connection {_quoted(conn.name)}",
                                f"given by two secrets ({show(first.type)} and {show(conn.type)}); names must be "
-                               "unique"))
+                               "unique", code="name-duplicate"))
 
 
 def _quoted(name: str) -> str:

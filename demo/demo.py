@@ -35,8 +35,6 @@ def main() -> int:
         _wait_healthy(addr, server)
         env = {**os.environ, "HOME": str(home), "BRUIN_VAULT_HOST": addr, "BRUIN_VAULT_TOKEN": token,
                "BRUIN_VAULT_MOUNT_PATH": "secret", "BRUIN_VAULT_PATH": "bruin"}
-        if not shutil.which("bruin"):  # no bruin to ask for its schema: the tests' copy covers these types
-            env["BRUIN_MATERIALIZE_SCHEMA"] = str(REPO / "tests" / "data" / "connections-schema-subset.json")
         print(f"demo: OpenBao dev server at {addr}; moving {EXAMPLE.relative_to(REPO)}'s connections into "
               "secret/bruin/", flush=True)
         _run([*MATERIALIZE, "import", str(EXAMPLE)], env)

@@ -728,3 +728,42 @@ def test_exec_hands_bruin_no_credential(mat: Materialize, auth_world: AuthWorld,
         assert given not in text and secret_id not in text, path
         assert not TOKEN_SHAPE.search(text), f"{path} holds something shaped like a Vault token"
 
+
+
+def test_login_token_is_revoked_when_the_run_is_interrupted(mat: Materialize, auth_world: AuthWorld,
+                                                             revocation: set[str], tmp_path: Path) -> None:
+    # Logged in, then SIGTERM while a read hangs: the token must not outlive the run.
+    import signal
+    import subprocess
+    import sys
+
+    from conftest import MATERIALIZE
+    from fault_proxy import ALWAYS, FaultProxy
+
+    proxy = FaultProxy(auth_world.bao.http_addr)
+    proxy.start()
+    try:
+        proxy.add_rule("hang", path=f"{MOUNT}/data/", times=ALWAYS)
+        env = {**os.environ, "BRUIN_VAULT_HOST": proxy.addr, "BRUIN_VAULT_ROLE_ID": auth_world.role_id,
+               "BRUIN_VAULT_SECRET_ID": auth_world.secret_id()}
+        proc = subprocess.Popen([sys.executable, str(MATERIALIZE), "render", "--output", str(tmp_path / "o.yml")],
+                                env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+        try:
+            deadline = time.monotonic() + 15
+            while proxy.requests(f"{MOUNT}/data/") < 1 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            live_before_signal = auth_world.login_tokens_since(revocation)
+            proc.send_signal(signal.SIGTERM)
+            stdout, stderr = proc.communicate(timeout=10)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    finally:
+        proxy.stop()
+    sys.stdout.write(stdout)  # where the leak guard looks
+    sys.stderr.write(stderr)
+    assert live_before_signal, "the run had not logged in before the signal"
+    assert proc.returncode == 143, stderr
+    assert_login_token_revoked(auth_world, revocation)

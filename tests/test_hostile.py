@@ -225,7 +225,7 @@ def test_names_from_vault_are_escaped_one_message_a_line(env: dict[str, str], kv
 
 
 def test_console_escapes_whatever_reaches_it(capsys: pytest.CaptureFixture[str]) -> None:
-    from bruin_materialize.cli import Console
+    from bruin_materialize.console import Console
 
     Console().error("kv/bruin/na\x1b[2Jme\nmaterialize: error: forged\u202e")
     assert capsys.readouterr().err == "materialize: error: kv/bruin/na\\x1b[2Jme\\nmaterialize: error: forged\\u202e\n"
