@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from bruin_materialize.errors import ExitCode, MaterializeError
-from bruin_materialize.settings import TLS, Auth, VaultAddress, bruin_environment, parse_duration, parse_settings
+from bruin_materialize.settings import TLS, Auth, Settings, VaultAddress, bruin_environment, parse_duration, parse_settings
 
 BASE = {
     "BRUIN_VAULT_HOST": "http://127.0.0.1:8200",
@@ -17,7 +17,7 @@ BASE = {
 }
 
 
-def settings(argv: list[str], **env: str):
+def settings(argv: list[str], **env: str) -> Settings:
     environ = {**BASE, **env}
     return parse_settings(argv, {k: v for k, v in environ.items() if v != "<unset>"})
 
