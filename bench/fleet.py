@@ -4,7 +4,7 @@ that enforces a rate-limit quota of R requests per second.
 
     python bench/fleet.py [-P 20] [-N 100] [-R 200] [--rev main] [--repeat 3] [--json FILE] [--plot [PNG]]
 
-One OpenBao dev server (bench/bao.py) with a file audit device; N secrets (bench/shapes.py) under
+One OpenBao dev server (testsupport/bao.py) with a file audit device; N secrets (bench/shapes.py) under
 fleet/bruin on a KV v2 mount. Each code version (`--rev REV` as committed, and the work tree) runs
 once alone, without a quota, to count from the audit log the requests one process makes (k). Then
 a global rate-limit quota of R per 1s interval is set (OpenBao's default exempt paths; it counts
@@ -34,8 +34,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-import bao
-import run
+sys.path.insert(1, str(Path(__file__).resolve().parent.parent))  # testsupport/, shared with the tests
+
+import seed  # noqa: E402
+import tool  # noqa: E402
+
+from testsupport import bao  # noqa: E402
+from testsupport.paths import REPO_DIR  # noqa: E402
 
 MOUNT, PATH = "fleet", "bruin"
 # Each process waits here (stdin: the gate pipe), says it is ready, then becomes the tool.
@@ -56,7 +61,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--retry-after", action="store_true",
                         help="turn on OpenBao's rate-limit response headers (Retry-After, X-Ratelimit-*)")
     parser.add_argument("--json", metavar="FILE", help="write every run as JSON")
-    parser.add_argument("--plot", metavar="PNG", nargs="?", const=str(run.REPO / "docs" / "fleet.png"),
+    parser.add_argument("--plot", metavar="PNG", nargs="?", const=str(REPO_DIR / "docs" / "fleet.png"),
                         help="draw the runs (default docs/fleet.png; needs matplotlib)")
     parser.add_argument("--from-json", metavar="FILE", help="no run: print and plot a saved --json FILE")
     parser.add_argument("--bao", help="the bao binary (default: next to this Python, else on PATH)")
@@ -75,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.json).write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
     if args.plot:
         draw(report, Path(args.plot))
-        run._say(f"wrote {args.plot}")
+        tool.say(f"wrote {args.plot}")
     return 0
 
 
@@ -85,38 +90,36 @@ def measure_fleet(args: argparse.Namespace) -> dict[str, Any]:
     audit = Audit(work / "audit.log")
     config = work / "audit.hcl"
     config.write_text(f'audit "file" "fleet" {{\n  options = {{\n    file_path = "{audit.path}"\n  }}\n}}\n')
-    server = bao.start(work, args.bao, config)
-    meta = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "argv": sys.argv[1:], "P": args.processes, "N": args.secrets, "R": args.rate, "interval": "1s",
-            "cpus": os.cpu_count(), "cpu_model": run._cpu_model(), "python": sys.version.split()[0],
-            "bao": run._bao_version(args.bao), "load_before": os.getloadavg(), "retry_after": args.retry_after,
+    server = tool.start_server(work, args.bao, f"-config={config}")
+    meta = {**tool.machine(), "P": args.processes, "N": args.secrets, "R": args.rate, "interval": "1s",
+            "bao": tool.bao_version(args.bao), "retry_after": args.retry_after,
             "tool_env": dict(e.split("=", 1) for e in args.tool_env), "versions": {}}
     runs: list[dict[str, Any]] = []
     try:
-        bao.enable_kv2(server, MOUNT)
-        bao.seed(server, MOUNT, PATH, args.secrets)
+        seed.enable_kv2(server, MOUNT)
+        seed.seed(server, MOUNT, PATH, args.secrets)
         copies: dict[str, Path] = {}
         for rev in ([args.rev] if args.rev else []) + [None]:
-            commit = run._git(rev)["commit"][:7]
+            commit = tool.git(rev)["commit"][:7]
             label = "work tree" if rev is None else rev if commit.startswith(rev) else f"{rev} ({commit})"
             copies[label] = work / f"tool-{len(copies)}"
-            run._copy_tool(copies[label], rev)
-            meta["versions"][label] = {"git": run._git(rev), "requests per process": 0}
+            tool.copy_tool(copies[label], rev)
+            meta["versions"][label] = {"git": tool.git(rev), "requests per process": 0}
         for label, copy in copies.items():  # alone, no quota: k, and the bytecode of the copy
             alone = fleet_run(server, copy, 1, args, work, out_dir, audit)
             if alone["successes"] != 1:
                 raise SystemExit(f"bench: {label} fails alone: {alone['errors']}")
             meta["versions"][label].update({"requests per process": alone["admitted"], "alone": alone["wall"],
                                             "requests by kind": alone["kinds"]})
-            run._say(f"{label}: one process alone makes {alone['admitted']} requests {alone['kinds']}")
-        quota_config = {**bao.request(server, "GET", "sys/quotas/config")[1]["data"],  # keeps the exempt paths
+            tool.say(f"{label}: one process alone makes {alone['admitted']} requests {alone['kinds']}")
+        quota_config = {**seed.request(server, "GET", "sys/quotas/config")[1]["data"],  # keeps the exempt paths
                         "enable_rate_limit_audit_logging": True, "enable_rate_limit_response_headers": args.retry_after}
         for path, payload in (("sys/quotas/config", quota_config),
                               ("sys/quotas/rate-limit/fleet", {"rate": args.rate, "interval": "1s"})):
-            if bao.request(server, "POST", path, payload)[0] not in (200, 204):
+            if seed.request(server, "POST", path, payload)[0] not in (200, 204):
                 raise SystemExit(f"bench: setting {path} failed")
-        meta["quota"] = bao.request(server, "GET", "sys/quotas/rate-limit/fleet")[1]["data"]
-        meta["quota_config"] = bao.request(server, "GET", "sys/quotas/config")[1]["data"]
+        meta["quota"] = seed.request(server, "GET", "sys/quotas/rate-limit/fleet")[1]["data"]
+        meta["quota_config"] = seed.request(server, "GET", "sys/quotas/config")[1]["data"]
         for round_ in range(args.repeat):
             for label in list(copies)[:: 1 if round_ % 2 == 0 else -1]:
                 time.sleep(2)  # the quota's window refills between runs
@@ -125,27 +128,24 @@ def measure_fleet(args: argparse.Namespace) -> dict[str, Any]:
                 result.update(version=label, round=round_, minimum=args.processes * k / args.rate)
                 result["ratio"] = result["wall"] / result["minimum"]
                 runs.append(result)
-                run._say(f"round {round_ + 1}/{args.repeat} {label}: {result['successes']}/{args.processes} "
+                tool.say(f"round {round_ + 1}/{args.repeat} {label}: {result['successes']}/{args.processes} "
                          f"succeeded, {result['wall']:.1f}s")
     finally:
         bao.stop(server)
         shutil.rmtree(out_dir, ignore_errors=True)
         if args.keep:
-            run._say(f"kept {work}")
+            tool.say(f"kept {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)
     meta["load_after"] = os.getloadavg()
     return {"meta": meta, "runs": runs}
 
 
-def fleet_run(server: bao.Server, copy: Path, count: int, args: argparse.Namespace, work: Path, out_dir: Path,
+def fleet_run(server: bao.DevServer, copy: Path, count: int, args: argparse.Namespace, work: Path, out_dir: Path,
               audit: Audit) -> dict[str, Any]:
     """`count` render processes released at one moment; each is killed after --timeout seconds."""
     run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=work))
-    env = run._base_env(run_dir / "home")
-    env.update({"XDG_CACHE_HOME": str(run_dir / "cache"), "BRUIN_VAULT_HOST": server.addr,
-                "BRUIN_VAULT_TOKEN": server.token, "BRUIN_VAULT_MOUNT_PATH": MOUNT, "BRUIN_VAULT_PATH": PATH,
-                **dict(e.split("=", 1) for e in args.tool_env)})
+    env = tool.tool_env(server, MOUNT, PATH, run_dir, dict(e.split("=", 1) for e in args.tool_env))
     gate_r, gate_w = os.pipe()
     ready_r, ready_w = os.pipe()
     outputs = [out_dir / run_dir.name / f"p{i}" / "bruin.yml" for i in range(count)]
@@ -154,7 +154,7 @@ def fleet_run(server: bao.Server, copy: Path, count: int, args: argparse.Namespa
         with (run_dir / f"p{i}.stderr").open("wb") as err:
             procs.append(subprocess.Popen(
                 [sys.executable, "-I", "-S", "-c", GATE, str(copy / "materialize.py"), "render",
-                 "--schema", str(run._schema_file()), "--output", str(output)],
+                 "--schema", str(tool.schema_file()), "--output", str(output)],
                 env=env, cwd=copy, stdin=gate_r, stdout=ready_w, stderr=err))
     os.close(gate_r)
     os.close(ready_w)
@@ -184,7 +184,7 @@ def fleet_run(server: bao.Server, copy: Path, count: int, args: argparse.Namespa
     for waiter in waiters:
         waiter.join()
     admitted, rejected, kinds, firsts = audit.count()
-    ok = [p.returncode == 0 and _connections(out) == args.secrets for p, out in zip(procs, outputs)]
+    ok = [p.returncode == 0 and tool.connections_in(out) == args.secrets for p, out in zip(procs, outputs)]
     codes = ["timeout" if t else str(p.returncode) for p, t in zip(procs, timed_out)]
     errors = collections.Counter(_first_error(run_dir / f"p{i}.stderr") for i in range(count) if not ok[i])
     shutil.rmtree(out_dir / run_dir.name, ignore_errors=True)
@@ -195,17 +195,9 @@ def fleet_run(server: bao.Server, copy: Path, count: int, args: argparse.Namespa
             "last_start": max(firsts, default=started_epoch) - started_epoch}
 
 
-def _connections(output: Path) -> int:
-    """Connections in a rendered file (counted as bench/run.py does, never shown)."""
-    try:
-        return sum(1 for line in output.read_text(encoding="utf-8").splitlines() if line.startswith("        - {"))
-    except OSError:
-        return 0
-
-
 def _first_error(stderr: Path) -> str:
     """The first of the tool's own lines (they hold no value); anything else stays in the log."""
-    own = [line for line in stderr.read_text(errors="replace").splitlines() if line.startswith("materialize:")]
+    own = tool.own_lines(stderr.read_text(errors="replace"))
     errors = [line for line in own if line.startswith("materialize: error")]
     first = (errors or own or ["(no materialize: line; rerun with --keep and read the stderr files)"])[0]
     return re.sub(r"(reading [^ :]+/)[^ /:]+:", r"\1NAME:", first)  # one line per kind, not per secret

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-import hvac  # type: ignore[import-untyped]
+import hvac
 
 
 def main() -> int:

@@ -29,10 +29,8 @@ def main(argv: list[str]) -> int:
             os._exit(127)  # exec failed; the result shows it
     _, status, usage = os.wait4(pid, 0)
     wall = time.perf_counter() - started
-    # perf_counter is CLOCK_MONOTONIC, one clock for every process: the command may compare its own
-    # readings with these (bench/timed.py does, to tell start-up and exit apart).
     result = {"wall": wall, "exit_code": os.waitstatus_to_exitcode(status), "maxrss_kb": usage.ru_maxrss,
-              "user": usage.ru_utime, "sys": usage.ru_stime, "started_at": started, "ended_at": started + wall}
+              "user": usage.ru_utime, "sys": usage.ru_stime}
     with open(result_file, "w", encoding="utf-8") as out:
         json.dump(result, out)
     return 0

@@ -15,7 +15,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from bao import Server
+import tool
+
+from testsupport.bao import DevServer
 
 LAUNCHER = Path(__file__).resolve().parent / "launch.py"
 
@@ -24,11 +26,9 @@ class Sample(NamedTuple):
     wall: float  # seconds
     peak_mb: float  # the process's own peak resident memory (ru_maxrss), MiB
     cpu: float  # user + system seconds of the process
-    started_at: float  # perf_counter just before the fork (the same clock in every process)
-    ended_at: float  # perf_counter once the process was reaped
 
 
-def floor(server: Server, mount: str, path: str, threads: int, expected: int) -> float:
+def floor(server: DevServer, mount: str, path: str, threads: int, expected: int) -> float:
     """Seconds to LIST and GET (and JSON-decode) every secret with bare keep-alive http.client.
 
     Each thread has its own connection; the LIST goes first, on the first one. Connecting and
@@ -89,13 +89,11 @@ def run_process(command: Sequence[str], env: Mapping[str, str], cwd: Path, log_d
     result = json.loads(result_file.read_text(encoding="utf-8"))
     result_file.unlink()
     if result["exit_code"] != 0:
-        # The tool's own lines never hold a value; anything else (a traceback from hvac) could,
-        # so it stays in the log: rerun with --keep to read it.
-        own = [line for line in stderr.read_text(errors="replace").splitlines() if line.startswith("materialize:")]
+        # Anything but the tool's own lines stays in the log: rerun with --keep to read it.
+        own = tool.own_lines(stderr.read_text(errors="replace"))
         raise SystemExit(f"bench: {' '.join(command[1:3])} exited with {result['exit_code']} "
                          f"({own[-1] if own else 'see ' + str(stderr) + ' with --keep'})")
-    return Sample(result["wall"], result["maxrss_kb"] / 1024, result["user"] + result["sys"], result["started_at"],
-                  result["ended_at"])
+    return Sample(result["wall"], result["maxrss_kb"] / 1024, result["user"] + result["sys"])
 
 
 def summary(values: Sequence[float]) -> dict[str, Any]:

@@ -11,7 +11,6 @@ holds every one of them.
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
 import secrets
 import time
@@ -21,9 +20,8 @@ from typing import Any
 
 import pytest
 
-pytest.register_assert_rewrite("auth_support")  # before the import below: it is also a plugin here
-
-from auth_support import (  # noqa: E402
+from bruin_materialize.cli import main
+from testsupport.auth import (
     APPROLE_ROLE,
     JWT_ROLE,
     K8S_ALT_MOUNT,
@@ -34,31 +32,17 @@ from auth_support import (  # noqa: E402
     PATH,
     AuthWorld,
 )
-from bruin_materialize.cli import main
-from conftest import _CLEARED_NAMES, _CLEARED_PREFIXES, LEAK_GUARD
+from testsupport.harness import clear_vault_env
+from testsupport.leak import LEAK_GUARD
+from testsupport.runs import Run
+from testsupport.wait import wait_until
 
-pytest_plugins = ["auth_support"]  # its fixtures: auth_bao, auth_world
-
-PREFIX = "materialize: error: "
 SKIP_WARNING = "TLS verification is disabled"
 # OpenBao service tokens: "s." and 24 characters (batch tokens "b.", legacy "hvs."/"hvb.").
 TOKEN_SHAPE = re.compile(r"\b(?:s|b|hvs|hvb)\.[A-Za-z0-9_-]{20,}")
 
 
 # --- running the program in-process --------------------------------------------------------------
-
-
-@dataclasses.dataclass
-class Outcome:
-    code: int
-    lines: list[str]  # stderr
-    output: bytes | None  # the rendered file, if any
-
-    def error_line(self, code: int = 3) -> str:
-        """The one line a failure prints; asserts the exit code and that nothing else was said."""
-        assert self.code == code, self.lines
-        assert len(self.lines) == 1 and self.lines[0].startswith(PREFIX), self.lines
-        return self.lines[0]
 
 
 class Materialize:
@@ -74,7 +58,7 @@ class Materialize:
         self._runs = 0
         self._reference: bytes | None = None
 
-    def render(self, *flags: str, env: Mapping[str, str | None] | None = None) -> Outcome:
+    def render(self, *flags: str, env: Mapping[str, str | None] | None = None) -> Run:
         self._runs += 1
         out = self.tmp_path / "out" / f"bruin-{self._runs}.yml"
         with self._monkeypatch.context() as patch:
@@ -89,18 +73,18 @@ class Materialize:
         if LEAK_GUARD.find_in(captured.out + captured.err):
             pytest.fail("a registered secret (token, JWT, secret_id or value) was printed", pytrace=False)
         assert captured.out == ""
-        return Outcome(code, captured.err.splitlines(), out.read_bytes() if out.exists() else None)
+        return Run(code, captured.out, captured.err, output=out.read_bytes() if out.exists() else None)
 
     def reference(self) -> bytes:
         """The file the plain token path renders."""
         if self._reference is None:
             run = self.render(env={"BRUIN_VAULT_TOKEN": self.world.policy_token()})
-            assert run.code == 0 and run.output, run.lines
+            assert run.returncode == 0 and run.output, run.lines
             self._reference = run.output
         return self._reference
 
-    def assert_same_file(self, run: Outcome) -> None:
-        assert run.code == 0, run.lines
+    def assert_same_file(self, run: Run) -> None:
+        assert run.returncode == 0, run.lines
         assert run.output == self.reference()
 
     def write(self, name: str, content: str) -> str:
@@ -114,9 +98,7 @@ class Materialize:
 @pytest.fixture
 def mat(auth_world: AuthWorld, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str], schema_path: Path) -> Materialize:
-    for name in list(os.environ):
-        if name.startswith(_CLEARED_PREFIXES) or name in _CLEARED_NAMES:
-            monkeypatch.delenv(name)
+    clear_vault_env(monkeypatch)
     for name in ("home", "cache", "out"):
         (tmp_path / name).mkdir()
     base = {
@@ -215,7 +197,8 @@ def test_approle_login(mat: Materialize, auth_world: AuthWorld, revocation: set[
 def test_rate_limited_login_is_waited_out(mat: Materialize, auth_world: AuthWorld, revocation: set[str]) -> None:
     # One login per 2 s window at auth/approle/login; this test spends the window's one first.
     client = auth_world.bao.client
-    client.sys.create_or_update_quota("approle-login", 1, path="auth/approle/login", interval="2s")
+    client.sys.create_or_update_quota(  # type: ignore[no-untyped-call]  # untyped in types-hvac
+        "approle-login", 1, path="auth/approle/login", interval="2s")
     try:
         spent = client.auth.approle.login(auth_world.role_id, auth_world.secret_id(), use_token=False)
         auth_world.revoke_accessors({spent["auth"]["accessor"]})
@@ -224,7 +207,7 @@ def test_rate_limited_login_is_waited_out(mat: Materialize, auth_world: AuthWorl
                               auth_world.secret_id(), "BRUIN_VAULT_MAX_RETRIES": "0"})
         waited = time.monotonic() - started
     finally:
-        client.sys.delete_quota("approle-login")
+        client.sys.delete_quota("approle-login")  # type: ignore[no-untyped-call]  # untyped in types-hvac
     mat.assert_same_file(run)  # a 429 on the login is waited out, without an error retry to spend
     assert waited >= 0.5
     assert_login_token_revoked(auth_world, revocation)
@@ -325,9 +308,10 @@ def _revoked_token(world: AuthWorld) -> str:
 
 def _expired_token(world: AuthWorld) -> str:
     token = world.policy_token(ttl="1s")
-    deadline = time.monotonic() + 5
-    while world.token_is_live(token) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    try:
+        wait_until(lambda: not world.token_is_live(token), 5, 0.1, what="the token's expiry")
+    except TimeoutError:
+        pass  # not expired yet: the test's own assertions will say so
     return token
 
 
@@ -517,7 +501,7 @@ def _variable(prefix: str, suffix: str) -> str:
 
 @dataclasses.dataclass
 class FallbackCase:
-    base: dict[str, str | None]  # everything else the run needs
+    base: Mapping[str, str | None]  # everything else the run needs
     good: dict[str, str]  # by variable suffix: values that work
     bad: dict[str, str]  # values that make the run fail
 

@@ -12,6 +12,7 @@ import pytest
 from ruamel.yaml import YAML
 
 from bruin_materialize.cli import main
+from testsupport.values import sample_value
 
 PASSWORD = "pg-Pa55word-0f-the-day"
 
@@ -254,7 +255,7 @@ def test_all_schema_types_render_and_load(kv: Any, env: dict[str, str], tmp_path
     monkeypatch.setenv("BRUIN_VAULT_MOUNT_PATH", kv.mount)
     expected = {}
     for conn_type, spec in schema.types.items():
-        details = {field: _sample(schema, sub, field) for field, sub in spec.get("properties", {}).items()
+        details = {field: sample_value(schema, sub, field) for field, sub in spec.get("properties", {}).items()
                    if field != "name"}
         kv.put("bruin", f"c-{conn_type}", {"type": conn_type, "details": details})
         expected[conn_type] = [{"name": f"c-{conn_type}", **details}]
@@ -264,25 +265,3 @@ def test_all_schema_types_render_and_load(kv: Any, env: dict[str, str], tmp_path
     record = fake_bruin.record()
     assert json.loads(json.dumps(connections(record["config"]))) == expected
     assert len(expected) == len(schema.types)
-
-
-def _sample(schema: Any, spec: dict[str, Any], field: str) -> Any:
-    spec = dict(schema.resolve(spec))
-    kind = spec.get("type")
-    if kind == "integer":
-        return 7
-    if kind == "number":
-        return 2.5
-    if kind == "boolean":
-        return True
-    if kind == "array":
-        return [_sample(schema, spec.get("items", {}), field)]
-    if kind == "object" or "properties" in spec:
-        props = spec.get("properties") or {}
-        if props:
-            return {k: _sample(schema, v, k) for k, v in props.items()}
-        extra = spec.get("additionalProperties")
-        return {"k": _sample(schema, extra, field)} if isinstance(extra, dict) else {}
-    if field.endswith(("path", "_file")):
-        return f"/srv/{field}"  # bruin makes relative paths absolute against the file's directory
-    return f"{field}-value: # '\"\n"

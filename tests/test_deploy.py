@@ -26,7 +26,7 @@ from bruin_materialize.errors import ExitCode
 from bruin_materialize.write import is_memory_backed
 
 if TYPE_CHECKING:
-    from conftest import KV, BaoServer, FakeBruin
+    from testsupport.harness import KV, BaoServer, FakeBruin
 
 REPO = Path(__file__).resolve().parent.parent
 DOCKERFILE = REPO / "Dockerfile"
@@ -157,6 +157,7 @@ def container(spec: dict[str, Any], name: str) -> dict[str, Any]:
 
 
 def volume(spec: dict[str, Any], name: str) -> dict[str, Any]:
+    found: dict[str, Any]
     [found] = [v for v in spec["volumes"] if v["name"] == name]
     return found
 
@@ -616,11 +617,11 @@ def test_vault_setup_policy_is_enough_for_the_tool(bao_server: BaoServer, kv: KV
         proc = run_vault_setup(bao_server, settings, tmp_path)
         assert proc.returncode == 0, proc.stderr
     client = bao_server.client
-    role = client.read(f"auth/k8s-{suffix}/role/bruin-materialize")["data"]
+    role = client.read(f"auth/k8s-{suffix}/role/bruin-materialize")["data"]  # type: ignore[index]  # a dict here
     assert role["bound_service_account_names"] == [account]
     assert role["bound_service_account_namespaces"] == ["data"]
     assert role["token_policies"] == [f"read-{suffix}"] and role["audience"] == "vault"
-    policy = client.sys.read_policy(f"read-{suffix}")["data"]["rules"]
+    policy = client.sys.read_policy(f"read-{suffix}")["data"]["rules"]  # type: ignore[no-untyped-call]  # untyped in types-hvac
     token = bao_server.token(policy)
     proc = run_cli("check", "--recursive", "--schema", str(schema_path),
                    env={"BRUIN_VAULT_TOKEN": token, "BRUIN_VAULT_MOUNT_PATH": kv.mount,

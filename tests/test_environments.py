@@ -12,20 +12,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 from ruamel.yaml import YAML
-from test_render import HOSTILE, SCALARS, text, values
 
-from bruin_materialize import __version__, merge
+from bruin_materialize import __version__
 from bruin_materialize.cli import identical, main
 from bruin_materialize.errors import ExitCode, MaterializeError
 from bruin_materialize.paths import PATH_FIELDS, absolutize, is_relative_path, project_root
 from bruin_materialize.render import header, render
 from bruin_materialize.schema import load_schema_file
 from bruin_materialize.settings import parse_settings
-from bruin_materialize.validate import Connection, Options, validate
-from bruin_materialize.vault import RawSecret
+from testsupport.harness import KV, FakeBruin, RunCli
+from testsupport.runs import Run
 
 DATA = Path(__file__).resolve().parent / "data"
 SIMPLE = DATA / "simple.bruin.yml"  # bruin's examples/simple.bruin.yml with comments: dev and prod
@@ -51,6 +48,15 @@ def names(doc: Any, env: str) -> dict[str, list[str]]:
 
 def errors(capsys: pytest.CaptureFixture[str]) -> list[str]:
     return [line for line in capsys.readouterr().err.splitlines() if line.startswith("materialize: error:")]
+
+
+def exec_environments(run_cli: RunCli, fake_bruin: FakeBruin, kv2: KV, paths: str, runtime: Path, *bruin_args: str,
+                      cwd: Path | None = None) -> Run:
+    """`exec -- BRUIN_ARGS` with the stand-in bruin, reading environments NAME=PATH,... of `kv2`."""
+    return run_cli("exec", "--", *bruin_args, cwd=cwd,
+                   env={"PATH": f"{fake_bruin.bin.parent}{os.pathsep}{os.environ['PATH']}",
+                        "BRUIN_VAULT_MOUNT_PATH": kv2.mount, "BRUIN_MATERIALIZE_ENVIRONMENT_PATHS": paths,
+                        "BRUIN_MATERIALIZE_RUNTIME_DIR": str(runtime), "BRUIN_MATERIALIZE_ALLOW_NON_TMPFS": "1"})
 
 
 @pytest.fixture
@@ -179,11 +185,8 @@ def test_exec_with_two_environments(kv2: Any, env: dict[str, str], fake_bruin: A
                                     tmp_path: Path) -> None:
     kv2.put("bruin/prod", "pg", pg())
     kv2.put("bruin/staging", "pg", pg(STAGING_PASSWORD))
-    proc = run_cli("exec", "--", "-e", "staging", "pipelines/x",
-                   env={"PATH": f"{fake_bruin.bin.parent}{os.pathsep}{os.environ['PATH']}",
-                        "BRUIN_VAULT_MOUNT_PATH": kv2.mount,
-                        "BRUIN_MATERIALIZE_ENVIRONMENT_PATHS": "prod=bruin/prod,staging=bruin/staging",
-                        "BRUIN_MATERIALIZE_RUNTIME_DIR": str(tmp_path), "BRUIN_MATERIALIZE_ALLOW_NON_TMPFS": "1"})
+    proc = exec_environments(run_cli, fake_bruin, kv2, "prod=bruin/prod,staging=bruin/staging", tmp_path,
+                             "-e", "staging", "pipelines/x")
     assert proc.returncode == 0, proc.stderr
     record = fake_bruin.record()
     assert record["environment"] == "staging"
@@ -317,55 +320,6 @@ def test_a_name_in_both_is_an_error_unless_one_is_preferred(kv2: Any, env: dict[
             ) in capsys.readouterr().err.splitlines()
 
 
-def _merged_text(connections: list[Connection], base_text: str, tmp_path: Path) -> str:
-    base_file = tmp_path / "base.yml"
-    base_file.write_text(base_text, encoding="utf-8")
-    base = merge.load_base(base_file)
-    merged = merge.merge(base, [("prod", connections)], "dev", None)
-    assert merged.collisions == []
-    return merge.dump(merged.doc, header("kv/p (KV v2)"))
-
-
-BASE_TEXT = ("# the team's file\ndefault_environment: dev\nenvironments:\n  dev:\n    connections:\n"
-             "      duckdb:\n        - name: local  # a file\n          path: /tmp/x.db\n")
-
-
-@pytest.mark.parametrize("value", HOSTILE, ids=range(len(HOSTILE)))
-def test_hostile_values_round_trip_through_the_base_merge(value: str, tmp_path: Path) -> None:
-    details = {"password": value, "nested": {"list": [value, {"k": value}]}, value[:150]: value}
-    conns = [Connection("generic", "a", {"name": "a", **details}),
-             Connection("postgres", value or "empty", {"name": value or "empty", "port": 5432, "host": value})]
-    parsed = parse(_merged_text(conns, BASE_TEXT, tmp_path))
-    prod = parsed["environments"]["prod"]["connections"]
-    assert identical(prod, {"generic": [conns[0].fields], "postgres": [conns[1].fields]})
-    assert identical(parsed["environments"]["dev"], parse(BASE_TEXT)["environments"]["dev"])
-
-
-@pytest.mark.parametrize("value", SCALARS, ids=repr)
-def test_scalars_keep_their_type_through_the_base_merge(value: Any, tmp_path: Path) -> None:
-    conns = [Connection("generic", "a", {"name": "a", "v": value, "list": [value], "map": {"x": value}})]
-    parsed = parse(_merged_text(conns, BASE_TEXT, tmp_path))
-    assert identical(parsed["environments"]["prod"]["connections"]["generic"], [conns[0].fields])
-
-
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                   HealthCheck.function_scoped_fixture])
-@given(secrets=st.dictionaries(text, st.dictionaries(text, values, max_size=6), min_size=1, max_size=4),
-       conn_type=text.filter(str.strip))
-def test_any_secrets_round_trip_through_the_base_merge(secrets: dict[str, dict[str, Any]], conn_type: str,
-                                                       tmp_path: Path) -> None:
-    raw = [RawSecret(name, name, {"type": conn_type, "details": details}) for name, details in secrets.items()]
-    outcome = validate(raw, None, Options(expand_env=True))
-    assert outcome.errors == []
-    parsed = parse(_merged_text(outcome.connections, BASE_TEXT, tmp_path))
-    connections = parsed["environments"]["prod"]["connections"][conn_type]
-    assert sorted(c["name"] for c in connections) == sorted(secrets)
-    for conn in connections:
-        expected = {"name": conn["name"], **{k: v for k, v in secrets[conn["name"]].items() if k != "name"}}
-        assert identical(conn, expected)
-    assert identical(parsed["environments"]["dev"], parse(BASE_TEXT)["environments"]["dev"])
-
-
 # --- 3. relative paths ---------------------------------------------------------------------------
 
 
@@ -486,11 +440,8 @@ def test_exec_loads_the_merged_file(kv2: Any, env: dict[str, str], project: Path
     kv2.put("bruin/dev", "warehouse", pg(STAGING_PASSWORD))
     runtime = tmp_path / "runtime"
     runtime.mkdir()
-    proc = run_cli("exec", "--", "--environment", "prod", "pipelines/x", cwd=project / "pipelines",
-                   env={"PATH": f"{fake_bruin.bin.parent}{os.pathsep}{os.environ['PATH']}",
-                        "BRUIN_VAULT_MOUNT_PATH": kv2.mount,
-                        "BRUIN_MATERIALIZE_ENVIRONMENT_PATHS": "prod=bruin/prod,dev=bruin/dev",
-                        "BRUIN_MATERIALIZE_RUNTIME_DIR": str(runtime), "BRUIN_MATERIALIZE_ALLOW_NON_TMPFS": "1"})
+    proc = exec_environments(run_cli, fake_bruin, kv2, "prod=bruin/prod,dev=bruin/dev", runtime,
+                             "--environment", "prod", "pipelines/x", cwd=project / "pipelines")
     assert proc.returncode == 0, proc.stderr
     record = fake_bruin.record()
     assert record["environment"] == "prod"

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
-import stat
 import subprocess
 import sys
 import time
@@ -19,6 +18,9 @@ from typing import Any
 import pytest
 
 from bruin_materialize.schema import SNAPSHOT, SNAPSHOT_FROM, load_snapshot
+from testsupport.harness import use_mount
+from testsupport.paths import MATERIALIZE
+from testsupport.wait import wait_until
 
 PASSWORD = "exec-Secret-Passw0rd"
 
@@ -26,12 +28,7 @@ PASSWORD = "exec-Secret-Passw0rd"
 @pytest.fixture
 def env(vault_env: dict[str, str], kv2: Any, monkeypatch: pytest.MonkeyPatch, fake_bruin: Any,
         tmp_path: Path) -> dict[str, str]:
-    runtime = tmp_path / "runtime"
-    runtime.mkdir()
-    monkeypatch.setenv("BRUIN_VAULT_MOUNT_PATH", kv2.mount)
-    monkeypatch.setenv("BRUIN_VAULT_PATH", "bruin")
-    monkeypatch.setenv("BRUIN_MATERIALIZE_RUNTIME_DIR", str(runtime))
-    monkeypatch.setenv("BRUIN_MATERIALIZE_ALLOW_NON_TMPFS", "1")  # pytest's tmp_path is on disk here
+    use_mount(monkeypatch, kv2, tmp_path)
     kv2.put("bruin", "pg", {"type": "postgres", "details": {"host": "db", "port": "5432", "password": PASSWORD}})
     return vault_env
 
@@ -269,18 +266,22 @@ def test_exec_mode_is_checked(env: dict[str, str], run_cli: Any, fake_bruin: Any
 
 def start_exec(tmp_path: Path, fake_bruin: Any, *args: str) -> subprocess.Popen[str]:
     """materialize.py exec with a bruin that waits, recording signals; returns once bruin is running."""
-    from conftest import MATERIALIZE
-
     env = {**os.environ, "FAKE_BRUIN_SLEEP": "30", "FAKE_BRUIN_READY": str(tmp_path / "ready"),
            "FAKE_BRUIN_SIGNALS": str(tmp_path / "signals")}
     proc = subprocess.Popen([sys.executable, str(MATERIALIZE), "exec", *args], env=env, text=True,
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 30
-    while not (tmp_path / "ready").exists():
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, "bruin did not start"
-        time.sleep(0.05)
+    wait_for_bruin(proc, tmp_path)
     return proc
+
+
+def wait_for_bruin(proc: subprocess.Popen[str], tmp_path: Path) -> None:
+    """Until the waiting bruin says it runs; materialize.py must not have exited meanwhile."""
+
+    def ready() -> bool:
+        assert proc.poll() is None, proc.communicate()
+        return (tmp_path / "ready").exists()
+
+    wait_until(ready, 30, what="bruin started")
 
 
 def finish(proc: subprocess.Popen[str]) -> tuple[int, str]:
@@ -303,10 +304,7 @@ def test_signals_are_forwarded_and_the_directory_goes_when_bruin_dies(env: dict[
     assert config_dir.is_dir()
     for sig in (signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH):
         proc.send_signal(sig)
-        deadline = time.monotonic() + 5
-        while sig.name not in received(tmp_path):
-            assert time.monotonic() < deadline, f"{sig.name} was not forwarded"
-            time.sleep(0.02)
+        wait_until(lambda: sig.name in received(tmp_path), 5, 0.02, what=f"{sig.name} forwarded")
     assert proc.poll() is None  # those do not end anything
     proc.send_signal(last)
     code, err = finish(proc)
@@ -384,8 +382,6 @@ def test_environment_is_read_from_bruins_arguments_in_every_spelling(env: dict[s
 
 
 def test_bruin_inherits_stdin_stdout_and_stderr(env: dict[str, str], fake_bruin: Any) -> None:
-    from conftest import MATERIALIZE
-
     proc = subprocess.run([sys.executable, str(MATERIALIZE), "exec", "-q"], input="rows from a pipe\n",
                           env={**os.environ, "FAKE_BRUIN_ECHO": "1"}, capture_output=True, text=True, timeout=60)
     sys.stderr.write(proc.stderr)
@@ -401,8 +397,6 @@ def test_a_terminal_signal_reaches_bruin_once(env: dict[str, str], fake_bruin: A
     import struct
     import termios
 
-    from conftest import MATERIALIZE
-
     master, slave = os.openpty()
 
     def take_terminal() -> None:  # in the child: a session of its own, with this terminal as its own
@@ -415,18 +409,13 @@ def test_a_terminal_signal_reaches_bruin_once(env: dict[str, str], fake_bruin: A
                             preexec_fn=take_terminal)
     os.close(slave)
     try:
-        deadline = time.monotonic() + 30
-        while not (tmp_path / "ready").exists():
-            assert proc.poll() is None and time.monotonic() < deadline
-            time.sleep(0.05)
+        wait_for_bruin(proc, tmp_path)
         fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 100, 0, 0))  # the window is resized
         time.sleep(0.5)
         assert received(tmp_path) == ["SIGWINCH"]
         proc.send_signal(signal.SIGWINCH)  # from a supervisor, to us alone
-        deadline = time.monotonic() + 5
-        while received(tmp_path) != ["SIGWINCH", "SIGWINCH"]:
-            assert time.monotonic() < deadline, received(tmp_path)
-            time.sleep(0.02)
+        wait_until(lambda: received(tmp_path) == ["SIGWINCH", "SIGWINCH"], 5, 0.02,
+                   what="the second SIGWINCH forwarded")
         proc.send_signal(signal.SIGTERM)
         code, _ = finish(proc)
     finally:
@@ -454,8 +443,6 @@ def test_only_signals_sent_to_us_alone_are_forwarded() -> None:
 
 def test_bruins_exit_code_survives_an_inherited_ignored_sigchld(env: dict[str, str], fake_bruin: Any) -> None:
     """With SIGCHLD ignored, as some launchers leave it, the kernel reaps children itself."""
-    from conftest import MATERIALIZE
-
     proc = subprocess.run([sys.executable, str(MATERIALIZE), "exec"], env={**os.environ, "FAKE_BRUIN_EXIT": "7"},
                           stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60,
                           preexec_fn=lambda: signal.signal(signal.SIGCHLD, signal.SIG_IGN))

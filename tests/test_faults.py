@@ -1,7 +1,7 @@
 """Failure behaviour under injected faults: a proxy between the CLI and a real OpenBao server.
 
 Each test runs `materialize.py render` in a child process against a KV v2 mount holding three
-secrets, with BRUIN_VAULT_HOST pointing at the fault proxy (tests/fault_proxy.py), and checks what a
+secrets, with BRUIN_VAULT_HOST pointing at the fault proxy (testsupport/fault_proxy.py), and checks what a
 person running it would see: the exit code, one `materialize: error: ...` line naming the operation
 and the path, how long it took, how often it asked Vault, and that the output directory is exactly
 as it was (no file, no temp file, a previous file byte for byte) whenever it failed.
@@ -17,18 +17,15 @@ import stat
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from cli_support import (  # noqa: F401  (materialize, out and render are fixtures)
-    PG, SLACK, OutputDir, Render, materialize, out, reading, render, seed_mount,
-)
-from fault_proxy import ALWAYS, FaultProxy, fault_proxy_fixture  # noqa: F401  (the `fault_proxy` fixture)
-
-MATERIALIZE = Path(__file__).resolve().parent.parent / "materialize.py"
+from testsupport.cli import PG, SLACK, OutputDir, Render, reading, seed_mount
+from testsupport.fault_proxy import ALWAYS, FaultProxy
+from testsupport.paths import MATERIALIZE
+from testsupport.wait import wait_until
 GIT = shutil.which("git")
 
 
@@ -323,7 +320,7 @@ def test_signal_while_blocked_exits_promptly(mount: str, out: OutputDir, fault_p
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
-        _wait_for(lambda: fault_proxy.requests(PG) >= 1, 15.0)
+        wait_until(lambda: fault_proxy.requests(PG) >= 1, 15.0, 0.02, what="the read of pg reaching the proxy")
         time.sleep(0.2)  # the read of pg is now blocked in recv()
         sent = time.monotonic()
         proc.send_signal(signum)
@@ -345,14 +342,6 @@ def test_signal_while_blocked_exits_promptly(mount: str, out: OutputDir, fault_p
     assert len(lines) == 1 and lines[0].startswith("materialize: "), stderr
     assert "Traceback" not in stderr
     out.assert_untouched()
-
-
-def _wait_for(condition: Callable[[], bool], seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {seconds:g} s")
-        time.sleep(0.02)
 
 
 # --- output path safety -------------------------------------------------------------------------
@@ -413,7 +402,7 @@ def test_usr_signal_before_bruin_runs_is_not_fatal(mount: str, out: OutputDir, f
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
-        _wait_for(lambda: fault_proxy.requests(PG) >= 1, 15.0)
+        wait_until(lambda: fault_proxy.requests(PG) >= 1, 15.0, 0.02, what="the read of pg reaching the proxy")
         proc.send_signal(signum)
         stdout, stderr = proc.communicate(timeout=15)
     finally:

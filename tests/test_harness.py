@@ -14,23 +14,27 @@ import hvac
 import hvac.exceptions
 import pytest
 
-if TYPE_CHECKING:
-    from conftest import KV, BaoServer, FakeBruin, LeakGuard
+from testsupport.paths import REPO_DIR, TESTS_DIR
 
-CONFTEST = Path(__file__).with_name("conftest.py")
+if TYPE_CHECKING:
+    from testsupport.harness import KV, BaoServer, FakeBruin
+    from testsupport.leak import LeakGuard
+
+CONFTEST = TESTS_DIR / "conftest.py"
 
 
 # --- leak guard ----------------------------------------------------------------------------------
 
 
 def test_leak_guard_fails_tests_that_print_a_secret(
-    pytester: pytest.Pytester, leak_guard: LeakGuard
+    pytester: pytest.Pytester, leak_guard: LeakGuard, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Random values, so that a leak found in the output cannot come from this file's source.
     secret = f"leaked-{secrets.token_hex(8)}"
     forgotten = f"forgotten-{secrets.token_hex(8)}"
     leak_guard.add(secret)  # the inner run's output is echoed here: this guard checks it too
     pytester.makeconftest(CONFTEST.read_text(encoding="utf-8"))
+    monkeypatch.setenv("PYTHONPATH", str(REPO_DIR))  # the inner run's conftest imports testsupport
     pytester.makepyfile(test_inner=textwrap.dedent(f"""
         import logging
 

@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 
 from bruin_materialize.cli import main
-from conftest import MATERIALIZE
+from testsupport.harness import use_mount
+from testsupport.paths import MATERIALIZE
 
 PASSWORD = "hostile-Passw0rd-value"
 DEAD_VAULT = {"BRUIN_VAULT_HOST": "http://127.0.0.1:9", "BRUIN_VAULT_MAX_RETRIES": "0"}
@@ -26,23 +27,11 @@ DEAD_VAULT = {"BRUIN_VAULT_HOST": "http://127.0.0.1:9", "BRUIN_VAULT_MAX_RETRIES
 @pytest.fixture
 def env(vault_env: dict[str, str], kv2: Any, monkeypatch: pytest.MonkeyPatch, schema_path: Path,
         tmp_path: Path) -> dict[str, str]:
-    runtime = tmp_path / "runtime"
-    runtime.mkdir()
-    monkeypatch.setenv("BRUIN_VAULT_MOUNT_PATH", kv2.mount)
-    monkeypatch.setenv("BRUIN_VAULT_PATH", "bruin")
+    use_mount(monkeypatch, kv2, tmp_path)
     monkeypatch.setenv("BRUIN_MATERIALIZE_SCHEMA", str(schema_path))
-    monkeypatch.setenv("BRUIN_MATERIALIZE_RUNTIME_DIR", str(runtime))
-    monkeypatch.setenv("BRUIN_MATERIALIZE_ALLOW_NON_TMPFS", "1")  # pytest's tmp_path is on disk here
     monkeypatch.setenv("PATH", os.defpath)  # no bruin needed for render and check
     kv2.put("bruin", "pg", {"type": "postgres", "details": {"host": "db", "password": PASSWORD}})
     return vault_env
-
-
-def one_error(proc: subprocess.CompletedProcess[str], code: int) -> str:
-    assert proc.returncode == code, proc.stderr
-    lines = proc.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("materialize: error: "), proc.stderr
-    return lines[0].removeprefix("materialize: error: ")
 
 
 # --- a path nobody receives ----------------------------------------------------------------------
@@ -92,20 +81,20 @@ def test_render_with_stdout_closed_is_refused_before_vault(env: dict[str, str], 
 
 
 def test_output_problems_are_found_before_vault(env: dict[str, str], run_cli: Any, tmp_path: Path) -> None:
-    assert one_error(run_cli("render", "-o", str(tmp_path), env=DEAD_VAULT), 2) == (
+    assert run_cli("render", "-o", str(tmp_path), env=DEAD_VAULT).error(2) == (
         f"the output {tmp_path} is a directory; give a file path")
-    assert one_error(run_cli("render", "-o", "/dev/stdout", env=DEAD_VAULT), 2).startswith(
+    assert run_cli("render", "-o", "/dev/stdout", env=DEAD_VAULT).error(2).startswith(
         "the output /dev/stdout is a link to a stream, a device or a directory, not a file")
     assert os.path.islink("/dev/stdout")
-    assert one_error(run_cli("render", "-o", "/dev/null", env=DEAD_VAULT), 2) == (
+    assert run_cli("render", "-o", "/dev/null", env=DEAD_VAULT).error(2) == (
         "the output /dev/null is a character device, not a file; give a file path")
     shared = tmp_path / "shared"
     shared.mkdir()
     shared.chmod(0o777)
-    assert one_error(run_cli("render", "--runtime-dir", str(shared), env=DEAD_VAULT), 2).startswith(
+    assert run_cli("render", "--runtime-dir", str(shared), env=DEAD_VAULT).error(2).startswith(
         f"{shared} can be written by other users (mode 777)")
-    assert one_error(run_cli("exec", env={**DEAD_VAULT, "BRUIN_MATERIALIZE_RUNTIME_DIR": str(shared),
-                                          "BRUIN_BIN": sys.executable}), 2).startswith(
+    assert run_cli("exec", env={**DEAD_VAULT, "BRUIN_MATERIALIZE_RUNTIME_DIR": str(shared),
+                                "BRUIN_BIN": sys.executable}).error(2).startswith(
         f"{shared} can be written by other users (mode 777)")
     assert list(shared.iterdir()) == []
 
@@ -134,7 +123,7 @@ def test_credentials_no_token_can_hold_are_refused_unseen(env: dict[str, str], r
         over.update({"BRUIN_VAULT_ROLE_ID": "role", "BRUIN_VAULT_SECRET_ID": token})
     else:
         over[source] = token
-    message = one_error(run_cli("check", *args, env=over), 2)
+    message = run_cli("check", *args, env=over).error(2)
     assert message == (f"{source} holds characters no token can hold (control characters, spaces inside or "
                        "non-ASCII); the value is not shown. Check how it was set")
 
@@ -144,17 +133,17 @@ def test_credential_files_must_be_small_regular_files(env: dict[str, str], run_c
     fifo = tmp_path / "token.fifo"
     os.mkfifo(fifo)  # nobody writes: reading it would hang for ever
     over = {**DEAD_VAULT, "BRUIN_VAULT_TOKEN": None, "BRUIN_VAULT_TOKEN_FILE": str(fifo)}
-    assert one_error(run_cli("check", env=over, timeout=20), 2) == (
+    assert run_cli("check", env=over, timeout=20).error(2) == (
         f"{fifo} (BRUIN_VAULT_TOKEN_FILE) is not a regular file")
     big = tmp_path / "token.big"
     big.write_text("a" * (64 * 1024 + 1))
-    assert one_error(run_cli("check", env={**over, "BRUIN_VAULT_TOKEN_FILE": str(big)}), 2) == (
+    assert run_cli("check", env={**over, "BRUIN_VAULT_TOKEN_FILE": str(big)}).error(2) == (
         f"{big} (BRUIN_VAULT_TOKEN_FILE) is larger than 64 KiB; is it the right file?")
     jwt = tmp_path / "jwt"
     jwt.write_text("eyJhbGciOi.\x00" + PASSWORD + "\n")
     leak_guard.add("eyJhbGciOi.\x00" + PASSWORD)
-    assert one_error(run_cli("check", env={**over, "BRUIN_VAULT_TOKEN_FILE": None, "BRUIN_VAULT_JWT_ROLE": "ci",
-                                           "BRUIN_VAULT_JWT_FILE": str(jwt)}), 2) == (
+    assert run_cli("check", env={**over, "BRUIN_VAULT_TOKEN_FILE": None, "BRUIN_VAULT_JWT_ROLE": "ci",
+                                 "BRUIN_VAULT_JWT_FILE": str(jwt)}).error(2) == (
         f"{jwt} (BRUIN_VAULT_JWT_FILE) holds characters no token can hold (control characters, spaces inside or "
         "non-ASCII); the value is not shown. Check how it was set")
     token = tmp_path / "token"
@@ -176,7 +165,7 @@ def test_credential_files_must_be_small_regular_files(env: dict[str, str], run_c
 ])
 def test_numbers_beyond_their_range_are_setting_errors(env: dict[str, str], run_cli: Any, name: str, value: str,
                                                        message: str) -> None:
-    assert one_error(run_cli("check", env={**DEAD_VAULT, name: value}), 2) == message
+    assert run_cli("check", env={**DEAD_VAULT, name: value}).error(2) == message
 
 
 # --- secrets no connection looks like ------------------------------------------------------------
@@ -242,10 +231,10 @@ def test_the_base_file_and_tracked_files_are_never_overwritten(env: dict[str, st
     subprocess.run([*git, "init", "-q"], check=True)
     subprocess.run([*git, "add", "."], check=True)
     subprocess.run([*git, "commit", "-qm", "project"], check=True)
-    assert one_error(run_cli("render", "--allow-repo", "-o", ".bruin.yml", env=DEAD_VAULT, cwd=repo), 2) == (
+    assert run_cli("render", "--allow-repo", "-o", ".bruin.yml", env=DEAD_VAULT, cwd=repo).error(2) == (
         ".bruin.yml is the base file, which is read, never written; choose another --output")
-    assert one_error(run_cli("render", "--allow-repo", "--no-base", "-o", "pipeline.yml", env=DEAD_VAULT,
-                             cwd=repo), 2) == (
+    assert run_cli("render", "--allow-repo", "--no-base", "-o", "pipeline.yml", env=DEAD_VAULT,
+                   cwd=repo).error(2) == (
         f"pipeline.yml is tracked by git in {repo}; the credentials would be committed over it; choose "
         "another --output")
     assert (repo / ".bruin.yml").read_text() == base_text and (repo / "pipeline.yml").read_text() == "name: p\n"

@@ -20,13 +20,9 @@ from typing import Any
 import hvac
 import hvac.exceptions
 import pytest
-from conftest import MATERIALIZE, PACKAGED_SCHEMA, SHARED_SCHEMA, LeakGuard
-from fault_proxy import FaultProxy, fault_proxy_fixture  # noqa: F401  (the `fault_proxy` fixture)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from ruamel.yaml import YAML
-from test_cli import _sample
-from test_render import EXAMPLES, HOSTILE, text
 
 from bruin_materialize.cli import identical, main
 from bruin_materialize.importer import as_stored, shown
@@ -35,6 +31,11 @@ from bruin_materialize.render import render_environments
 from bruin_materialize.schema import load_schema_file
 from bruin_materialize.settings import ImportJob, parse_settings
 from bruin_materialize.validate import INT64, Connection
+from testsupport.fault_proxy import FaultProxy
+from testsupport.leak import LeakGuard
+from testsupport.paths import MATERIALIZE, PACKAGED_SCHEMA, SHARED_SCHEMA
+from testsupport.values import HOSTILE, examples, sample_value, text
+from testsupport.wait import wait_until
 
 PASSWORD = "imp-Pa55word-of-the-day"
 OTHER_PASSWORD = "imp-Other-Pa55word-in-vault"
@@ -168,7 +169,7 @@ def test_every_schema_type_round_trips(kv: Any, env: dict[str, str], tmp_path: P
     """One connection per type of bruin's schema, every field set with its JSON type."""
     conns = []
     for conn_type, spec in SCHEMA.types.items():
-        details = {field: _sample(SCHEMA, sub, field) for field, sub in spec.get("properties", {}).items()
+        details = {field: sample_value(SCHEMA, sub, field) for field, sub in spec.get("properties", {}).items()
                    if field != "name"}
         conns.append(Connection(conn_type, f"c-{conn_type}", {"name": f"c-{conn_type}", **details}))
     file = write_file(tmp_path, render_environments([("default", conns)], "default", "test"))
@@ -183,7 +184,7 @@ _name_chars = st.characters(categories=("L", "M", "N", "P", "S"), include_charac
 _name_part = st.text(_name_chars, min_size=1, max_size=8).filter(lambda s: s not in (".", ".."))
 _names = _name_part | st.tuples(_name_part, _name_part).map("/".join) | st.sampled_from(
     ["star*", "plus+", "q?x", "h#x", "pct%41", "sp ace", " lead", "trail ", "uni☃𝄞", "a/b", "...", "x..y"])
-_env_names = st.text(st.characters(exclude_categories=("Cs",), exclude_characters="=\x00"), min_size=1,
+_env_names = st.text(st.characters(exclude_categories=["Cs"], exclude_characters="=\x00"), min_size=1,
                      max_size=8).filter(lambda s: s.strip() == s)
 # Values the import treats specially: ${NAME} (kept, noted), relative paths (made absolute), paths left alone.
 _SPECIAL = ["pre-${API_TOKEN}-post", "${HOME}/x.db", "data/lake.db", "../up/key.pem", "./x", ":memory:", "md:db",
@@ -238,7 +239,7 @@ def _configs(draw: st.DrawFn) -> list[tuple[str, list[Connection]]]:
     return config
 
 
-@settings(max_examples=max(25, EXAMPLES // 12), deadline=None,
+@settings(max_examples=examples(1 / 12, at_least=25),
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
                                  HealthCheck.data_too_large])
 @given(config=_configs())
@@ -275,7 +276,7 @@ def _register(leak_guard: LeakGuard, value: Any) -> None:
             _register(leak_guard, item)
 
 
-@settings(max_examples=max(20, EXAMPLES // 10), deadline=None,
+@settings(max_examples=examples(1 / 10, at_least=20),
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(numbers=st.lists(st.integers(*INT64) | _floats, min_size=1, max_size=20))
 def test_as_stored_is_what_each_kv_version_gives_back(kv: Any, numbers: list[int | float]) -> None:
@@ -481,10 +482,11 @@ def test_two_imports_at_once_one_wins_the_other_reports(kv2: Any, env: dict[str,
                          env={**os.environ, "BRUIN_VAULT_HOST": fault_proxy.addr},
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 30
-        while fault_proxy.requests(target, "POST") == 0:
-            assert a.poll() is None and time.monotonic() < deadline, "A never wrote"
-            time.sleep(0.02)
+        def a_wrote() -> bool:
+            assert a.poll() is None, "A never wrote"
+            return fault_proxy.requests(target, "POST") > 0
+
+        wait_until(a_wrote, 30, 0.02, what="A's write reaching the proxy")
         held_since = fault_proxy.request_times(target, "POST")[0]
         assert main([*argv, "-q", str(file_b)]) == 0  # B, straight to the server
         assert time.monotonic() - held_since < hold  # B was done while A's write was still held

@@ -79,8 +79,9 @@ def test_names_that_could_break_a_line_are_quoted() -> None:
 
 def test_malformed_files_count_as_empty() -> None:
     new = doc(prod={"postgres": [{"name": "a"}]})
-    for old in (None, [], {"environments": []}, {"environments": {"prod": None}},
-                {"environments": {"prod": {"connections": {"postgres": [None, {"name": 5}]}}}}):
+    malformed: tuple[Any, ...] = (None, [], {"environments": []}, {"environments": {"prod": None}},
+                                  {"environments": {"prod": {"connections": {"postgres": [None, {"name": 5}]}}}})
+    for old in malformed:
         assert "+ prod/a (postgres)" in diff(new, old)
 
 

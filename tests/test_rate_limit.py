@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
-from conftest import MATERIALIZE, BaoServer, KV, RunCli
+from testsupport.harness import KV, BaoServer, RunCli
+from testsupport.paths import MATERIALIZE
 
 SECRET = {"type": "duckdb", "details": {"path": "/data/lake.db"}}
 
@@ -46,10 +47,11 @@ class Quota:
         self._mount = mount
 
     def set(self, rate: float, interval: str = "1s") -> None:
-        self._server.client.sys.create_or_update_quota(self.name, rate, path=f"{self._mount}/", interval=interval)
+        self._server.client.sys.create_or_update_quota(  # type: ignore[no-untyped-call]  # untyped in types-hvac
+            self.name, rate, path=f"{self._mount}/", interval=interval)
 
     def remove(self) -> None:
-        self._server.client.sys.delete_quota(self.name)
+        self._server.client.sys.delete_quota(self.name)  # type: ignore[no-untyped-call]  # untyped in types-hvac
 
 
 @pytest.fixture

@@ -1,9 +1,13 @@
 """Whatever a secret holds comes back exactly when the rendered file is parsed: same values, same types,
-no added structure. Parsed with ruamel.yaml as YAML 1.2, as bruin's yaml.v3 does."""
+no added structure. Parsed with ruamel.yaml as YAML 1.2, as bruin's yaml.v3 does.
+
+Both writers are held to it: the jinja2 template (`render`) and the ruamel.yaml merge into the
+project's own file (`merge`, with a base file).
+"""
 
 from __future__ import annotations
 
-import os
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,22 +19,11 @@ from bruin_materialize.cli import identical
 from bruin_materialize.render import expected_document, render
 from bruin_materialize import yamltext
 from bruin_materialize.yamltext import MAX_KEY, to_yaml
-from bruin_materialize.validate import INT64, Connection, Options, validate
+from bruin_materialize.validate import Connection, Options, validate
 from bruin_materialize.vault import RawSecret
+from testsupport.values import BASE_TEXT, HOSTILE, SCALARS, merged_text, text, values
 
-EXAMPLES = 2000 if os.environ.get("CI") else 300
-
-HOSTILE = [
-    'quo"te', "it's", "a: b", "a:b", "- item", "# not a comment", "x #y", "line\nbreak", "crlf\r\n", "\ttab",
-    "-----BEGIN PRIVATE KEY-----\nMIIEv\n-----END PRIVATE KEY-----\n", "unicodé ☃ 𝄞 中文", "{{ jinja }}",
-    "{% raw %}", "{# c #}", "0123", "0x1F", "0o17", "yes", "no", "on", "off", "y", "n", "true", "False", "null",
-    "Null", "~", "1e3", "1_000", ".inf", "-.inf", ".nan", "", " ", "  leading and trailing  ", "x" * 100_000,
-    "&anchor", "*alias", "!!binary", "!tag", "%YAML 1.2", "---", "...", "|", ">", "@", "`", "[a, b]", "{a: b}",
-    "\\", "\\n", "\x00", "\x07", "\x1b[31m", "\x7f", "\x85", "\u2028", "\u2029", "\ufeff", "\ufffe", "\uffff",
-    "\x9f", "\u00a0", "2001-12-14", "12:30:45", "=", "<<", "? key",
-]
-SCALARS: list[Any] = [None, True, False, 0, -1, 5432, INT64[0], INT64[1], 0.0, -0.0, 1.5, 1e300, 5e-324, 1e16,
-                      123456789.123]
+WRITERS = ["template", "merge"]
 
 
 def parse(text: str) -> Any:
@@ -48,9 +41,27 @@ def round_trip(details: dict[str, Any], name: str = "conn", conn_type: str = "ge
     assert identical(parsed, expected_document(conns, environment))
 
 
+def written(writer: str, conns: list[Connection], tmp_path: Path) -> Any:
+    """The connections `writer` wrote, parsed back, once the rest of its file is checked: the template
+    writes one environment and nothing else; the merge adds "prod" and leaves the base's "dev" as it was."""
+    if writer == "template":
+        parsed = parse(render(conns, "default", "kv/p (KV v2)"))
+        assert parsed["default_environment"] == "default"
+        assert list(parsed["environments"]) == ["default"] and list(parsed["environments"]["default"]) == [
+            "connections"]
+        return parsed["environments"]["default"]["connections"]
+    parsed = parse(merged_text(conns, BASE_TEXT, tmp_path))
+    assert identical(parsed["environments"]["dev"], parse(BASE_TEXT)["environments"]["dev"])
+    return parsed["environments"]["prod"]["connections"]
+
+
+@pytest.mark.parametrize("writer", WRITERS)
 @pytest.mark.parametrize("value", HOSTILE, ids=range(len(HOSTILE)))
-def test_hostile_strings_round_trip(value: str) -> None:
-    round_trip({"password": value, "nested": {"list": [value, {"k": value}]}, value[:150]: value}, name=value)
+def test_hostile_values_round_trip(writer: str, value: str, tmp_path: Path) -> None:
+    details = {"password": value, "nested": {"list": [value, {"k": value}]}, value[:150]: value}
+    conns = [Connection("generic", value, {"name": value, **details}),
+             Connection("postgres", value or "empty", {"name": value or "empty", "port": 5432, "host": value})]
+    assert identical(written(writer, conns, tmp_path), {"generic": [conns[0].fields], "postgres": [conns[1].fields]})
 
 
 def test_longest_key_yaml_allows_round_trips_and_a_longer_one_is_refused() -> None:
@@ -62,9 +73,11 @@ def test_longest_key_yaml_allows_round_trips_and_a_longer_one_is_refused() -> No
         f"kv/c: details.n: has a field name longer than the {MAX_KEY} characters YAML allows for a key"]
 
 
+@pytest.mark.parametrize("writer", WRITERS)
 @pytest.mark.parametrize("value", SCALARS, ids=repr)
-def test_scalars_keep_their_type(value: Any) -> None:
-    round_trip({"v": value, "list": [value], "map": {"x": value}})
+def test_scalars_keep_their_type(writer: str, value: Any, tmp_path: Path) -> None:
+    conns = [Connection("generic", "conn", {"name": "conn", "v": value, "list": [value], "map": {"x": value}})]
+    assert identical(written(writer, conns, tmp_path), {"generic": [conns[0].fields]})
 
 
 def test_values_cannot_add_structure() -> None:
@@ -100,22 +113,16 @@ def test_to_yaml_escapes_what_yaml_will_not_take_raw() -> None:
     assert to_yaml("ü𝄞") == '"ü𝄞"'  # no surrogate-pair escapes: yaml.v3 refuses them
 
 
-# Text as Vault could hold it: any code point but lone surrogates (JSON cannot carry them to UTF-8).
-text = st.text(st.characters(exclude_categories=("Cs",)), max_size=40)
-scalars = st.none() | st.booleans() | st.integers(*INT64) | st.floats(allow_nan=False, allow_infinity=False) | text
-values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(text, inner, max_size=4),
-                      max_leaves=12)
-
-
-@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@pytest.mark.parametrize("writer", WRITERS)
+@settings(suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(secrets=st.dictionaries(text, st.dictionaries(text, values, max_size=6), min_size=1, max_size=4),
        conn_type=text.filter(str.strip))
-def test_any_secrets_round_trip_one_connection_each(secrets: dict[str, dict[str, Any]], conn_type: str) -> None:
+def test_any_secrets_round_trip_one_connection_each(writer: str, secrets: dict[str, dict[str, Any]], conn_type: str,
+                                                    tmp_path: Path) -> None:
     raw = [RawSecret(name, name, {"type": conn_type, "details": details}) for name, details in secrets.items()]
     outcome = validate(raw, None, Options(expand_env=True))
     assert outcome.errors == []
-    parsed = parse(render(outcome.connections, "default", "kv/p"))
-    connections = parsed["environments"]["default"]["connections"][conn_type]
+    connections = written(writer, outcome.connections, tmp_path)[conn_type]
     assert sorted(c["name"] for c in connections) == sorted(secrets)
     for conn in connections:
         expected = {"name": conn["name"], **{k: v for k, v in secrets[conn["name"]].items() if k != "name"}}

@@ -8,7 +8,15 @@ from typing import Any
 import pytest
 
 from bruin_materialize.errors import ExitCode, MaterializeError
-from bruin_materialize.settings import TLS, Auth, VaultAddress, bruin_environment, parse_duration, parse_settings
+from bruin_materialize.settings import (
+    TLS,
+    Auth,
+    Settings,
+    VaultAddress,
+    bruin_environment,
+    parse_duration,
+    parse_settings,
+)
 
 BASE = {
     "BRUIN_VAULT_HOST": "http://127.0.0.1:8200",
@@ -18,7 +26,7 @@ BASE = {
 }
 
 
-def settings(argv: list[str], **env: str):
+def settings(argv: list[str], **env: str) -> Settings:
     environ = {**BASE, **env}
     return parse_settings(argv, {k: v for k, v in environ.items() if v != "<unset>"})
 
@@ -63,7 +71,8 @@ def test_flags_win_over_environment() -> None:
         ({"BRUIN_VAULT_TIMEOUT": "0s"}, "BRUIN_VAULT_TIMEOUT must be a positive duration"),
         ({"BRUIN_VAULT_MAX_RETRIES": "-1"}, "BRUIN_VAULT_MAX_RETRIES must be at least 0"),
         ({"BRUIN_VAULT_MAX_RETRIES": "three"}, "BRUIN_VAULT_MAX_RETRIES must be a whole number"),
-        ({"BRUIN_VAULT_RETRY_WAIT_MIN": "3s"}, "BRUIN_VAULT_RETRY_WAIT_MAX must be at least BRUIN_VAULT_RETRY_WAIT_MIN"),
+        ({"BRUIN_VAULT_RETRY_WAIT_MIN": "3s"},
+         "BRUIN_VAULT_RETRY_WAIT_MAX must be at least BRUIN_VAULT_RETRY_WAIT_MIN"),
         ({"BRUIN_MATERIALIZE_KV_VERSION": "3"}, "BRUIN_MATERIALIZE_KV_VERSION must be auto, 1 or 2"),
         ({"BRUIN_MATERIALIZE_STRICT": "maybe"}, "BRUIN_MATERIALIZE_STRICT must be true or false"),
     ],
@@ -291,7 +300,7 @@ def test_every_flag_parses_for_its_commands_and_only_those() -> None:
 
 
 def test_flag_then_variables_in_order_then_default() -> None:
-    from bruin_materialize.settings import OPTIONS, _Reader, build_parser
+    from bruin_materialize.settings import COMMANDS, OPTIONS, _Reader, build_parser
 
     parser = build_parser()
     for option in OPTIONS:
@@ -308,7 +317,7 @@ def test_flag_then_variables_in_order_then_default() -> None:
             flagged = parser.parse_args([command, *(["FILE"] if command == "import" else []), option.flags[0], given])
             everything = {name: "set" for name in names}
             assert _Reader(flagged, everything, command).raw(option) == (given, option.flags[0])
-        others = [c for c in ("render", "check", "exec", "plan", "import") if c not in option.commands]
+        others = [c for c in COMMANDS if c not in option.commands]
         for other in others:  # a command it does not apply to does not read its variables
             assert _Reader(bare, {name: "set" for name in names}, other).raw(option) == (option.default, option.source)
 
@@ -340,7 +349,7 @@ def test_help_names_every_option_its_variables_and_value_names(command: str,
         for name in option.variables:
             assert (name in flat) == shown, (command, name)
         if shown and option.metavar:
-            assert f"{option.flags[0]} {option.metavar}" in flat if option.flags else option.variable in flat
+            assert f"{option.flags[0]} {option.metavar}" in flat if option.flags else f"{option.variable}:" in flat
     assert not re.search(r"--[\w-]+ BRUIN_", flat)  # value names, not variable names
     titles = [title for key, (title, _) in GROUPS.items() if any(o.group == key and command in o.commands
                                                                   for o in OPTIONS)]

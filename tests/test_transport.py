@@ -1,11 +1,11 @@
 """The Vault client's transport, seen from outside: proxies, headers, deadlines, oversized answers.
 
 Each test runs `materialize.py` in a child process against the session's OpenBao server, directly,
-through a recording forward proxy (tests/forward_proxy.py), or through the fault proxy
-(tests/fault_proxy.py) told to trickle or to answer too much. Proxy tests name Vault by a host that
+through a recording forward proxy (testsupport/forward_proxy.py), or through the fault proxy
+(testsupport/fault_proxy.py) told to trickle or to answer too much. Proxy tests name Vault by a host that
 does not resolve (`vault.invalid`): only a proxy that maps it to the real server can make the run
 succeed, so a success proves the proxy was used; the proxy's own record says for which host. HTTPS
-goes through a CONNECT tunnel to the TLS listener of the auth tests' server (tests/auth_support.py),
+goes through a CONNECT tunnel to the TLS listener of the auth tests' server (testsupport/auth.py),
 whose certificate names `vault.invalid` too. docs/reliability.md lists these scenarios.
 """
 
@@ -20,18 +20,14 @@ from typing import Any
 
 import pytest
 
-pytest.register_assert_rewrite("auth_support")  # before the import below: it is also a plugin here
-
-import bruin_materialize  # noqa: E402
-from auth_support import MOUNT, PATH, PROXIED_NAME, AuthWorld  # noqa: E402
-from cli_support import (  # noqa: E402, F401  (materialize, out and render are fixtures)
-    PG, SLACK, OutputDir, Render, materialize, out, reading, render, seed_mount,
-)
-from conftest import LEAK_GUARD, BaoServer, _free_port  # noqa: E402
-from fault_proxy import ALWAYS, OVERSIZE, FaultProxy, fault_proxy_fixture  # noqa: E402, F401  (a fixture)
-from forward_proxy import UNRESOLVABLE, ForwardProxy, forward_proxy  # noqa: E402, F401  (a fixture)
-
-pytest_plugins = ["auth_support"]  # auth_world: the TLS listener
+import bruin_materialize
+from testsupport.auth import MOUNT, PATH, PROXIED_NAME, AuthWorld
+from testsupport.bao import free_port
+from testsupport.cli import PG, SLACK, OutputDir, Render, reading, seed_mount
+from testsupport.fault_proxy import ALWAYS, OVERSIZE, FaultProxy
+from testsupport.forward_proxy import UNRESOLVABLE, ForwardProxy
+from testsupport.harness import BaoServer
+from testsupport.leak import LEAK_GUARD
 
 REQUESTS = 5  # one run: mount inspection, one LIST, three GETs
 PROXY_PASSWORD = "pr0xy-Pa55word-n0t-f0r-output"
@@ -63,7 +59,7 @@ def unresolvable(bao_server: BaoServer) -> str:
 
 
 def dead_proxy() -> str:
-    return f"http://127.0.0.1:{_free_port()}"  # nothing listens there: connections are refused
+    return f"http://127.0.0.1:{free_port()}"  # nothing listens there: connections are refused
 
 
 def assert_all_through(proxy: ForwardProxy, host: str, count: int = REQUESTS) -> None:
@@ -246,11 +242,8 @@ def test_proxy_credentials_are_sent_to_the_proxy(render: Render, out: OutputDir,
 
 @pytest.fixture
 def tls_proxy() -> Iterator[ForwardProxy]:
-    proxy = ForwardProxy({PROXIED_NAME: "127.0.0.1"})
-    try:
+    with ForwardProxy({PROXIED_NAME: "127.0.0.1"}) as proxy:
         yield proxy
-    finally:
-        proxy.stop()
 
 
 def _tls_env(world: AuthWorld, schema_path: Path, proxy: ForwardProxy, ca_cert: Path) -> dict[str, str]:

@@ -23,7 +23,8 @@ from typing import Any, NamedTuple
 
 import pytest
 
-from conftest import FAKE_BRUIN_DIR, MATERIALIZE, PACKAGED_SCHEMA, REPO_DIR
+from testsupport.paths import FAKE_BRUIN_DIR, MATERIALIZE, PACKAGED_SCHEMA, REPO_DIR
+from testsupport.runs import Run, run_process
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or not shutil.which("useradd") or not shutil.which("setpriv"),
@@ -81,19 +82,10 @@ def make_dir(path: Path, owner: User | None, mode: int) -> Path:
 
 
 def as_user(user: User, argv: list[str], env: Mapping[str, str | None], cwd: Path = REPO_DIR,
-            timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    child_env = {k: v for k, v in os.environ.items() if not k.startswith(("BRUIN_", "VAULT_", "BAO_"))}
-    for name, value in env.items():
-        if value is None:
-            child_env.pop(name, None)
-        else:
-            child_env[name] = value
-    proc = subprocess.run(["setpriv", f"--reuid={user.uid}", f"--regid={user.gid}", "--clear-groups", "--", *argv],
-                          env=child_env, cwd=cwd, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                          timeout=timeout)
-    sys.stdout.write(proc.stdout)  # where the leak guard looks
-    sys.stderr.write(proc.stderr)
-    return proc
+            timeout: float = 120) -> Run:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("BRUIN_", "VAULT_", "BAO_"))}
+    return run_process(["setpriv", f"--reuid={user.uid}", f"--regid={user.gid}", "--clear-groups", "--", *argv],
+                       env=env, base_env=base, cwd=cwd, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
@@ -131,17 +123,10 @@ def alice_env(users: tuple[User, User], area: Path, bao_server: Any, kv2: Any) -
 
 @pytest.fixture
 def materialize(python: tuple[str, dict[str, str]]) -> Any:
-    def run(user: User, env: Mapping[str, str | None], *args: str) -> subprocess.CompletedProcess[str]:
+    def run(user: User, env: Mapping[str, str | None], *args: str) -> Run:
         return as_user(user, [python[0], str(MATERIALIZE), *args], {**python[1], **env})
 
     return run
-
-
-def one_error(proc: subprocess.CompletedProcess[str], code: int = 2) -> str:
-    assert proc.returncode == code, proc.stderr
-    lines = proc.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("materialize: error: "), proc.stderr
-    return lines[0].removeprefix("materialize: error: ")
 
 
 def test_an_ordinary_user_can_read_the_code_and_the_packages(users: tuple[User, User],
@@ -171,7 +156,7 @@ def test_a_runtime_dir_of_another_user_is_refused(users: tuple[User, User], area
     for args, over in ((["render", "--runtime-dir", str(bobs)], {}),
                        (["render"], {"BRUIN_MATERIALIZE_RUNTIME_DIR": str(bobs)}),
                        (["render"], {"XDG_RUNTIME_DIR": str(bobs)})):
-        message = one_error(materialize(alice, {**env, **over}, *args))
+        message = materialize(alice, {**env, **over}, *args).error(2)
         if mode & 0o005:  # alice can look inside: she is told whose it is
             assert message == (f"{bobs} belongs to another user (uid {bob.uid}), who could read or replace the "
                                "file; choose a directory of your own with BRUIN_MATERIALIZE_RUNTIME_DIR "
@@ -186,10 +171,10 @@ def test_a_shared_directory_is_refused_unless_sticky(users: tuple[User, User], a
     alice, bob = users
     shared = make_dir(area / "shared", None, 0o777)  # root's, like an emptyDir: bob may write in it
     env = {**alice_env, **DEAD_VAULT}
-    assert one_error(materialize(alice, env, "render", "--runtime-dir", str(shared))) == (
+    assert materialize(alice, env, "render", "--runtime-dir", str(shared)).error(2) == (
         f"{shared} can be written by other users (mode 777), who could replace the file; choose a private one with "
         "BRUIN_MATERIALIZE_RUNTIME_DIR (--runtime-dir)")
-    assert one_error(materialize(alice, env, "render", "-o", str(shared / "bruin.yml"))) == (
+    assert materialize(alice, env, "render", "-o", str(shared / "bruin.yml")).error(2) == (
         f"{shared} can be written by other users (mode 777), who could replace the file; write into a new "
         "subdirectory of it, which is created private")
     # Sticky and root's, like /tmp: bob cannot touch what alice makes there, but a file he planted is his.
@@ -197,7 +182,7 @@ def test_a_shared_directory_is_refused_unless_sticky(users: tuple[User, User], a
     planted = sticky / "bruin.yml"
     as_user(bob, ["sh", "-c", f"echo bob > {planted}"], {})
     assert planted.stat().st_uid == bob.uid
-    assert one_error(materialize(alice, env, "render", "-o", str(planted))) == (
+    assert materialize(alice, env, "render", "-o", str(planted)).error(2) == (
         f"{planted} exists and belongs to another user; choose another output path")
     assert planted.read_text() == "bob\n"
 
@@ -208,7 +193,7 @@ def test_an_output_alice_cannot_write_is_found_before_vault(users: tuple[User, U
     roots = make_dir(area / "roots", None, 0o755)
     env = {**alice_env, **DEAD_VAULT}
     for output in (roots / "bruin.yml", roots / "new" / "bruin.yml"):
-        assert one_error(materialize(alice, env, "render", "-o", str(output))) == (
+        assert materialize(alice, env, "render", "-o", str(output)).error(2) == (
             f"cannot write in {roots} (--output): permission denied or read-only")
     assert list(roots.iterdir()) == []
 
@@ -221,7 +206,7 @@ def test_a_credential_file_alice_cannot_read_is_a_setting_error(users: tuple[Use
     os.chown(token, bob.uid, bob.gid)
     token.chmod(0o600)
     env = {**alice_env, **DEAD_VAULT, "BRUIN_VAULT_TOKEN": None, "BRUIN_VAULT_TOKEN_FILE": str(token)}
-    assert one_error(materialize(alice, env, "check")) == (
+    assert materialize(alice, env, "check").error(2) == (
         f"cannot read {token} (BRUIN_VAULT_TOKEN_FILE): Permission denied")
 
 

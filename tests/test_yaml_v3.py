@@ -18,11 +18,10 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_environments import BASE_TEXT, _merged_text
-from test_render import EXAMPLES, HOSTILE, SCALARS, text, values
 
 from bruin_materialize.render import render
 from bruin_materialize.validate import Connection
+from testsupport.values import BASE_TEXT, HOSTILE, SCALARS, examples, merged_text, text, values
 
 GOPATH = Path("/usr/share/gocode")  # where Debian's golang-gopkg-*-dev packages put the sources
 SOURCE = Path(__file__).resolve().parent / "yamlv3" / "decode.go"
@@ -76,10 +75,21 @@ def rendered_connections(decoder: Path, conns: list[Connection], tmp_path: Path)
     return doc["map"]["environments"]["map"]["default"]["map"]["connections"]
 
 
-@pytest.mark.parametrize("value", HOSTILE, ids=range(len(HOSTILE)))
-def test_hostile_strings_read_back_by_yaml_v3(yaml_v3: Path, tmp_path: Path, value: str) -> None:
+def merged_connections(decoder: Path, conns: list[Connection], tmp_path: Path) -> Any:
+    doc = go_load(decoder, merged_text(conns, BASE_TEXT, tmp_path), tmp_path)
+    return doc["map"]["environments"]["map"]["prod"]["map"]["connections"]
+
+
+WRITTEN = {"template": rendered_connections, "merge": merged_connections}
+# Every hostile value through the template; every fourth through the merge, whose runs are slower.
+HOSTILE_CASES = [("template", value) for value in HOSTILE] + [("merge", value) for value in HOSTILE[::4]]
+
+
+@pytest.mark.parametrize(("writer", "value"), HOSTILE_CASES,
+                         ids=[f"{writer}-{i}" for i, (writer, _) in enumerate(HOSTILE_CASES)])
+def test_hostile_strings_read_back_by_yaml_v3(yaml_v3: Path, tmp_path: Path, writer: str, value: str) -> None:
     fields = {"name": value, "password": value, "nested": {"list": [value, {"k": value}]}, value[:150]: value}
-    got = rendered_connections(yaml_v3, [Connection("generic", value, fields)], tmp_path)
+    got = WRITTEN[writer](yaml_v3, [Connection("generic", value, fields)], tmp_path)
     assert same(got, {"generic": [fields]})
 
 
@@ -90,15 +100,7 @@ def test_scalars_keep_their_type_in_yaml_v3(yaml_v3: Path, tmp_path: Path, value
     assert same(got, {"generic": [fields]})
 
 
-@pytest.mark.parametrize("value", HOSTILE[::4], ids=range(len(HOSTILE[::4])))
-def test_hostile_strings_through_the_base_merge_read_back_by_yaml_v3(yaml_v3: Path, tmp_path: Path,
-                                                                     value: str) -> None:
-    fields = {"name": "a", "password": value, "nested": [value, {"k": value}]}
-    doc = go_load(yaml_v3, _merged_text([Connection("generic", "a", fields)], BASE_TEXT, tmp_path), tmp_path)
-    assert same(doc["map"]["environments"]["map"]["prod"]["map"]["connections"], {"generic": [fields]})
-
-
-@settings(max_examples=max(100, EXAMPLES // 4), deadline=None,
+@settings(max_examples=examples(1 / 4, at_least=100),
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(details=st.dictionaries(text, values, max_size=6), name=text)
 def test_any_details_read_back_by_yaml_v3(yaml_v3: Path, tmp_path: Path, details: dict[str, Any],

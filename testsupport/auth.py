@@ -1,4 +1,4 @@
-"""Fixtures for the authentication and TLS tests (tests/test_auth.py).
+"""Fixtures for the authentication and TLS tests (tests/test_auth.py, tests/test_transport.py).
 
 One OpenBao dev server of their own, so that the auth methods can sit at their default mounts
 (`kubernetes`, `approle`, `jwt`) without touching the shared server's: plain HTTP on the dev
@@ -19,7 +19,6 @@ import http.server
 import ipaddress
 import json
 import secrets
-import subprocess
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -34,14 +33,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from conftest import (
-    LEAK_GUARD,
-    _find_bao,
-    _free_port,
-    _server_env,
-    _stop,
-    _wait_for_health,
-)
+from testsupport import bao
+from testsupport.harness import start_bao, wait_until_kv2_writable
+from testsupport.leak import LEAK_GUARD
+from testsupport.wait import wait_until
 
 MOUNT = "secret"  # the dev server's own KV v2 mount
 PATH = "bruin"
@@ -313,12 +308,12 @@ def _listener_config(pki: Pki, https_port: int, mtls_port: int, socket_path: Pat
     return f"""
 listener "tcp" {{
   address = "127.0.0.1:{https_port}"
-  cluster_address = "127.0.0.1:{_free_port()}"
+  cluster_address = "127.0.0.1:{bao.free_port()}"
   {tls}
 }}
 listener "tcp" {{
   address = "127.0.0.1:{mtls_port}"
-  cluster_address = "127.0.0.1:{_free_port()}"
+  cluster_address = "127.0.0.1:{bao.free_port()}"
   {tls}
   tls_client_ca_file = "{pki.ca_cert}"
   tls_require_and_verify_client_cert = true
@@ -329,45 +324,31 @@ listener "unix" {{
 """
 
 
-def _wait_for_socket(path: Path, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 10
-    while not path.exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            pytest.fail(f"bao server did not open its unix socket {path}", pytrace=False)
-        time.sleep(0.02)
-
-
 @pytest.fixture(scope="session")
 def auth_bao(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthBao]:
     workdir = tmp_path_factory.mktemp("auth-bao")
     pki = make_pki(workdir)
-    root_token = secrets.token_hex(16)
-    http_addr = f"http://127.0.0.1:{_free_port()}"
-    https_port, mtls_port = _free_port(), _free_port()
+    https_port, mtls_port = bao.free_port(), bao.free_port()
     socket_path = workdir / "bao.sock"
     config = workdir / "listeners.hcl"
     config.write_text(_listener_config(pki, https_port, mtls_port, socket_path), encoding="utf-8")
-    log_path = workdir / "bao.log"
-    command = [_find_bao(), "server", "-dev", f"-dev-root-token-id={root_token}",
-               f"-dev-listen-address={http_addr.removeprefix('http://')}", f"-config={config}"]
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                env=_server_env(workdir), cwd=workdir)
+    server = start_bao(workdir, f"-config={config}")
     try:
-        _wait_for_health(proc, http_addr, log_path)
-        _wait_for_socket(socket_path, proc)
-        LEAK_GUARD.add(root_token, persistent=True)
+        try:
+            wait_until(socket_path.exists, 10, 0.02, what=f"bao server's unix socket {socket_path}")
+        except TimeoutError as exc:
+            pytest.fail(str(exc), pytrace=False)
         yield AuthBao(
-            http_addr=http_addr,
+            http_addr=server.addr,
             https_addr=f"https://127.0.0.1:{https_port}",
             mtls_addr=f"https://127.0.0.1:{mtls_port}",
             unix_addr=f"unix://{socket_path}",
-            root_token=root_token,
-            client=hvac.Client(url=http_addr, token=root_token),
+            root_token=server.token,
+            client=hvac.Client(url=server.addr, token=server.token),
             pki=pki,
         )
     finally:
-        _stop(proc)
+        bao.stop(server)
 
 
 # --- the auth methods ----------------------------------------------------------------------------
@@ -424,7 +405,7 @@ class AuthWorld:
     def accessors(self, namespace: str | None = None) -> set[str]:
         """The accessors of every live token (LIST auth/token/accessors, as root)."""
         client = self.bao.namespace_client(namespace) if namespace else self.bao.client
-        listed = client.list("auth/token/accessors")  # None (a 404) where no token is live
+        listed: Any = client.list("auth/token/accessors")  # None (a 404) where no token is live
         keys: list[str] = listed["data"]["keys"] if listed else []
         return set(keys)
 
@@ -446,17 +427,8 @@ class AuthWorld:
 
 
 def _seed_kv(client: hvac.Client) -> None:
-    kv2 = client.secrets.kv.v2
-    deadline = time.monotonic() + 5
     for name, secret in SECRETS.items():
-        while True:  # a new KV v2 mount refuses writes until its upgrade is done
-            try:
-                kv2.create_or_update_secret(mount_point=MOUNT, path=f"{PATH}/{name}", secret=secret)
-                break
-            except hvac.exceptions.VaultError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
+        wait_until_kv2_writable(client, MOUNT, f"{PATH}/{name}", secret)
 
 
 def _setup_kubernetes(client: hvac.Client, tokenreview: TokenReviewStub, ca_pem: str, policy: str) -> None:
@@ -500,7 +472,7 @@ def _setup_jwt(client: hvac.Client, key: rsa.RSAPrivateKey, policy: str) -> None
 
 def _setup_namespace(bao: AuthBao, policy: str) -> str:
     """NAMESPACE: the same KV mount, data and policy, and an AppRole; returns its role id."""
-    bao.client.sys.create_namespace(NAMESPACE)
+    bao.client.sys.create_namespace(NAMESPACE)  # type: ignore[no-untyped-call]  # untyped in types-hvac
     client = bao.namespace_client(NAMESPACE)
     client.sys.enable_secrets_engine("kv", path=MOUNT, options={"version": "2"})
     client.sys.create_or_update_policy(name=policy, policy=KV_POLICY)

@@ -1,8 +1,8 @@
 """Running `materialize.py render` in a child process against a seeded KV v2 mount, and judging the run.
 
 Shared by the fault tests (tests/test_faults.py) and the transport tests (tests/test_transport.py):
-the three secrets every run reads, the output directory and its before/after comparison, and one
-finished run with its exit code, its stderr lines and how long it took. A test module provides the
+the three secrets every run reads, the output directory and its before/after comparison, and the
+`materialize` and `render` fixtures, which return a testsupport.runs.Run. A test module provides the
 `mount` fixture, usually by calling `seed_mount` with the address the CLI should talk to.
 """
 
@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import os
 import stat
-import subprocess
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from ruamel.yaml import YAML
+
+from testsupport.harness import RunCli
+from testsupport.runs import Run
 
 PASSWORD = "fault-Pa55word-n0t-f0r-output"
 SECRETS: dict[str, dict[str, Any]] = {
@@ -63,32 +64,6 @@ class OutputDir:
         assert names == set(SECRETS)
 
 
-class Run:
-    """One finished child run and how long it took."""
-
-    def __init__(self, proc: subprocess.CompletedProcess[str], elapsed: float) -> None:
-        self.proc = proc
-        self.elapsed = elapsed
-        self.code = proc.returncode
-        self.lines = proc.stderr.splitlines()
-
-    def assert_ok(self) -> None:
-        assert self.code == 0, self.proc.stderr
-        assert self.proc.stdout == ""
-        assert not any(line.startswith("materialize: error:") for line in self.lines)
-
-    def assert_failed(self, code: int, prefix: str, *fragments: str) -> None:
-        """Exit `code`, and stderr is exactly one error line starting with `prefix`."""
-        assert self.code == code, self.proc.stderr
-        assert self.proc.stdout == ""
-        assert "Traceback" not in self.proc.stderr
-        assert len(self.lines) == 1, self.proc.stderr
-        line = self.lines[0]
-        assert line.startswith(f"materialize: error: {prefix}"), line
-        for fragment in fragments:
-            assert fragment in line, line
-
-
 Render = Callable[..., Run]
 
 
@@ -119,13 +94,11 @@ def out(tmp_path: Path) -> OutputDir:
 
 
 @pytest.fixture
-def materialize(run_cli: Any, mount: str) -> Render:
+def materialize(run_cli: RunCli, mount: str) -> Render:
     """`materialize(*args, timeout=60, **env)`: run `materialize.py ARGS...`; an env value of None unsets it."""
 
     def run(*args: str, timeout: float = 60, **env: str | None) -> Run:
-        started = time.monotonic()
-        proc = run_cli(*args, env=env, timeout=timeout)
-        return Run(proc, time.monotonic() - started)
+        return run_cli(*args, env=env, timeout=timeout)
 
     return run
 

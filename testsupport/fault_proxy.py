@@ -29,6 +29,8 @@ from typing import Any, Literal, NamedTuple
 
 import pytest
 
+from testsupport.harness import BaoServer
+
 ACTIONS = frozenset({"refuse", "reset", "close", "delay", "hang", "status", "retry_after", "truncate", "corrupt",
                      "trickle_head", "trickle_body", "trickle_body_close", "oversize_length", "oversize_chunked", "oversize_unframed"})
 ALWAYS: Literal["always"] = "always"
@@ -470,7 +472,7 @@ def _shutdown(sock: socket.socket | None) -> None:
 
 
 @pytest.fixture(name="fault_proxy")
-def fault_proxy_fixture(bao_server: Any) -> Iterator[FaultProxy]:
+def fault_proxy_fixture(bao_server: BaoServer) -> Iterator[FaultProxy]:
     """A started FaultProxy in front of the session's OpenBao server; stopped after the test."""
     proxy = FaultProxy(bao_server.addr)
     proxy.start()

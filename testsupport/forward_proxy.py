@@ -77,6 +77,12 @@ class ForwardProxy:
         self._server.server_close()
         self._thread.join(timeout=2.0)
 
+    def __enter__(self) -> ForwardProxy:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
     def _record(self, seen: Seen) -> None:
         with self._lock:
             self._seen.append(seen)
@@ -195,9 +201,6 @@ def _relay(client: socket.socket, upstream: socket.socket, trickle: float = 0.0)
 @pytest.fixture
 def forward_proxy() -> Iterator[ForwardProxy]:
     """A ForwardProxy mapping `vault.invalid` to 127.0.0.1; stopped after the test."""
-    proxy = ForwardProxy({UNRESOLVABLE: "127.0.0.1"})
-    try:
+    with ForwardProxy({UNRESOLVABLE: "127.0.0.1"}) as proxy:
         yield proxy
-    finally:
-        proxy.stop()
 
