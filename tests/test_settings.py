@@ -7,7 +7,15 @@ from pathlib import Path
 import pytest
 
 from bruin_materialize.errors import ExitCode, MaterializeError
-from bruin_materialize.settings import TLS, Auth, Settings, VaultAddress, bruin_environment, parse_duration, parse_settings
+from bruin_materialize.settings import (
+    TLS,
+    Auth,
+    Settings,
+    VaultAddress,
+    bruin_environment,
+    parse_duration,
+    parse_settings,
+)
 
 BASE = {
     "BRUIN_VAULT_HOST": "http://127.0.0.1:8200",
@@ -62,7 +70,8 @@ def test_flags_win_over_environment() -> None:
         ({"BRUIN_VAULT_TIMEOUT": "0s"}, "BRUIN_VAULT_TIMEOUT must be a positive duration"),
         ({"BRUIN_VAULT_MAX_RETRIES": "-1"}, "BRUIN_VAULT_MAX_RETRIES must be at least 0"),
         ({"BRUIN_VAULT_MAX_RETRIES": "three"}, "BRUIN_VAULT_MAX_RETRIES must be a whole number"),
-        ({"BRUIN_VAULT_RETRY_WAIT_MIN": "3s"}, "BRUIN_VAULT_RETRY_WAIT_MAX must be at least BRUIN_VAULT_RETRY_WAIT_MIN"),
+        ({"BRUIN_VAULT_RETRY_WAIT_MIN": "3s"},
+         "BRUIN_VAULT_RETRY_WAIT_MAX must be at least BRUIN_VAULT_RETRY_WAIT_MIN"),
         ({"BRUIN_MATERIALIZE_KV_VERSION": "3"}, "BRUIN_MATERIALIZE_KV_VERSION must be auto, 1 or 2"),
         ({"BRUIN_MATERIALIZE_STRICT": "maybe"}, "BRUIN_MATERIALIZE_STRICT must be true or false"),
     ],
