@@ -184,8 +184,8 @@ def fleet_run(server: bao.DevServer, copy: Path, count: int, args: argparse.Name
     for waiter in waiters:
         waiter.join()
     admitted, rejected, kinds, firsts = audit.count()
-    ok = [p.returncode == 0 and tool.connections_in(out) == args.secrets for p, out in zip(procs, outputs)]
-    codes = ["timeout" if t else str(p.returncode) for p, t in zip(procs, timed_out)]
+    ok = [p.returncode == 0 and tool.connections_in(out) == args.secrets for p, out in zip(procs, outputs, strict=True)]
+    codes = ["timeout" if t else str(p.returncode) for p, t in zip(procs, timed_out, strict=True)]
     errors = collections.Counter(_first_error(run_dir / f"p{i}.stderr") for i in range(count) if not ok[i])
     shutil.rmtree(out_dir / run_dir.name, ignore_errors=True)
     return {"successes": sum(ok), "wall": max(ended) - started, "times": [e - started for e in ended], "ok": ok,
@@ -260,8 +260,9 @@ def print_report(report: dict[str, Any]) -> None:
     print(f"P={meta['P']} processes, N={meta['N']} secrets, quota R={meta['R']:g}/s; requests per process k: " +
           ", ".join(f"{label} {v['requests per process']} {v.get('requests by kind', '')}"
                     for label, v in meta["versions"].items()))
-    print(f"\n| {'version':24} | round | succeeded | wall s | P*k/R s | wall/min | admitted | 429s | last start s | exit codes |")
-    print(f"|{'-' * 26}|-------|-----------|--------|---------|----------|----------|------|--------------|------------|")
+    columns = ["round", "succeeded", "wall s", "P*k/R s", "wall/min", "admitted", "429s", "last start s", "exit codes"]
+    print(f"\n| {'version':24} | " + " | ".join(columns) + " |")
+    print(f"|{'-' * 26}|" + "|".join("-" * (len(c) + 2) for c in columns) + "|")
     for r in report["runs"]:
         codes = " ".join(f"{code}x{n}" for code, n in sorted(r["exit_codes"].items()))
         print(f"| {r['version']:24} | {r['round'] + 1:5} | {r['successes']:>4} of {meta['P']:<2} | {r['wall']:6.1f} "
@@ -292,14 +293,14 @@ def draw(report: dict[str, Any], out: Path) -> None:
     import matplotlib.ticker
 
     meta, medians = report["meta"], summary(report)
-    colors = dict(zip(meta["versions"], ("tab:red", "tab:blue", "tab:green", "tab:purple")))
+    colors = dict(zip(meta["versions"], ("tab:red", "tab:blue", "tab:green", "tab:purple"), strict=False))
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4.5), dpi=110, gridspec_kw={"width_ratios": [2, 1]})
     for r in report["runs"]:
-        done = sorted(t for t, ok in zip(r["times"], r["ok"]) if ok)
+        done = sorted(t for t, ok in zip(r["times"], r["ok"], strict=True) if ok)
         left.step([0, *done, r["wall"]], [0, *range(1, len(done) + 1), len(done)], where="post", alpha=0.7,
                   color=colors[r["version"]], label=r["version"] if r["round"] == 0 else None)
-        left.plot([t for t, ok in zip(r["times"], r["ok"]) if not ok], [0] * (len(r["ok"]) - len(done)), "x",
-                  color=colors[r["version"]], alpha=0.7)
+        failed = [t for t, ok in zip(r["times"], r["ok"], strict=True) if not ok]
+        left.plot(failed, [0] * len(failed), "x", color=colors[r["version"]], alpha=0.7)
     for label, s in medians.items():
         left.axvline(s["minimum"], color=colors[label], linestyle=":", alpha=0.8)
     left.axhline(meta["P"], color="grey", linewidth=0.5)
@@ -310,8 +311,9 @@ def draw(report: dict[str, Any], out: Path) -> None:
     labels = list(medians)
     bars = right.bar(range(len(labels)), [medians[v]["successes"] for v in labels],
                      color=[colors[v] for v in labels])
-    for bar, label in zip(bars, labels):
-        right.annotate(f"{medians[label]['wall']:.1f} s, {medians[label]['ratio']:.2f}x min", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+    for bar, label in zip(bars, labels, strict=True):
+        right.annotate(f"{medians[label]['wall']:.1f} s, {medians[label]['ratio']:.2f}x min",
+                       (bar.get_x() + bar.get_width() / 2, bar.get_height()),
                        ha="center", va="bottom", fontsize=8)
     right.set_xticks(range(len(labels)), labels=labels, fontsize=8)
     right.set_ylim(0, meta["P"] * 1.1)

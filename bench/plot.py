@@ -33,7 +33,7 @@ def draw(report: dict[str, Any], out: Path) -> None:
     for key, label, style in SERIES:
         points = [(int(n), report["sizes"][n][key]["median"]) for n in sizes if key in report["sizes"][n]]
         if points:
-            ax.plot(*zip(*points), label=label, **style)
+            ax.plot(*zip(*points, strict=True), label=label, **style)
     _goals(ax, report, sizes)
     ax.set_xscale("log")
     ax.set_yscale("log")

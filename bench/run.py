@@ -264,13 +264,13 @@ def table_rows(report: dict[str, Any], statistic: str = "median") -> tuple[list[
     for n, size in report["sizes"].items():
         floor = size["floor"][statistic]
 
-        def med(variant: str) -> str:
+        def med(variant: str, size: dict[str, Any] = size) -> str:
             return f"{size[variant][statistic]:.3f}" if variant in size else "-"
 
-        def ratio(variant: str) -> str:
+        def ratio(variant: str, size: dict[str, Any] = size, floor: float = floor) -> str:
             return f"{size[variant][statistic] / floor:.2f}x" if variant in size else "-"
 
-        def over(numerator: str, denominator: str) -> str:
+        def over(numerator: str, denominator: str, size: dict[str, Any] = size) -> str:
             if numerator not in size or denominator not in size:
                 return "-"
             return f"{size[numerator][statistic] / size[denominator][statistic]:.2f}x"
@@ -286,10 +286,10 @@ def table_rows(report: dict[str, Any], statistic: str = "median") -> tuple[list[
 def print_table(report: dict[str, Any], statistic: str = "median") -> None:
     head, rows = table_rows(report, statistic)
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
-    print("| " + " | ".join(h.ljust(w) for h, w in zip(head, widths)) + " |")
+    print("| " + " | ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)) + " |")
     print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     for row in rows:
-        print("| " + " | ".join(c.rjust(w) for c, w in zip(row, widths)) + " |")
+        print("| " + " | ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) + " |")
     startup = report["python_startup"]["median"]
     what = "medians" if statistic == "median" else "best (minimum)"
     print(f"\n{what} of {report['meta']['repeat']} runs; `python -c pass` takes {startup:.3f}s; "

@@ -11,6 +11,7 @@ holds every one of them.
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import secrets
 import time
@@ -721,8 +722,8 @@ def test_login_token_is_revoked_when_the_run_is_interrupted(mat: Materialize, au
     import subprocess
     import sys
 
-    from conftest import MATERIALIZE
-    from fault_proxy import ALWAYS, FaultProxy
+    from testsupport.fault_proxy import ALWAYS, FaultProxy
+    from testsupport.paths import MATERIALIZE
 
     proxy = FaultProxy(auth_world.bao.http_addr)
     proxy.start()
@@ -734,9 +735,7 @@ def test_login_token_is_revoked_when_the_run_is_interrupted(mat: Materialize, au
                                 env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 text=True)
         try:
-            deadline = time.monotonic() + 15
-            while proxy.requests(f"{MOUNT}/data/") < 1 and time.monotonic() < deadline:
-                time.sleep(0.05)
+            wait_until(lambda: proxy.requests(f"{MOUNT}/data/") >= 1, 15, 0.05, what="a read to hang")
             live_before_signal = auth_world.login_tokens_since(revocation)
             proc.send_signal(signal.SIGTERM)
             stdout, stderr = proc.communicate(timeout=10)

@@ -304,7 +304,10 @@ def test_signals_are_forwarded_and_the_directory_goes_when_bruin_dies(env: dict[
     assert config_dir.is_dir()
     for sig in (signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH):
         proc.send_signal(sig)
-        wait_until(lambda: sig.name in received(tmp_path), 5, 0.02, what=f"{sig.name} forwarded")
+        def forwarded(name: str = sig.name) -> bool:
+            return name in received(tmp_path)
+
+        wait_until(forwarded, 5, 0.02, what=f"{sig.name} forwarded")
     assert proc.poll() is None  # those do not end anything
     proc.send_signal(last)
     code, err = finish(proc)

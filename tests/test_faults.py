@@ -26,6 +26,7 @@ from testsupport.cli import PG, SLACK, OutputDir, Render, reading, seed_mount
 from testsupport.fault_proxy import ALWAYS, FaultProxy
 from testsupport.paths import MATERIALIZE
 from testsupport.wait import wait_until
+
 GIT = shutil.which("git")
 
 

@@ -172,7 +172,7 @@ def test_every_finding_kind_has_its_code() -> None:
         RawSecret("mismatch", "kv/p/mismatch", {"type": "postgres", "details": {"port": "x"}}),
         RawSecret("dup", "kv/p/dup", {"type": "postgres", "details": {}}),
         RawSecret("dup", "kv/q/dup", {"type": "mysql", "details": {}}),
-        RawSecret("deep", "kv/p/deep", {"type": "postgres", "details": {"x": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}}),
+        RawSecret("deep", "kv/p/deep", {"type": "postgres", "details": {"x": json.loads("[" * 34 + "1" + "]" * 34)}}),
     ]
     outcome = validate(secrets, load_snapshot(), Options())
     codes = {p.code for p in outcome.problems}

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from testsupport.paths import REPO_DIR
+
 DOC = REPO_DIR / "docs" / "reliability.md"
 SCENARIO_TESTS = ("tests/test_faults.py", "tests/test_transport.py")
 # A test reference in a table cell: `tests/test_x.py::test_name`

@@ -15,12 +15,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from ruamel.yaml import YAML
 
+from bruin_materialize import yamltext
 from bruin_materialize.cli import identical
 from bruin_materialize.render import expected_document, render
-from bruin_materialize import yamltext
-from bruin_materialize.yamltext import MAX_KEY, to_yaml
 from bruin_materialize.validate import Connection, Options, validate
 from bruin_materialize.vault import RawSecret
+from bruin_materialize.yamltext import MAX_KEY, to_yaml
 from testsupport.values import BASE_TEXT, HOSTILE, SCALARS, merged_text, text, values
 
 WRITERS = ["template", "merge"]

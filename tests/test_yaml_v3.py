@@ -64,7 +64,7 @@ def same(go: dict[str, Any], value: Any) -> bool:
     if isinstance(value, str):
         return kind == "str" and got == value
     if isinstance(value, list):
-        return kind == "seq" and len(got) == len(value) and all(same(g, v) for g, v in zip(got, value))
+        return kind == "seq" and len(got) == len(value) and all(same(g, v) for g, v in zip(got, value, strict=True))
     if isinstance(value, dict):
         return kind == "map" and got.keys() == value.keys() and all(same(got[k], value[k]) for k in value)
     raise AssertionError(f"unexpected {type(value).__name__}")

@@ -32,7 +32,8 @@ import pytest
 from testsupport.harness import BaoServer
 
 ACTIONS = frozenset({"refuse", "reset", "close", "delay", "hang", "status", "retry_after", "truncate", "corrupt",
-                     "trickle_head", "trickle_body", "trickle_body_close", "oversize_length", "oversize_chunked", "oversize_unframed"})
+                     "trickle_head", "trickle_body", "trickle_body_close", "oversize_length", "oversize_chunked",
+                     "oversize_unframed"})
 ALWAYS: Literal["always"] = "always"
 
 IDLE_TIMEOUT = 30.0  # a keep-alive client connection left idle this long is closed

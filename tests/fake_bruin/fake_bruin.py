@@ -7,7 +7,8 @@ given in $FAKE_BRUIN_RECORD (JSON) and exits with $FAKE_BRUIN_EXIT (default 0).
     bruin --version | version       print a fake version
     bruin run [flags] [PATH]        load the config, write the record
 
-With $FAKE_BRUIN_ECHO set, `run` copies its stdin to its stdout. For the signal tests, it then waits $FAKE_BRUIN_SLEEP seconds (when set), having written the file
+With $FAKE_BRUIN_ECHO set, `run` copies its stdin to its stdout. For the signal tests, it then waits
+$FAKE_BRUIN_SLEEP seconds (when set), having written the file
 $FAKE_BRUIN_READY; each signal it gets is appended by name to $FAKE_BRUIN_SIGNALS. USR1, USR2 and
 WINCH are only recorded; TERM, INT, HUP and QUIT then end it the default way (dying of the signal),
 as a Go program without handlers does.
