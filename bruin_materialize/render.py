@@ -35,10 +35,6 @@ def header(source: str, schema: str = "") -> str:
     return "\n".join(lines)
 
 
-def render(connections: list[Connection], environment: str, source: str, schema: str = "") -> str:
-    return render_environments([(environment, connections)], environment, source, schema)
-
-
 def render_environments(environments: Environments, default_environment: str, source: str,
                         schema: str = "") -> str:
     import jinja2  # imported here: `--help` and usage errors should not pay for it
@@ -55,11 +51,6 @@ def render_environments(environments: Environments, default_environment: str, so
     text: str = env.get_template(TEMPLATE).render(header=header(source, schema),
                                                   default_environment=default_environment, environments=grouped)
     return text if text.endswith("\n") else text + "\n"
-
-
-def expected_document(connections: list[Connection], environment: str) -> dict[str, Any]:
-    """The data the rendered text must parse back to (for `check` and the tests)."""
-    return expected_documents([(environment, connections)], environment)
 
 
 def expected_documents(environments: Environments, default_environment: str) -> dict[str, Any]:

@@ -18,11 +18,12 @@ from bruin_materialize import __version__
 from bruin_materialize.cli import identical, main
 from bruin_materialize.errors import ExitCode, MaterializeError
 from bruin_materialize.paths import PATH_FIELDS, absolutize, is_relative_path, project_root
-from bruin_materialize.render import header, render
+from bruin_materialize.render import header
 from bruin_materialize.schema import load_schema_file
 from bruin_materialize.settings import parse_settings
 from testsupport.harness import KV, FakeBruin, RunCli
 from testsupport.runs import Run
+from testsupport.values import rendered
 
 DATA = Path(__file__).resolve().parent / "data"
 SIMPLE = DATA / "simple.bruin.yml"  # bruin's examples/simple.bruin.yml with comments: dev and prod
@@ -226,15 +227,15 @@ def test_merge_keeps_every_environment_comment_and_setting_of_the_base(
     # The project's .bruin.yml is the base without saying so.
     assert main(["render", "-o", str(out), "--environment-path", "prod=bruin/prod",
                  "--environment-path", "staging=bruin/staging"]) == 0
-    rendered = out.read_text(encoding="utf-8")
-    doc, base = parse(rendered), parse(base_text)
+    written = out.read_text(encoding="utf-8")
+    doc, base = parse(written), parse(base_text)
     schema = load_schema_file(Path(os.environ["BRUIN_MATERIALIZE_SCHEMA"])).describe()
-    assert rendered.splitlines()[:3] == header(f"{kv2.mount}/bruin/prod, {kv2.mount}/bruin/staging (KV v2) and "
+    assert written.splitlines()[:3] == header(f"{kv2.mount}/bruin/prod, {kv2.mount}/bruin/staging (KV v2) and "
                                                f"{project / '.bruin.yml'}", schema).splitlines()
-    assert rendered.splitlines()[1:3] == render([], "x", "y", schema).splitlines()[1:3]  # the template's header
+    assert written.splitlines()[1:3] == rendered([], "x", "y", schema).splitlines()[1:3]  # the template's header
     for line in base_text.splitlines():  # every comment, where it was
         if "#" in line:
-            assert line in rendered.splitlines()
+            assert line in written.splitlines()
     assert doc["default_environment"] == "dev"  # the base's
     assert list(doc["environments"]) == ["dev", "prod", "staging"]
     assert identical(doc["environments"]["dev"], base["environments"]["dev"])
@@ -452,8 +453,8 @@ def test_exec_loads_the_merged_file(kv2: Any, env: dict[str, str], project: Path
     assert dev["postgres"][-1] == {"name": "warehouse", **pg(STAGING_PASSWORD)["details"]}
     assert dev["duckdb"] == [{"name": "conn20", "path": str(project / "data" / "duck.db")}]  # not on tmpfs
     assert Path(record["config_file"]).parent.parent == runtime
-    rendered = record["config_text"]
-    assert "# a local file, no secret in it" in rendered
+    text = record["config_text"]
+    assert "# a local file, no secret in it" in text
 
 
 # --- 5. render without --output -------------------------------------------------------------------

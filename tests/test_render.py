@@ -17,11 +17,10 @@ from ruamel.yaml import YAML
 
 from bruin_materialize import yamltext
 from bruin_materialize.cli import identical
-from bruin_materialize.render import expected_document, render
 from bruin_materialize.validate import Connection, Options, validate
 from bruin_materialize.vault import RawSecret
 from bruin_materialize.yamltext import MAX_KEY, to_yaml
-from testsupport.values import BASE_TEXT, HOSTILE, SCALARS, merged_text, text, values
+from testsupport.values import BASE_TEXT, HOSTILE, SCALARS, expected, merged_text, rendered, text, values
 
 WRITERS = ["template", "merge"]
 
@@ -36,16 +35,16 @@ def parse(text: str) -> Any:
 def round_trip(details: dict[str, Any], name: str = "conn", conn_type: str = "generic",
                environment: str = "default") -> None:
     conns = [Connection(conn_type, name, {"name": name, **details})]
-    text = render(conns, environment, "kv/path (KV v2)")
+    text = rendered(conns, environment, "kv/path (KV v2)")
     parsed = parse(text)
-    assert identical(parsed, expected_document(conns, environment))
+    assert identical(parsed, expected(conns, environment))
 
 
 def written(writer: str, conns: list[Connection], tmp_path: Path) -> Any:
     """The connections `writer` wrote, parsed back, once the rest of its file is checked: the template
     writes one environment and nothing else; the merge adds "prod" and leaves the base's "dev" as it was."""
     if writer == "template":
-        parsed = parse(render(conns, "default", "kv/p (KV v2)"))
+        parsed = parse(rendered(conns, "default", "kv/p (KV v2)"))
         assert parsed["default_environment"] == "default"
         assert list(parsed["environments"]) == ["default"] and list(parsed["environments"]["default"]) == [
             "connections"]
@@ -83,7 +82,7 @@ def test_scalars_keep_their_type(writer: str, value: Any, tmp_path: Path) -> Non
 def test_values_cannot_add_structure() -> None:
     evil = "x\n      snowflake:\n        - name: injected"
     conns = [Connection("postgres", "pg", {"name": "pg", "password": evil})]
-    parsed = parse(render(conns, "default", "kv/x"))
+    parsed = parse(rendered(conns, "default", "kv/x"))
     assert list(parsed["environments"]["default"]["connections"]) == ["postgres"]
 
 
@@ -92,7 +91,7 @@ def test_hostile_environment_and_type_names() -> None:
 
 
 def test_source_comment_stays_one_line() -> None:
-    text = render([], "default", "kv/evil\nenvironments: {}")
+    text = rendered([], "default", "kv/evil\nenvironments: {}")
     assert parse(text) == {"default_environment": "default", "environments": {"default": {"connections": {}}}}
 
 
@@ -100,8 +99,8 @@ def test_output_is_deterministic_and_grouped_by_type() -> None:
     secrets = [RawSecret(n, n, {"type": t, "details": {"z": 1, "a": 2}}) for n, t in
                [("b", "pg"), ("a", "sf"), ("a2", "pg")]]
     outcome = validate(secrets, None, Options())
-    first = render(outcome.connections, "prod", "kv/x")
-    second = render(validate(list(reversed(secrets)), None, Options()).connections, "prod", "kv/x")
+    first = rendered(outcome.connections, "prod", "kv/x")
+    second = rendered(validate(list(reversed(secrets)), None, Options()).connections, "prod", "kv/x")
     assert first == second
     parsed = parse(first)
     assert parsed["default_environment"] == "prod"

@@ -19,9 +19,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bruin_materialize.render import render
 from bruin_materialize.validate import Connection
-from testsupport.values import BASE_TEXT, HOSTILE, SCALARS, examples, merged_text, text, values
+from testsupport.values import BASE_TEXT, HOSTILE, SCALARS, examples, merged_text, rendered, text, values
 
 GOPATH = Path("/usr/share/gocode")  # where Debian's golang-gopkg-*-dev packages put the sources
 SOURCE = Path(__file__).resolve().parent / "yamlv3" / "decode.go"
@@ -71,7 +70,7 @@ def same(go: dict[str, Any], value: Any) -> bool:
 
 
 def rendered_connections(decoder: Path, conns: list[Connection], tmp_path: Path) -> Any:
-    doc = go_load(decoder, render(conns, "default", "kv/p (KV v2)"), tmp_path)
+    doc = go_load(decoder, rendered(conns, "default", "kv/p (KV v2)"), tmp_path)
     return doc["map"]["environments"]["map"]["default"]["map"]["connections"]
 
 

@@ -2,7 +2,7 @@
 
 HOSTILE and SCALARS are fixed cases; `text` and `values` are hypothesis strategies for what Vault
 could hold. `merged_text` is the second writer (ruamel's round-trip merge into a base file) as the
-tests call it; the first is bruin_materialize.render.render.
+tests call it; the first is the jinja2 template, `rendered`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 
 from bruin_materialize import merge
-from bruin_materialize.render import header
+from bruin_materialize.render import expected_documents, header, render_environments
 from bruin_materialize.validate import INT64, Connection
 
 HOSTILE = [
@@ -76,3 +76,13 @@ def sample_value(schema: Any, spec: dict[str, Any], field: str) -> Any:
     if field.endswith(("path", "_file")):
         return f"/srv/{field}"  # bruin makes relative paths absolute against the file's directory
     return f"{field}-value: # '\"\n"
+
+
+def rendered(connections: list[Connection], environment: str, source: str, schema: str = "") -> str:
+    """The template's file with one environment, as the tool renders it."""
+    return render_environments([(environment, connections)], environment, source, schema)
+
+
+def expected(connections: list[Connection], environment: str) -> dict[str, Any]:
+    """What that file must parse back to."""
+    return expected_documents([(environment, connections)], environment)
