@@ -126,7 +126,6 @@ def _render_private(settings: Settings, text: str, console: Console) -> int:
 
 def _write_private(settings: Settings, text: str) -> Path:
     """The file in a fresh 0700 directory of its own (bruin writes a .gitignore beside it)."""
-    assert settings.runtime_dir is not None
     directory = write.make_runtime_dir(settings.runtime_dir, allow_non_tmpfs=settings.allow_non_tmpfs)
     config_file = directory / write.CONFIG_NAME
     try:

@@ -49,7 +49,6 @@ def check_destination(settings: Settings) -> None:
     if settings.command == "render" and settings.output is not None:
         write.check_destination(settings.output, allow_repo=settings.allow_repo, base=settings.base)
     elif settings.command in ("exec", "render"):
-        assert settings.runtime_dir is not None
         write.check_runtime_base(settings.runtime_dir, allow_non_tmpfs=settings.allow_non_tmpfs)
         if settings.command == "render" and not stdout_open():
             raise usage_error("stdout is closed, so render without --output could not say where it wrote the file; "
