@@ -14,6 +14,8 @@ from typing import Any
 # (key in the JSON, legend, style)
 SERIES: tuple[tuple[str, str, dict[str, Any]], ...] = (
     ("floor", "floor: bare http.client, best of 1-8 threads (in-process)", {"color": "black", "marker": "o"}),
+    ("stack floor", "stack floor: imports of hvac, jinja2, ruamel.yaml + keep-alive reads (process)",
+     {"color": "gray", "marker": "o", "linestyle": ":"}),
     ("hvac loop", "hvac, one secret after another (process)", {"color": "tab:red", "marker": "s"}),
     ("render cold", "materialize.py render, cold (process)", {"color": "tab:blue", "marker": "^", "linestyle": "--"}),
     ("render warm", "materialize.py render, warm (process)", {"color": "tab:blue", "marker": "v"}),
@@ -60,15 +62,13 @@ _GOAL: dict[str, Any] = {"marker": "_", "markersize": 26, "markeredgewidth": 2.5
 
 
 def _goals(ax: Any, report: dict[str, Any], sizes: list[str]) -> None:
-    """The issue's targets: 2.0x the floor at 1,000, 1.5x at 5,000, 0.35 s at 20."""
-    targets = {"1000": 2.0, "5000": 1.5}
-    for n, factor in targets.items():
-        if n in sizes:
-            ax.plot([int(n)], [report["sizes"][n]["floor"]["median"] * factor], **_GOAL)
-    if "20" in sizes:
-        ax.plot([20], [0.35], **_GOAL)
+    """The targets: 1.3x the stack floor at 20, 2.0x the floor at 1,000, 1.5x at 5,000."""
+    targets = {"20": ("stack floor", 1.3), "1000": ("floor", 2.0), "5000": ("floor", 1.5)}
+    for n, (base, factor) in targets.items():
+        if n in sizes and base in report["sizes"][n]:
+            ax.plot([int(n)], [report["sizes"][n][base]["median"] * factor], **_GOAL)
     ax.plot([], [], **{**_GOAL, "markersize": 12},
-            label="goal (0.35 s at 20; 2.0x floor at 1,000; 1.5x at 5,000)")
+            label="goal (1.3x stack floor at 20; 2.0x floor at 1,000; 1.5x at 5,000)")
 
 
 def main(argv: list[str]) -> int:
