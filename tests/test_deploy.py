@@ -23,6 +23,7 @@ from ruamel.yaml import YAML
 
 from bruin_materialize import __version__
 from bruin_materialize.errors import ExitCode
+from bruin_materialize.settings import OPTIONS
 from bruin_materialize.write import is_memory_backed
 
 if TYPE_CHECKING:
@@ -33,7 +34,10 @@ DOCKERFILE = REPO / "Dockerfile"
 DOCKERIGNORE = REPO / ".dockerignore"
 MANIFESTS = REPO / "deploy" / "kubernetes"
 VAULT_SETUP = MANIFESTS / "vault-setup.sh"
-SETTINGS_SOURCE = REPO / "bruin_materialize" / "settings.py"
+# Every variable the tool reads: each setting's own and its fallbacks (settings.OPTIONS), the Vault
+# CLI's tokens (last in the order of credentials), and the standard places (cache, runtime, home).
+TOOL_VARIABLES = {name for option in OPTIONS for name in (option.variable, *option.fallbacks) if name} | {
+    "VAULT_TOKEN", "BAO_TOKEN", "XDG_CACHE_HOME", "XDG_RUNTIME_DIR", "HOME", "PATH"}
 
 VENV = "/opt/bruin-materialize/venv"
 COMMAND = "bruin-materialize"  # the console script pyproject.toml declares, in the venv's bin/
@@ -242,8 +246,7 @@ def test_environment_names_the_bruin_binary_and_a_tmpfs_runtime_dir() -> None:
     env = dockerfile_env()
     assert env["BRUIN_BIN"] == "/home/bruin/.local/bin/bruin"
     assert env["BRUIN_MATERIALIZE_RUNTIME_DIR"] == "/dev/shm"
-    source = SETTINGS_SOURCE.read_text(encoding="utf-8")
-    assert all(f'"{name}"' in source for name in ("BRUIN_BIN", "BRUIN_MATERIALIZE_RUNTIME_DIR"))
+    assert {"BRUIN_BIN", "BRUIN_MATERIALIZE_RUNTIME_DIR"} <= TOOL_VARIABLES
 
 
 # --- the manifests -------------------------------------------------------------------------------
@@ -295,11 +298,10 @@ def test_vault_login_uses_the_service_account_with_a_vault_only_token(where: str
 
 
 def test_env_names_in_manifests_are_read_by_the_tool() -> None:
-    source = SETTINGS_SOURCE.read_text(encoding="utf-8")
     for _, spec in pod_specs():
         for ctr in containers(spec):
             for name in env_of(ctr):
-                assert f'"{name}"' in source, f"{ctr['name']}: {name} is not a setting of the tool"
+                assert name in TOOL_VARIABLES, f"{ctr['name']}: {name} is not a setting of the tool"
 
 
 def test_cronjob_runs_the_image_entrypoint_on_a_memory_runtime_dir() -> None:
@@ -452,7 +454,7 @@ def test_vault_agent_injector_recipe_hands_over_a_token_file_first() -> None:
     volume(spec, annotations["vault.hashicorp.com/agent-service-account-token-volume-name"])
     [env] = [b["env"] for b in doc_yaml_blocks() if isinstance(b, dict) and "env" in b]
     assert env == [{"name": "BRUIN_VAULT_TOKEN_FILE", "value": "/vault/secrets/token"}]
-    assert '"BRUIN_VAULT_TOKEN_FILE"' in SETTINGS_SOURCE.read_text(encoding="utf-8")
+    assert "BRUIN_VAULT_TOKEN_FILE" in TOOL_VARIABLES
 
 
 # --- running the image's entrypoint --------------------------------------------------------------
