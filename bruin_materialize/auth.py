@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 import hvac
 import hvac.exceptions
 
+from bruin_materialize import settings
 from bruin_materialize.errors import MaterializeError, usage_error, vault_error
 from bruin_materialize.settings import Auth, check_credential
 from bruin_materialize.vault import call, dig, status, unexpected
@@ -40,9 +41,9 @@ def read_credentials(auth: Auth) -> Credentials:
     if auth.method == "approle":
         secret_id = auth.secret_id
         if secret_id is None:
-            secret_id = _read_secret_file(auth.secret_id_file, "BRUIN_VAULT_SECRET_ID_FILE")
+            secret_id = _read_secret_file(auth.secret_id_file, _variable(settings.SECRET_ID_FILE))
         return Credentials(auth, secret_id)
-    source = "BRUIN_VAULT_K8S_TOKEN_PATH" if auth.method == "kubernetes" else "BRUIN_VAULT_JWT_FILE"
+    source = _variable(settings.K8S_TOKEN_PATH_OPTION if auth.method == "kubernetes" else settings.JWT_FILE)
     return Credentials(auth, _read_secret_file(auth.token_file, source))
 
 
@@ -91,8 +92,15 @@ def describe(auth: Auth) -> str:
 
 
 def _mount_setting(auth: Auth) -> str:
-    return {"kubernetes": "BRUIN_VAULT_K8S_AUTH_MOUNT", "approle": "BRUIN_VAULT_APPROLE_MOUNT",
-            "jwt": "BRUIN_VAULT_JWT_MOUNT"}[auth.method]
+    option = {"kubernetes": settings.K8S_AUTH_MOUNT, "approle": settings.APPROLE_MOUNT,
+              "jwt": settings.JWT_MOUNT}[auth.method]
+    return _variable(option)
+
+
+def _variable(option: settings.Option[Any]) -> str:
+    """The setting's variable, as messages name it (each of these has one)."""
+    assert option.variable is not None
+    return option.variable
 
 
 MAX_CREDENTIAL_FILE = 64 * 1024  # a token or a JWT is a few KiB; anything bigger is the wrong file
