@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 
 from bruin_materialize.errors import usage_error
+from bruin_materialize.settings import RUNTIME_DIR
 
 CONFIG_NAME = "bruin.yml"
 _MEMORY_FILESYSTEMS = frozenset({"tmpfs", "ramfs"})
@@ -42,7 +43,7 @@ def write_atomic(path: Path, text: str) -> None:
 
 
 OUTPUT_SETTING = "--output"
-RUNTIME_SETTING = "BRUIN_MATERIALIZE_RUNTIME_DIR (--runtime-dir)"
+RUNTIME_SETTING = f"{RUNTIME_DIR.variable} ({RUNTIME_DIR.flags[0]})"
 
 
 def check_destination(path: Path, *, allow_repo: bool, base: Path | None = None) -> None:
