@@ -6,9 +6,11 @@ requests, which rebuilds each request and rescans the environment for proxies on
 1 ms of CPU per secret under the GIL (docs/performance.md). urllib3, the library requests itself
 sends with, does the HTTP, TLS, proxies and keep-alive here. This module adds what neither does:
 
-- bruin's retry rules (connection errors, 412, 429, 5xx but 501; exponential backoff with jitter;
+- bruin's retry rules (connection errors, 412, 5xx but 501; exponential backoff with jitter;
   `Retry-After`), inside one deadline per operation. urllib3's `Retry` has no overall deadline and
   its waits cannot be cut short by a signal.
+- 429 as back-pressure: waited out until the deadline without spending an error retry, and the
+  number of parallel requests adapted to it (Gate).
 - a deadline that also holds against a server trickling its answer: a socket timeout bounds each
   read, not their sum, so a watchdog shuts the socket of a request still running at its deadline.
 - a GET that fails on a reused keep-alive connection before any answer is resent once on a fresh
