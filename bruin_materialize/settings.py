@@ -818,7 +818,10 @@ def _either_case(name: str, environ: Mapping[str, str]) -> tuple[str | None, str
 
 
 def _bypasses_proxy(address: VaultAddress, no_proxy: str) -> bool:
-    """NO_PROXY as Go reads it: `*`, IP addresses, CIDR ranges, and domains (with their subdomains)."""
+    """NO_PROXY as Go reads it: `*`, IP addresses, CIDR ranges, and domains (with their subdomains).
+
+    Not urllib.request.proxy_bypass_environment or requests.utils.should_bypass_proxies: the first
+    knows no CIDR ranges and neither exempts loopback as Go does; both read os.environ themselves."""
     import ipaddress
 
     host = address.host.lower().rstrip(".")
