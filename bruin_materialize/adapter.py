@@ -44,6 +44,7 @@ from requests.structures import CaseInsensitiveDict
 
 from bruin_materialize import __version__
 from bruin_materialize.settings import VaultAddress
+from bruin_materialize.threads import start_daemon
 
 USER_AGENT = f"bruin-materialize/{__version__}"
 MAX_ANSWER = 32 * 1024 * 1024  # Vault's own default max request size; a secrets answer is far smaller
@@ -90,8 +91,7 @@ class _Watchdog:
         with self._cond:
             self._armed[threading.get_ident()] = (deadline, sock)
             if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="vault-deadlines", daemon=True)
-                self._thread.start()
+                self._thread = start_daemon(self._run, "vault-deadlines")
             elif self._idle:
                 self._cond.notify()
 

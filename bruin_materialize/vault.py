@@ -22,6 +22,7 @@ import hvac.exceptions
 from bruin_materialize.adapter import RetryPolicy, Transport, TransportError, VaultAdapter
 from bruin_materialize.errors import MaterializeError, usage_error, vault_error
 from bruin_materialize.settings import TLS, Settings
+from bruin_materialize.threads import start_daemon
 
 
 class RawSecret(NamedTuple):
@@ -253,9 +254,7 @@ def parallel(work: Callable[[T], R], items: list[T], workers: int) -> list[R]:
             except BaseException as exc:  # handed to the caller, which raises it
                 errors.append(exc)
 
-    threads = [threading.Thread(target=worker, daemon=True) for _ in range(min(workers, len(items)))]
-    for thread in threads:
-        thread.start()
+    threads = [start_daemon(worker, f"vault-read-{index}") for index in range(min(workers, len(items)))]
     for thread in threads:
         thread.join()
     if errors:

@@ -291,6 +291,13 @@ def finish(proc: subprocess.Popen[str]) -> tuple[int, str]:
     return proc.returncode, err
 
 
+def pending(pid: int) -> set[signal.Signals]:
+    """The signals waiting for process `pid` to take them (blocked ones stay there until it does)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    mask = int(status.partition("ShdPnd:")[2].split()[0], 16)
+    return {sig for sig in signal.Signals if mask >> (sig - 1) & 1}
+
+
 def received(tmp_path: Path) -> list[str]:
     path = tmp_path / "signals"
     return path.read_text().split() if path.exists() else []
@@ -414,7 +421,9 @@ def test_a_terminal_signal_reaches_bruin_once(env: dict[str, str], fake_bruin: A
     try:
         wait_for_bruin(proc, tmp_path)
         fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 100, 0, 0))  # the window is resized
-        time.sleep(0.5)
+        # Taken by us before the next one is sent: two pending at once would be merged into one.
+        wait_until(lambda: signal.SIGWINCH not in pending(proc.pid), 5, 0.02, what="our SIGWINCH taken")
+        time.sleep(0.5)  # time for a wrong forward to arrive
         assert received(tmp_path) == ["SIGWINCH"]
         proc.send_signal(signal.SIGWINCH)  # from a supervisor, to us alone
         wait_until(lambda: received(tmp_path) == ["SIGWINCH", "SIGWINCH"], 5, 0.02,
@@ -428,6 +437,33 @@ def test_a_terminal_signal_reaches_bruin_once(env: dict[str, str], fake_bruin: A
         os.close(master)
     assert code == 128 + signal.SIGTERM
     assert leftovers(tmp_path / "runtime") == []
+
+
+_SIGNALS_AFTER_A_READ = """
+import os, signal, sys, threading
+from bruin_materialize.cli import main
+assert main(["check", "-q"]) == 0
+assert "vault-deadlines" in {thread.name for thread in threading.enumerate()}
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGWINCH, signal.SIGUSR1})  # as exec holds them
+lost = 0
+for _ in range(200):
+    for sig in (signal.SIGWINCH, signal.SIGUSR1):
+        os.kill(os.getpid(), sig)
+        lost += signal.sigtimedwait({sig}, 1) is None
+print(lost)
+"""
+
+
+def test_threads_left_from_reading_take_no_signal(env: dict[str, str], kv2: Any) -> None:
+    """exec holds the forwarded signals blocked while bruin runs and takes them with sigtimedwait. The
+    deadline watchdog outlives the reads: had it not blocked them, the kernel would hand it some of
+    them (a few in a hundred), and it would drop a SIGWINCH or die of a SIGUSR1."""
+    for name in ("a", "b", "c"):  # more than one: the reads run on worker threads
+        kv2.put("bruin", name, {"type": "postgres", "details": {"host": "db", "password": PASSWORD}})
+    proc = subprocess.run([sys.executable, "-c", _SIGNALS_AFTER_A_READ], capture_output=True, text=True,
+                          timeout=60, cwd=MATERIALIZE.parent)
+    sys.stderr.write(proc.stderr)
+    assert (proc.returncode, proc.stdout) == (0, "0\n")
 
 
 def test_only_signals_sent_to_us_alone_are_forwarded() -> None:
