@@ -261,14 +261,15 @@ def test_recursive_applies_to_each_path(teams: KV, capsys: pytest.CaptureFixture
     assert set(connections(load(out))) == {"warehouse", "lake", "events", "finance/ledger", "raw/ledger"}
 
 
-def policy(kv: KV, *paths: str) -> str:
-    """Exactly what listing and reading `paths` needs, on this KV version."""
-    rules = []
-    for path in paths:
-        listed, read = ((f"{kv.mount}/metadata/{path}", f"{kv.mount}/data/{path}/*") if kv.version == 2 else
-                        (f"{kv.mount}/{path}", f"{kv.mount}/{path}/*"))
-        rules += [f'path "{listed}" {{ capabilities = ["list"] }}', f'path "{read}" {{ capabilities = ["read"] }}']
-    return "\n".join(rules) + "\n"
+PATHS_DOC = Path(__file__).resolve().parent.parent / "docs" / "paths.md"
+
+
+def documented_policy(kv: KV) -> str:
+    """docs/paths.md's policy for team A's runner, on `kv`'s mount (KV v1: without metadata/ and data/)."""
+    text = PATHS_DOC.read_text(encoding="utf-8")
+    block = text[text.index("```hcl\n", text.index("<!-- policy: team-a runner -->")) + 7:]
+    hcl = block[:block.index("```")].replace('"secret/', f'"{kv.mount}/')
+    return hcl if kv.version == 2 else hcl.replace("/metadata/", "/").replace("/data/", "/")
 
 
 def test_each_team_policy_reads_its_paths_and_nothing_else(teams: KV, bao_server: BaoServer, tmp_path: Path,
@@ -276,7 +277,8 @@ def test_each_team_policy_reads_its_paths_and_nothing_else(teams: KV, bao_server
                                                            capsys: pytest.CaptureFixture[str]) -> None:
     """Team A's token holds the docs/paths.md policy: shared and team-a, not team-b. A run of its two paths
     succeeds (so nothing outside them was listed or read); adding team-b names team-b in the refusal."""
-    monkeypatch.setenv("BRUIN_VAULT_TOKEN", bao_server.token(policy(teams, "bruin/shared", "bruin/team-a")))
+    assert documented_policy(teams).count("capabilities") == 4
+    monkeypatch.setenv("BRUIN_VAULT_TOKEN", bao_server.token(documented_policy(teams)))
     out = tmp_path / "bruin.yml"
     assert main(["render", "-o", str(out), "-q", "--path", "bruin/shared", "--path", "bruin/team-a"]) == 0
     assert set(connections(load(out))) == {"warehouse", "lake", "events"}
