@@ -367,11 +367,11 @@ MOUNT_PATH = _declare(Option(
     _required_path, "MOUNT", shown_default="required"))
 VAULT_PATH = _declare(Option(  # read by _vault_paths: the flag repeats, bruin's variable holds one path
     "path", ("--path",), "BRUIN_VAULT_PATH", "vault", "the folder under the mount holding one secret per connection; "
-    "several are read in the order given into the same environment (docs/paths.md); the flags replace both variables",
+    "several go into one environment, in order (docs/paths.md)",
     _text, "PATH", shown_default="required (unless environment paths are given)", repeat=True))
 EXTRA_PATHS = _declare(Option(
-    "extra_paths", (), "BRUIN_MATERIALIZE_EXTRA_PATHS", "vault", "more paths read after `BRUIN_VAULT_PATH` (which "
-    "bruin's own backend reads alone): `bruin/team-a,bruin/team-b`, or a JSON list for paths holding a comma",
+    "extra_paths", (), "BRUIN_MATERIALIZE_EXTRA_PATHS", "vault", "more paths, read after `BRUIN_VAULT_PATH` (which "
+    "bruin's own backend reads alone): `bruin/team-a,bruin/team-b`, or a JSON list",
     _text, "PATHS", shown_default="none"))
 NAMESPACE = _declare(Option(
     "namespace", ("--namespace",), "BRUIN_VAULT_NAMESPACE", "vault", "Vault namespace, sent as the "
@@ -467,9 +467,9 @@ RECURSIVE = _declare(Option(
     "recursive", ("--recursive",), "BRUIN_MATERIALIZE_RECURSIVE", "reading", "read subfolders as connections named "
     "`FOLDER/NAME`", parse_bool, commands=READING))
 ON_COLLISION_OPTION = _declare(Option(
-    "on_collision", ("--on-collision",), "BRUIN_MATERIALIZE_ON_COLLISION", "reading", "a connection name found in "
-    "two paths of one environment: `error` (exit 4, nothing written) or `last` (the later path's wins, a note "
-    "names both)", _on_collision, "{error,last}", "error", commands=READING))
+    "on_collision", ("--on-collision",), "BRUIN_MATERIALIZE_ON_COLLISION", "reading", "a connection name in two paths "
+    "of one environment: `error` (exit 4) or `last` (the later path wins, with a note)", _on_collision,
+    "{error,last}", "error", commands=READING))
 STRICT = _declare(Option(
     "strict", ("--strict",), "BRUIN_MATERIALIZE_STRICT", "reading", "schema hints (unknown fields, missing "
     "required ones) and deleted secrets become errors", parse_bool))
