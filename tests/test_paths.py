@@ -170,6 +170,30 @@ def test_two_paths_go_into_one_environment(teams: KV, tmp_path: Path, capsys: py
         f'"{m}/bruin/team-a":["events"]}}}}')
 
 
+def test_one_session_reads_every_path(teams: KV, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "-v", "--path", "bruin/shared", "--path", "bruin/team-a"]) == 0
+    read = [line for line in stderr_lines(capsys) if line.startswith("materialize: read ")]
+    assert len(read) == 1  # one client, one login
+    assert read[0].startswith(f"materialize: read 3 secrets from {teams.mount}/bruin/shared, "
+                              f"{teams.mount}/bruin/team-a (KV v{teams.version}) in ")
+
+
+def test_several_paths_merged_into_a_base_file(teams: KV, tmp_path: Path) -> None:
+    base = tmp_path / "base.yml"
+    base.write_text("# the project's own\ndefault_environment: default\nenvironments:\n  default:\n"
+                    "    connections:\n      duckdb:\n        - name: local\n          path: /data/local.db\n")
+    out = tmp_path / "bruin.yml"
+    argv = ["--base", str(base), "--path", "bruin/shared", "--path", "bruin/team-a"]
+    assert main(["render", "-o", str(out), "-q", *argv]) == 0
+    text = out.read_text()
+    assert set(connections(load(out))) == {"local", "warehouse", "lake", "events"}
+    assert "# the project's own" in text
+    assert read_sources(text) == {"default": {"warehouse": f"{teams.mount}/bruin/shared",
+                                              "lake": f"{teams.mount}/bruin/shared",
+                                              "events": f"{teams.mount}/bruin/team-a"}}
+    assert main(["check", "-q", *argv]) == 0  # the merged text, trailer and all, parses back to what was read
+
+
 def test_three_paths_from_the_variables(teams: KV, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BRUIN_VAULT_PATH", "bruin/shared")
     monkeypatch.setenv("BRUIN_MATERIALIZE_EXTRA_PATHS", "bruin/team-a,bruin/team-b")
