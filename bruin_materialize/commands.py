@@ -46,12 +46,13 @@ def render(settings: Settings, environ: Mapping[str, str], console: Console) -> 
 
 def plan(settings: Settings, environ: Mapping[str, str], console: Console) -> int:
     from bruin_materialize.plan import changes
+    from bruin_materialize.render import read_sources
     from bruin_materialize.yamltext import parse
 
     files = layout(settings, console)
-    against = load_against(settings, files.base)  # read, as every local file, before the first Vault call
+    against, against_sources = load_against(settings, files.base)  # read before the first Vault call
     built = pipeline.build(settings, files, console, bruin=None, bruin_env=handover.bruin_environment(environ))
-    found = changes(parse(built.text), against)
+    found = changes(parse(built.text), against, read_sources(built.text), against_sources)
     if console.document is not None:
         console.document.changes = found
     else:

@@ -11,12 +11,13 @@ from bruin_materialize import merge
 from bruin_materialize.console import Console
 from bruin_materialize.errors import usage_error
 from bruin_materialize.settings import Settings
-from bruin_materialize.yamltext import load_file, show
+from bruin_materialize.yamltext import load_file, parse, show
 
 
 class Layout(NamedTuple):
     base: merge.Base | None  # the file the connections are merged into, loaded
-    sources: list[tuple[str, str]]  # (environment, path under the mount) to read, in order
+    # (environment, path under the mount) to read, in order; an environment once per path it reads
+    sources: list[tuple[str, str]]
     default_environment: str  # the file's default_environment
 
 
@@ -29,12 +30,12 @@ def layout(settings: Settings, console: Console) -> Layout:
 
 
 def _vault_sources(settings: Settings, base: merge.Base | None) -> list[tuple[str, str]]:
-    """(environment, path) to read. With one path, the environment is the one bruin will select:
-    its arguments or --environment, else the base's default_environment, else "default"."""
+    """(environment, path) to read. Without environment paths, every path goes into the environment
+    bruin will select: its arguments or --environment, else the base's default_environment, else "default"."""
     if settings.environment_paths:
         return list(settings.environment_paths)
     environment = settings.selected_environment or (base.default_environment if base else None) or "default"
-    return [(environment, settings.path)]
+    return [(environment, path) for path in settings.paths]
 
 
 def _default_environment(settings: Settings, sources: list[tuple[str, str]], base: merge.Base | None) -> str:
@@ -42,13 +43,13 @@ def _default_environment(settings: Settings, sources: list[tuple[str, str]], bas
         return settings.default_environment
     if base is not None and base.default_environment:
         return base.default_environment
-    names = [env for env, _ in sources]
+    names = list(dict.fromkeys(env for env, _ in sources))
     return settings.selected_environment if settings.selected_environment in names else names[0]
 
 
 def _check_environments(settings: Settings, sources: list[tuple[str, str]], base: merge.Base | None,
                         default_environment: str) -> None:
-    names = merge.environment_names([env for env, _ in sources], base)
+    names = merge.environment_names(list(dict.fromkeys(env for env, _ in sources)), base)
     shown = ", ".join(repr(n) for n in names)
     if default_environment not in names:
         raise usage_error(f"the default environment {default_environment!r} would not be in the file, which "
@@ -71,14 +72,25 @@ def _load_base(path: Path, console: Console) -> merge.Base:
     return base
 
 
-def load_against(settings: Settings, base: merge.Base | None) -> Any:
-    """The file `plan` compares with, parsed as bruin would see it: its relative paths resolved."""
+def load_against(settings: Settings, base: merge.Base | None) -> tuple[Any, dict[str, dict[str, str]] | None]:
+    """The file `plan` compares with, parsed as bruin would see it (its relative paths resolved), and where
+    its connections were read from when this tool rendered it (render.read_sources), else None."""
     from bruin_materialize.paths import absolutize_document
 
     path = settings.against or (base.path if base is not None else None)
     if path is None:
         raise usage_error("plan needs a file to compare with: pass --against FILE or --base FILE (or keep a "
                           ".bruin.yml at the project root)")
-    doc = load_file(path)
+    doc, sources = load_file(path, load=lambda text: (parse(text), _sources(text, path)))
     absolutize_document(doc, path.parent)
-    return doc
+    return doc, sources
+
+
+def _sources(text: str, path: Path) -> dict[str, dict[str, str]] | None:
+    from bruin_materialize.render import SOURCES_PREFIX, read_sources
+
+    try:
+        return read_sources(text)
+    except ValueError:
+        raise usage_error(f"{path}: its {SOURCES_PREFIX[2:-2]!r} line is damaged; render the file again, or "
+                          "remove the line") from None

@@ -8,7 +8,7 @@ Its shape is documented in docs/json-output.md; `format` changes only when a key
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 from bruin_materialize import __version__
@@ -22,7 +22,7 @@ FORMAT = 1
 CODES = ("secret-deleted", "secret-too-large", "secret-not-object", "secret-extra-keys", "name-replaced",
          "type-unknown", "type-invalid", "details-invalid", "key-too-long", "text-unencodable", "env-reference",
          "field-unknown", "field-required-missing", "value-converted", "field-type-mismatch", "name-duplicate",
-         "base-collision", "path-absolutized")
+         "base-collision", "path-absolutized", "path-collision")
 
 
 class Finding(NamedTuple):
@@ -40,16 +40,20 @@ class Document:
     def __init__(self, command: str) -> None:
         self.command = command
         self.findings: list[Finding] = []
-        self.connections: list[dict[str, str]] = []
+        self.connections: list[dict[str, str | None]] = []
         self.changes: list[Change] | None = [] if command == "plan" else None
         self.schema: str | None = None
         self.written: str | None = None
 
-    def add_outcomes(self, outcomes: Sequence[tuple[str, Outcome]]) -> None:
+    def add_outcomes(self, outcomes: Sequence[tuple[str, Outcome]],
+                     sources: Mapping[str, Mapping[str, str]] | None = None) -> None:
+        """Each environment's findings and connections; `sources`: where each connection was read from
+        (environment -> name -> mount/path)."""
         for environment, outcome in outcomes:
             self.findings.extend(_finding(environment, p) for p in outcome.problems)
-            self.connections.extend({"environment": environment, "name": c.name, "type": c.type}
-                                    for c in outcome.connections)
+            where = (sources or {}).get(environment, {})
+            self.connections.extend({"environment": environment, "name": c.name, "type": c.type,
+                                     "source": where.get(c.name)} for c in outcome.connections)
 
     def add(self, environment: str, location: str, field: str | None, level: str, code: str, message: str) -> None:
         self.findings.append(Finding(environment, location, field, level, code, message))
@@ -81,4 +85,5 @@ def _finding(environment: str, problem: Problem) -> Finding:
 
 def _change(change: Change) -> dict[str, Any]:
     return {"kind": change.kind, "environment": change.environment, "name": change.name, "type": change.type,
-            "old_type": change.old_type, "fields": list(change.fields)}
+            "old_type": change.old_type, "fields": list(change.fields), "source": change.source,
+            "old_source": change.old_source}

@@ -40,7 +40,7 @@ class Option(Generic[T]):
     commands: tuple[Command, ...] = COMMANDS
     shown_default: str | None = None  # what --help and the README say when it is not `default` itself
     choices: tuple[str, ...] | None = None  # for a flag without a variable: argparse checks them
-    repeat: bool = False  # the flag may be given several times; the variable holds a comma-separated list
+    repeat: bool = False  # the flag may be given several times (settings.py reads the variable: a list, or one path)
 
     @property
     def switch(self) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
-from bruin_materialize import merge, schema
+from bruin_materialize import combine, merge, schema
 from bruin_materialize.console import Console
 from bruin_materialize.environments import Layout
 from bruin_materialize.errors import ExitCode, MaterializeError
@@ -33,18 +33,20 @@ def build(settings: Settings, layout: Layout, console: Console, *, bruin: str | 
     checked_against = schema.choose(settings, bruin, bruin_env, console.info, console.warning)
     if console.document is not None:
         console.document.schema = checked_against.describe()
-    secrets, source = read_secrets(settings, layout.sources, console)
+    read, source = read_secrets(settings, layout.sources, console)
+    environments = combine.combine(layout.sources, read, settings.mount)  # an environment's paths, in order
+    combine.report(environments, settings.on_collision, console)
     # exec knows bruin's environment exactly; render/check write for a bruin that may run elsewhere.
     env_names = frozenset(bruin_env) if settings.command == "exec" else None
     options = Options(settings.strict, settings.expand_env, env_names)
     # Pure, so once per environment: a name is unique within its environment only.
-    outcomes = [(env, validate(found, checked_against, options))
-                for (env, _), found in zip(layout.sources, secrets, strict=True)]
+    outcomes = [(env.name, validate(env.secrets, checked_against, options)) for env in environments]
+    sources = {env.name: env.sources for env in environments}
     if console.document is not None:
-        console.document.add_outcomes(outcomes)
+        console.document.add_outcomes(outcomes, sources)
     report_all(outcomes, console)
-    _absolutize_secrets(settings, outcomes, secrets, console)
-    built = _text(settings, outcomes, layout, f"{source}", checked_against.describe(), console)
+    _absolutize_secrets(settings, outcomes, [env.secrets for env in environments], console)
+    built = _text(settings, outcomes, layout, f"{source}", checked_against.describe(), console, sources)
     for env, outcome in outcomes:
         console.info(_summary(outcome, env))
     return built
@@ -83,18 +85,21 @@ def _absolutize_secrets(settings: Settings, outcomes: list[tuple[str, Outcome]],
 
 
 def _text(settings: Settings, outcomes: list[tuple[str, Outcome]], layout: Layout, source: str,
-          schema_used: str, console: Console) -> Built:
-    from bruin_materialize.render import expected_documents, header, render_environments
+          schema_used: str, console: Console, sources: Mapping[str, Mapping[str, str]]) -> Built:
+    from bruin_materialize.render import expected_documents, header, render_environments, sources_comment
 
     vault = [(env, outcome.connections) for env, outcome in outcomes]
+    # Where each connection in the file came from, as its last line: plan tells a moved connection by it.
+    trailer = sources_comment({env: {c.name: sources[env][c.name] for c in outcome.connections}
+                               for env, outcome in outcomes})
     default, base = layout.default_environment, layout.base
     if base is None:
-        text = render_environments(vault, default, source, schema_used)
+        text = render_environments(vault, default, source, schema_used) + trailer
         expected = expected_documents(vault, default)
         return Built(text, lambda parsed: identical(parsed, expected))
     merged = merge.merge(base, vault, default, settings.prefer)
     _report_collisions(merged.collisions, settings.prefer, base, console)
-    text = merge.dump(merged.doc, header(f"{source} and {base.path}", schema_used))
+    text = merge.dump(merged.doc, header(f"{source} and {base.path}", schema_used)) + trailer
     names = merge.environment_names([env for env, _ in vault], base)
     return Built(text, lambda parsed: _holds(parsed, merged.written, names, default))
 

@@ -6,6 +6,7 @@ and the fields that differ, never a value; names that could break a line are JSO
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from bruin_materialize.paths import connections_in
@@ -23,9 +24,13 @@ def identical(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
+Sources = Mapping[str, Mapping[str, str]]  # environment -> connection name -> the Vault path it was read from
+
+
 class Change(NamedTuple):
-    """One difference. kind: added, removed, changed (fields), type_changed, settings (an environment's own
-    keys, in fields) or default_environment; an environment added or removed has name None."""
+    """One difference. kind: added, removed, changed (fields), type_changed, source_changed (read from
+    another Vault path), settings (an environment's own keys, in fields) or default_environment; an
+    environment added or removed has name None."""
 
     kind: str
     environment: str | None
@@ -33,6 +38,8 @@ class Change(NamedTuple):
     type: str | None = None
     old_type: str | None = None  # type_changed
     fields: tuple[str, ...] = ()  # changed, settings: dotted names, never values
+    source: str | None = None  # source_changed: the mount/path it is read from now
+    old_source: str | None = None  # source_changed: the one the compared file says
 
     def line(self) -> str:
         if self.kind == "default_environment":
@@ -45,6 +52,9 @@ class Change(NamedTuple):
         where = f"{env}/{show(self.name)}"
         if self.kind in ("added", "removed"):
             return f"{'+' if self.kind == 'added' else '-'} {where} ({show(self.type or '')})"
+        if self.kind == "source_changed":
+            return f"~ {where} ({show(self.type or '')}): read from {show(self.source or '')}, was " \
+                   f"{show(self.old_source or '')}"
         if self.kind == "type_changed":
             return f"~ {where} ({show(self.type or '')}): type changed from {show(self.old_type or '')}"
         return f"~ {where} ({show(self.type or '')}): {', '.join(show(f) for f in self.fields)}"
@@ -55,7 +65,8 @@ def diff(new: Any, old: Any) -> list[str]:
     return [change.line() for change in changes(new, old)]
 
 
-def changes(new: Any, old: Any) -> list[Change]:
+def changes(new: Any, old: Any, new_sources: Sources | None = None, old_sources: Sources | None = None) -> list[Change]:
+    """Every difference; a connection's Vault path is compared where both files record it (render.read_sources)."""
     found: list[Change] = []
     if _get(new, "default_environment") != _get(old, "default_environment"):
         found.append(Change("default_environment", None))
@@ -67,7 +78,22 @@ def changes(new: Any, old: Any) -> list[Change]:
             found.append(Change("removed", env))
         else:
             found.extend(_settings_change(env, new_envs[env], old_envs[env]))
-        found.extend(_connection_changes(env, _connections(new, env), _connections(old, env)))
+        now, before = _connections(new, env), _connections(old, env)
+        found.extend(_connection_changes(env, now, before))
+        found.extend(_source_changes(env, now, before, (new_sources or {}).get(env), (old_sources or {}).get(env)))
+    return found
+
+
+def _source_changes(env: str, new: dict[str, tuple[str, Any]], old: dict[str, tuple[str, Any]],
+                    new_sources: Mapping[str, str] | None, old_sources: Mapping[str, str] | None) -> list[Change]:
+    """A connection in both files, read from another path than before: a change even with equal values."""
+    if not new_sources or not old_sources:
+        return []
+    found: list[Change] = []
+    for name in sorted(new.keys() & old.keys()):
+        source, old_source = new_sources.get(name), old_sources.get(name)
+        if source is not None and old_source is not None and source != old_source:
+            found.append(Change("source_changed", env, name, new[name][0], source=source, old_source=old_source))
     return found
 
 

@@ -7,7 +7,8 @@ back the same. Tests round-trip every value class through a YAML 1.2 parser (tes
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,46 @@ def header(source: str, schema: str = "") -> str:
         lines.append(f"# Checked against {to_yaml(schema)}.")
     lines.append("# It holds credentials: ephemeral, never edit or commit it.")
     return "\n".join(lines)
+
+
+# The last line of every rendered file: where each connection was read from, so that `plan` can tell
+# a connection that moved to another path. JSON, ASCII only: no name can end the comment early.
+SOURCES_PREFIX = "# bruin-materialize sources: "
+
+Sources = Mapping[str, Mapping[str, str]]  # environment -> connection name -> the mount/path it came from
+
+
+def sources_comment(sources: Sources) -> str:
+    """One comment line: {environment: {mount/path: [connection, ...]}}, paths and names sorted."""
+    grouped: dict[str, dict[str, list[str]]] = {}
+    for environment, names in sources.items():
+        by_path = grouped.setdefault(environment, {})
+        for name, source in sorted(names.items(), key=lambda item: (item[1], item[0])):
+            by_path.setdefault(source, []).append(name)
+    return SOURCES_PREFIX + json.dumps(grouped, ensure_ascii=True, separators=(",", ":")) + "\n"
+
+
+def read_sources(text: str) -> dict[str, dict[str, str]] | None:
+    """What sources_comment wrote in a file, as environment -> name -> source; None when the file has no
+    such line (not rendered by this tool, or by a version before it). ValueError: the line is damaged."""
+    lines = [line for line in text.splitlines() if line.startswith(SOURCES_PREFIX)]
+    if not lines:
+        return None
+    try:
+        grouped = json.loads(lines[-1][len(SOURCES_PREFIX):])  # a JSONDecodeError is a ValueError
+    except RecursionError:  # lists nested thousands deep
+        raise ValueError("nested too deep") from None
+    if not isinstance(grouped, dict):
+        raise ValueError("not an object")
+    found: dict[str, dict[str, str]] = {}
+    for environment, by_path in grouped.items():
+        if not isinstance(by_path, dict):
+            raise ValueError("not an object")
+        for source, names in by_path.items():
+            if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+                raise ValueError("not a list of names")
+            found.setdefault(environment, {}).update(dict.fromkeys(names, source))
+    return found
 
 
 def render_environments(environments: Environments, default_environment: str, source: str,

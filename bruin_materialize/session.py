@@ -14,7 +14,7 @@ from bruin_materialize import auth
 from bruin_materialize.adapter import RetryPolicy
 from bruin_materialize.console import Console
 from bruin_materialize.settings import Settings
-from bruin_materialize.vault import KV, RawSecret, detect_version, open_client, wait_until_reachable
+from bruin_materialize.vault import KV, RawSecret, detect_version, open_client, parallel, wait_until_reachable
 
 
 @contextlib.contextmanager
@@ -57,21 +57,25 @@ def read_secrets(settings: Settings, sources: list[tuple[str, str]],
                  console: Console) -> tuple[list[list[RawSecret]], str]:
     """Every source's secrets, in order, over one session and one login; and where they came from."""
     started = time.monotonic()
+    paths = list(dict.fromkeys(path for _, path in sources))  # two environments may share a path
     with session(settings, console) as client:
-        kv = open_kv(settings, client, sources[0][1])
-        by_path: dict[str, list[RawSecret]] = {}
-        for _, path in sources:
-            if path not in by_path:  # two environments may share a path
-                by_path[path] = _read_path(settings, kv, path, console)
+        kv = open_kv(settings, client, paths[0])
+        by_path = dict(zip(paths, _read_paths(settings, kv, paths, console), strict=True))
     shown = ", ".join(f"{settings.mount}/{path}" for path in by_path)
     console.debug(f"read {sum(map(len, by_path.values()))} secrets from {shown} (KV v{kv.version}) in "
                   f"{time.monotonic() - started:.2f}s")
     return [by_path[path] for _, path in sources], f"{shown} (KV v{kv.version})"
 
 
-def _read_path(settings: Settings, kv: KV, path: str, console: Console) -> list[RawSecret]:
-    listing = kv.list_secrets(path, recursive=settings.recursive)
-    for folder in listing.skipped_folders:
-        console.warning(f"{settings.mount}/{path}/{folder}: subfolder not read; pass --recursive to "
-                        "read its secrets as connections named FOLDER/NAME")
-    return kv.read_all(path, listing.names, concurrency=settings.concurrency)
+def _read_paths(settings: Settings, kv: KV, paths: list[str], console: Console) -> list[list[RawSecret]]:
+    """Each path's secrets. One pool lists the paths side by side, then one reads every secret of every
+    path: a second path does not wait for the first one's slowest secret. The first error stops the rest."""
+    listings = parallel(lambda path: kv.list_secrets(path, recursive=settings.recursive), paths,
+                        settings.concurrency)
+    for path, listing in zip(paths, listings, strict=True):
+        for folder in listing.skipped_folders:
+            console.warning(f"{settings.mount}/{path}/{folder}: subfolder not read; pass --recursive to "
+                            "read its secrets as connections named FOLDER/NAME")
+    wanted = [(path, name) for path, listing in zip(paths, listings, strict=True) for name in listing.names]
+    found = iter(parallel(lambda item: kv.read(*item), wanted, settings.concurrency))
+    return [[next(found) for _ in listing.names] for listing in listings]

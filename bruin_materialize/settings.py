@@ -13,6 +13,7 @@ and the README's settings tables from it.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import urllib.parse
@@ -36,6 +37,7 @@ OutputFormat = Literal["text", "json"]
 RelativePaths = Literal["absolute", "keep"]
 AuthMethod = Literal["token", "kubernetes", "approle", "jwt"]
 KVVersion = Literal[1, 2]
+OnCollision = Literal["error", "last"]  # a connection name in two paths of one environment
 Verbosity = Literal[-1, 0, 1]  # quiet, normal, verbose
 
 READING: tuple[Command, ...] = ("render", "check", "exec", "plan")  # the commands that read Vault into a file
@@ -43,6 +45,7 @@ EXEC_MODES: tuple[ExecMode, ...] = ("child", "replace")
 PREFER: tuple[Prefer, ...] = ("vault", "base")
 OUTPUT_FORMATS: tuple[OutputFormat, ...] = ("text", "json")
 RELATIVE_PATHS: tuple[RelativePaths, ...] = ("absolute", "keep")
+ON_COLLISION: tuple[OnCollision, ...] = ("error", "last")
 
 BASE_NAME = ".bruin.yml"  # the file bruin reads at a project's root
 K8S_TOKEN_PATH = "/var/run/secrets/kubernetes.io/serviceaccount/token"
@@ -98,7 +101,7 @@ class Settings(NamedTuple):
     command: Command
     address: VaultAddress
     mount: str
-    path: str
+    paths: tuple[str, ...]  # read in this order into one environment; empty with environment paths
     auth: Auth
     namespace: str | None
     tls: TLS
@@ -124,8 +127,10 @@ class Settings(NamedTuple):
     cache_dir: Path | None  # where the schema from bruin is cached
     verbosity: Verbosity
     traceback: bool
-    # Several environments in one file: (environment, path) pairs; empty: one environment, from `path`.
+    # Several environments in one file: (environment, path) pairs, an environment once per path, in the
+    # order given; empty: one environment, from `paths`.
     environment_paths: tuple[tuple[str, str], ...] = ()
+    on_collision: OnCollision = "error"  # a connection name in two paths of one environment
     default_environment: str | None = None  # --default-environment, as given
     selected_environment: str | None = None  # chosen by bruin's arguments or --environment, if at all
     base: Path | None = None  # the file the connections are merged into; None: the template alone
@@ -140,6 +145,11 @@ class Settings(NamedTuple):
     def environment(self) -> str:
         """The environment bruin will select when the file does not say otherwise."""
         return self.selected_environment or "default"
+
+    @property
+    def path(self) -> str:
+        """The first path (import writes into exactly one); "" with environment paths."""
+        return self.paths[0] if self.paths else ""
 
 
 # --- values: each parser takes the text and where it came from, to name it in the message ----------
@@ -253,6 +263,13 @@ def _output_format(value: str | None, source: str) -> OutputFormat:
     return chosen
 
 
+def _on_collision(value: str | None, source: str) -> OnCollision:
+    chosen = _pick(ON_COLLISION, (value or "error").strip().lower())
+    if chosen is None:
+        raise usage_error(f"{source} must be error or last")
+    return chosen
+
+
 def _relative_paths(value: str | None, source: str) -> RelativePaths | None:
     return _pick(RELATIVE_PATHS, value) if value else None  # argparse checked the choice already
 
@@ -348,9 +365,14 @@ VAULT_HOST = _declare(Option(
 MOUNT_PATH = _declare(Option(
     "mount_path", ("--mount-path",), "BRUIN_VAULT_MOUNT_PATH", "vault", "the KV engine's mount, e.g. `secret`",
     _required_path, "MOUNT", shown_default="required"))
-VAULT_PATH = _declare(Option(
-    "path", ("--path",), "BRUIN_VAULT_PATH", "vault", "the folder under the mount holding one secret per connection",
-    _text, "PATH", shown_default="required (unless environment paths are given)"))
+VAULT_PATH = _declare(Option(  # read by _vault_paths: the flag repeats, bruin's variable holds one path
+    "path", ("--path",), "BRUIN_VAULT_PATH", "vault", "the folder under the mount holding one secret per connection; "
+    "several go into one environment, in order (docs/paths.md)",
+    _text, "PATH", shown_default="required (unless environment paths are given)", repeat=True))
+EXTRA_PATHS = _declare(Option(
+    "extra_paths", (), "BRUIN_MATERIALIZE_EXTRA_PATHS", "vault", "more paths, read after `BRUIN_VAULT_PATH` (which "
+    "bruin's own backend reads alone): `bruin/team-a,bruin/team-b`, or a JSON list",
+    _text, "PATHS", shown_default="none"))
 NAMESPACE = _declare(Option(
     "namespace", ("--namespace",), "BRUIN_VAULT_NAMESPACE", "vault", "Vault namespace, sent as the "
     "`X-Vault-Namespace` header", _text_or_none, "NAME", fallbacks=_vault_cli("NAMESPACE")))
@@ -444,6 +466,10 @@ SCHEMA = _declare(Option(
 RECURSIVE = _declare(Option(
     "recursive", ("--recursive",), "BRUIN_MATERIALIZE_RECURSIVE", "reading", "read subfolders as connections named "
     "`FOLDER/NAME`", parse_bool, commands=READING))
+ON_COLLISION_OPTION = _declare(Option(
+    "on_collision", ("--on-collision",), "BRUIN_MATERIALIZE_ON_COLLISION", "reading", "a connection name in two paths "
+    "of one environment: `error` (exit 4) or `last` (the later path wins, with a note)", _on_collision,
+    "{error,last}", "error", commands=READING))
 STRICT = _declare(Option(
     "strict", ("--strict",), "BRUIN_MATERIALIZE_STRICT", "reading", "schema hints (unknown fields, missing "
     "required ones) and deleted secrets become errors", parse_bool))
@@ -481,7 +507,8 @@ ENVIRONMENT = _declare(Option(
     "`default`"))
 ENVIRONMENT_PATH = _declare(Option(  # read by _Reader.items: a list, not one text
     "environment_path", ("--environment-path",), "BRUIN_MATERIALIZE_ENVIRONMENT_PATHS", "environments", "read "
-    "SUBPATH under the mount into environment ENV (the variable: `prod=bruin/prod,staging=bruin/staging`); replaces "
+    "SUBPATH under the mount into environment ENV; an ENV given again reads another path into it, in order (the "
+    "variable: `prod=bruin/shared,prod=bruin/prod,staging=bruin/staging`, or a JSON list); replaces "
     "`BRUIN_VAULT_PATH`", _text, "ENV=SUBPATH", repeat=True))
 DEFAULT_ENVIRONMENT = _declare(Option(
     "default_environment", ("--default-environment",), "BRUIN_MATERIALIZE_DEFAULT_ENVIRONMENT", "environments",
@@ -600,12 +627,32 @@ class _Reader:
         return option.default, option.source
 
     def items(self, option: Option[Any]) -> tuple[list[str], str]:
-        """A repeatable option: each flag's value, else the variable's comma-separated items."""
-        given: list[str] | None = getattr(self.ns, option.key, None)
+        """A repeatable option: each flag's value, else the variable's items (`list_items`)."""
+        given = self.given(option)
         if given:
             return given, option.flags[0]
         text, source = self.raw(option)
-        return [item for item in (text or "").split(",") if item.strip()], source
+        return list_items(text, source), source
+
+    def given(self, option: Option[Any]) -> list[str] | None:
+        """A repeatable option's flag values, as given; None when the flag is not."""
+        found: list[str] | None = getattr(self.ns, option.key, None) if self.command in option.commands else None
+        return found
+
+
+def list_items(text: str | None, source: str) -> list[str]:
+    """A variable holding a list: comma-separated items (blank ones skipped, each stripped of spaces),
+    or, for items holding a comma, a JSON list of strings (text starting with `[`), taken as written."""
+    text = (text or "").strip()
+    if not text.startswith("["):
+        return [item.strip() for item in text.split(",") if item.strip()]
+    try:
+        items = json.loads(text)
+    except (ValueError, RecursionError):  # RecursionError: a list nested thousands deep
+        items = None
+    if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
+        raise usage_error(f"{source} starts with [ but is not a JSON list of strings, e.g. [\"bruin/a\", \"bruin/b\"]")
+    return items
 
 
 def _command(name: str) -> Command:
@@ -621,13 +668,15 @@ def _resolve(ns: argparse.Namespace, bruin_args: list[str], environ: Mapping[str
     address = v(VAULT_HOST)
     mount = v(MOUNT_PATH)
     environment_paths = _environment_paths(*v.items(ENVIRONMENT_PATH))
-    path = _vault_path(*v.raw(VAULT_PATH), bool(environment_paths))
+    paths = _vault_paths(v, environment_paths)
+    if command == "import":
+        _one_path_each(paths, environment_paths)
     retry_min, retry_max = _retry_waits(v)
     timeout = v(TIMEOUT)
     auth = _auth(v, environ)
     root = _project_root(v(PROJECT_ROOT), cwd)
     return Settings(
-        command=command, address=address, mount=mount, path=path, auth=auth, namespace=v(NAMESPACE),
+        command=command, address=address, mount=mount, paths=paths, auth=auth, namespace=v(NAMESPACE),
         tls=TLS(v(CA_CERT), v(CA_PATH), v(CLIENT_CERT), v(CLIENT_KEY), v(SKIP_VERIFY)),
         proxy=_proxy(address, *v.raw(PROXY), environ), timeout=timeout, max_retries=v(MAX_RETRIES_OPTION),
         retry_wait_min=retry_min, retry_wait_max=retry_max, wait=v(WAIT), kv_version=v(KV_VERSION),
@@ -636,7 +685,8 @@ def _resolve(ns: argparse.Namespace, bruin_args: list[str], environ: Mapping[str
         allow_non_tmpfs=v(ALLOW_NON_TMPFS), bruin_bin=v(BRUIN_BIN), bruin_args=tuple(bruin_args),
         search_path=environ.get("PATH"), cache_dir=_cache_dir(environ),
         verbosity=-1 if v(QUIET) else (1 if v(VERBOSE) else 0), traceback=v(TRACEBACK),
-        environment_paths=environment_paths, default_environment=v(DEFAULT_ENVIRONMENT),
+        environment_paths=environment_paths, on_collision=v(ON_COLLISION_OPTION),
+        default_environment=v(DEFAULT_ENVIRONMENT),
         selected_environment=_selected_environment(bruin_args, v(ENVIRONMENT)),
         base=_base(v(BASE), v(NO_BASE), root, cwd), prefer=v(PREFER_OPTION), project_root=root,
         against=_absolute(v(AGAINST), cwd), output_format=v(FORMAT), exec_mode=v(EXEC_MODE),
@@ -644,9 +694,37 @@ def _resolve(ns: argparse.Namespace, bruin_args: list[str], environ: Mapping[str
     )
 
 
-def _vault_path(value: str | None, source: str, environment_paths: bool) -> str:
-    # With environment paths, BRUIN_VAULT_PATH (still set for bruin's own backend, maybe) is not read.
-    return (value or "").strip("/") if environment_paths else _required_path(value, source)
+def _vault_paths(v: _Reader, environment_paths: tuple[tuple[str, str], ...]) -> tuple[str, ...]:
+    """--path (repeated), else BRUIN_VAULT_PATH then BRUIN_MATERIALIZE_EXTRA_PATHS; none with environment paths."""
+    flags = v.given(VAULT_PATH)
+    extra, extra_source = v.raw(EXTRA_PATHS)
+    if environment_paths:
+        # BRUIN_VAULT_PATH may still be set for bruin's own backend: not read. Ours would be lost: refused.
+        for given, source in ((flags, VAULT_PATH.flags[0]), (list_items(extra, extra_source), extra_source)):
+            if given:
+                raise usage_error(f"{source} and {ENVIRONMENT_PATH.flags[0]} do not mix: give each environment "
+                                  "its paths as ENV=PATH items")
+        return ()
+    if flags:
+        items = [(_required_path(path, VAULT_PATH.flags[0]), VAULT_PATH.flags[0]) for path in flags]
+    else:
+        items = [(_required_path(*v.raw(VAULT_PATH)), VAULT_PATH.source)]
+        items += [(_required_path(path, extra_source), extra_source) for path in list_items(extra, extra_source)]
+    seen: set[str] = set()
+    for path, source in items:
+        if path in seen:
+            raise usage_error(f"{source} names path {path!r} twice")
+        seen.add(path)
+    return tuple(path for path, _ in items)
+
+
+def _one_path_each(paths: tuple[str, ...], environment_paths: tuple[tuple[str, str], ...]) -> None:
+    """import writes each environment's connections into one path: several would leave the choice to us."""
+    names = [env for env, _ in environment_paths]
+    repeated = next((env for env in names if names.count(env) > 1), None)
+    if len(paths) > 1 or repeated is not None:
+        which = f"environment {repeated!r}" if repeated is not None else "the environment"
+        raise usage_error(f"import writes {which} into one path, and several are given; give one per environment")
 
 
 def _retry_waits(v: _Reader) -> tuple[float, float]:
@@ -721,16 +799,18 @@ def _cache_dir(environ: Mapping[str, str]) -> Path | None:
 
 
 def _environment_paths(items: list[str], source: str) -> tuple[tuple[str, str], ...]:
-    """--environment-path ENV=SUBPATH (repeated), else BRUIN_MATERIALIZE_ENVIRONMENT_PATHS=ENV=SUBPATH,..."""
+    """--environment-path ENV=SUBPATH (repeated), else BRUIN_MATERIALIZE_ENVIRONMENT_PATHS=ENV=SUBPATH,...
+    An environment named again gets another path, read after the ones before."""
     pairs: list[tuple[str, str]] = []
     for item in items:
         name, sep, path = item.partition("=")
         name = name.strip()
         if not sep or not name or not path.strip().strip("/"):
             raise usage_error(f"{source} takes ENV=SUBPATH, e.g. prod=bruin/prod (got an item without both)")
-        if name in (n for n, _ in pairs):
-            raise usage_error(f"{source} names environment {name!r} twice")
-        pairs.append((name, path.strip().strip("/")))
+        pair = (name, path.strip().strip("/"))
+        if pair in pairs:
+            raise usage_error(f"{source} names path {pair[1]!r} twice for environment {name!r}")
+        pairs.append(pair)
     return tuple(pairs)
 
 

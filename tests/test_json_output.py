@@ -72,8 +72,8 @@ def test_check_lists_each_finding_and_connection(env: dict[str, str], kv2: Any, 
     assert (f"{where}/s3", "details.access_key_id", "note", "value-converted") in found
     [typo] = [f for f in doc["findings"] if f["code"] == "type-unknown"]
     assert typo["message"].startswith("unknown connection type 'postgress' (did you mean postgres?)")
-    assert doc["connections"] == [{"environment": "default", "name": "pg", "type": "postgres"},
-                                  {"environment": "default", "name": "s3", "type": "s3"}]
+    assert doc["connections"] == [{"environment": "default", "name": "pg", "type": "postgres", "source": where},
+                                  {"environment": "default", "name": "s3", "type": "s3", "source": where}]
     assert "changes" not in doc and "written" not in doc
     assert "materialize: error:" in proc.stderr  # the text stays on stderr
 
@@ -84,9 +84,13 @@ def test_check_passing_is_ok_and_text_stays_the_default(env: dict[str, str], kv2
     assert proc.returncode == 0, proc.stderr
     doc = document(proc.stdout)
     assert doc["ok"] is True and doc["error"] is None and doc["exit_code"] == 0
-    assert doc["connections"] == [{"environment": "default", "name": "pg", "type": "postgres"}]
+    assert doc["connections"] == [{"environment": "default", "name": "pg", "type": "postgres",
+                                   "source": f"{kv2.mount}/bruin"}]
     proc = run_cli("check")
     assert proc.returncode == 0 and proc.stdout == ""
+
+
+NO_SOURCE = {"source": None, "old_source": None}  # only a connection read from another path has them
 
 
 def test_plan_lists_each_change_by_kind_and_field(env: dict[str, str], kv2: Any, run_cli: Any,
@@ -103,11 +107,12 @@ def test_plan_lists_each_change_by_kind_and_field(env: dict[str, str], kv2: Any,
     doc = document(proc.stdout)
     assert doc["command"] == "plan" and doc["exit_code"] == 5 and doc["ok"] is False and doc["error"] is None
     assert doc["changes"] == [
-        {"kind": "added", "environment": "default", "name": "new", "type": "duckdb", "old_type": None, "fields": []},
+        {"kind": "added", "environment": "default", "name": "new", "type": "duckdb", "old_type": None, "fields": [],
+         **NO_SOURCE},
         {"kind": "removed", "environment": "default", "name": "old", "type": "postgres", "old_type": None,
-         "fields": []},
+         "fields": [], **NO_SOURCE},
         {"kind": "changed", "environment": "default", "name": "pg", "type": "postgres", "old_type": None,
-         "fields": ["password", "sslmode"]},
+         "fields": ["password", "sslmode"], **NO_SOURCE},
     ]
     proc = run_cli("plan", "--against", str(deployed))  # the text, for comparison: the same changes
     assert proc.stdout.splitlines() == ["+ default/new (duckdb)", "- default/old (postgres)",
@@ -177,8 +182,9 @@ def test_every_finding_kind_has_its_code() -> None:
     outcome = validate(secrets, load_snapshot(), Options())
     codes = {p.code for p in outcome.problems}
     assert "other" not in codes
-    # The pipeline's own two (a collision with the base file, a path made absolute) come from elsewhere.
-    assert codes == set(CODES) - {"base-collision", "path-absolutized"}
+    # The pipeline's own (a collision with the base file or between two paths, a path made absolute) come from
+    # elsewhere.
+    assert codes == set(CODES) - {"base-collision", "path-absolutized", "path-collision"}
 
 
 def test_the_documented_codes_are_the_codes() -> None:
