@@ -117,7 +117,7 @@ def _note_dynamic(settings: Settings, envs: list[str], found: list[references.Fo
         for ref in f.references:
             if settings.command in ("check", "plan"):
                 console.note(env, ref.location, ref.field, "reference-dynamic",
-                             f"dynamic: read from {ref.path} (field {show(ref.key)}) at each render or exec")
+                             f"dynamic: read from {ref.describe().partition(' from ')[2]} at each render or exec")
             else:
                 console.debug(f"{ref.location}: {ref.describe()}")
 

@@ -40,7 +40,7 @@ class Reference(NamedTuple):
     key: str  # the key of the answer's data
 
     def describe(self) -> str:
-        return f"{self.field} from {self.path} (field {show(self.key)})"
+        return f"{self.field} from {self.path} (field {_quoted(self.key)})"
 
 
 class Found(NamedTuple):
@@ -87,7 +87,7 @@ def _shape_problem(value: dict[str, Any]) -> str | None:
         extra = sorted(set(value) - KEYS)
         missing = sorted(KEYS - set(value))
         said = "; ".join(part for part in (
-            f"unknown key{'s' if len(extra) > 1 else ''} {', '.join(map(show, extra))}" if extra else "",
+            f"unknown key{'s' if len(extra) > 1 else ''} {', '.join(map(_quoted, extra))}" if extra else "",
             f"missing {', '.join(missing)}" if missing else "") if part)
         return f"a reference must be exactly {{\"$vault\": PATH, \"field\": KEY}} ({said})"
     path, key = value[MARKER], value["field"]
@@ -146,11 +146,11 @@ def value_problems(found: Found, answers: Mapping[str, Mapping[str, Any]]) -> li
         if ref.key not in data:
             keys = ", ".join(map(show, sorted(data))) or "none"
             problems.append(_problem(ref.location, ref.field, "reference-field-missing",
-                                     f"{ref.path} has no field {show(ref.key)} (it has: {keys})"))
+                                     f"{ref.path} has no field {_quoted(ref.key)} (it has: {keys})"))
         elif data[ref.key] is None or isinstance(data[ref.key], (dict, list)):
             kind = "null" if data[ref.key] is None else ("an object" if isinstance(data[ref.key], dict) else "an array")
             problems.append(_problem(ref.location, ref.field, "reference-not-scalar",
-                                     f"field {show(ref.key)} of {ref.path} is {kind}, not a value bruin can take"))
+                                     f"field {_quoted(ref.key)} of {ref.path} is {kind}, not a value bruin can take"))
     return problems
 
 
@@ -201,6 +201,11 @@ def _field(steps: tuple[Step, ...]) -> str:
     for step in steps:
         field += f"[{step}]" if isinstance(step, int) else f".{show(step)}"
     return field
+
+
+def _quoted(name: str) -> str:
+    shown = show(name)
+    return f"'{name}'" if shown == name else shown
 
 
 def _problem(location: str, field: str, code: str, message: str) -> Problem:
