@@ -356,3 +356,66 @@ def test_a_stand_in_has_the_type_the_field_takes() -> None:
         return references.placeholder(schema, data, references.Reference("l", "f", steps, "p", "k"))
 
     assert stand_in("port") == 0 and stand_in("password") == "(dynamic)" and stand_in("nope") == "(dynamic)"
+
+
+# --- what the lifecycle needs of the token ---------------------------------------------------------------
+
+
+def test_a_failed_renewal_is_logged(env: dict[str, str], kv2: Any, database: Any, run_cli: Any, bao_server: Any,
+                                    fake_bruin: Any) -> None:
+    """A token that may not renew: each attempt is a warning naming the lease and the policy; the
+    run goes on, and the lease is still revoked after."""
+    creds = database.role("short", ttl="4s", max_ttl="1h")
+    put_pg(kv2, "pg", database, creds)
+    token = bao_server.token(f'path "{kv2.mount}/*" {{ capabilities = ["read", "list"] }}\n'
+                             f'path "{creds}" {{ capabilities = ["read"] }}\n'
+                             'path "sys/leases/revoke" { capabilities = ["update"] }\n')
+    proc = run_cli("exec", env={"BRUIN_VAULT_TOKEN": token, "FAKE_BRUIN_SLEEP": "3.5"})
+    assert proc.returncode == 0, proc.stderr
+    connections(fake_bruin.record())
+    failed = [line for line in proc.lines if "could not renew" in line]
+    assert failed and failed[0].startswith(f"materialize: warning: could not renew lease {creds}/")
+    assert "permission denied; the token's policy needs `read` on the path, and `update` on sys/leases/renew" in \
+           failed[0] and "unless a retry succeeds" in failed[0]
+    assert database.leases() == [] and database.postgres.login_roles() == set()
+
+
+@pytest.fixture
+def approle(bao_server: Any) -> dict[str, str]:
+    """An AppRole login of this test's own, whose tokens may do anything: the settings to use it."""
+    client = bao_server.client
+    mount, policy = f"approle-{os.urandom(3).hex()}", f"everything-{os.urandom(3).hex()}"
+    client.sys.create_or_update_policy(name=policy, policy='path "*" { capabilities = ["create", "read", "update", '
+                                                          '"delete", "list", "sudo"] }')
+    client.sys.enable_auth_method("approle", path=mount)
+    client.auth.approle.create_or_update_approle("bruin", token_policies=[policy], token_ttl="10m", mount_point=mount)
+    role_id = client.auth.approle.read_role_id("bruin", mount_point=mount)["data"]["role_id"]
+    secret_id = client.auth.approle.generate_secret_id("bruin", mount_point=mount)["data"]["secret_id"]
+    LEAK_GUARD.add(secret_id)
+    return {"BRUIN_VAULT_TOKEN": None, "BRUIN_VAULT_ROLE_ID": role_id, "BRUIN_VAULT_SECRET_ID": secret_id,
+            "BRUIN_VAULT_APPROLE_MOUNT": mount, "_policy": policy}
+
+
+def live_tokens(bao_server: Any, policy: str) -> int:
+    client = bao_server.client
+    accessors = client.auth.token.list_accessors()["data"]["keys"]
+    return sum(policy in client.auth.token.lookup_accessor(a)["data"]["policies"] for a in accessors)
+
+
+def test_a_login_token_outlives_the_leases_it_holds(env: dict[str, str], kv2: Any, database: Any, run_cli: Any,
+                                                    bao_server: Any, fake_bruin: Any, approle: dict[str, str],
+                                                    tmp_path: Path) -> None:
+    """Revoking a token revokes its leases: exec revokes the leases, then the token; render leaves
+    both to their TTL (the file's user must outlive the run)."""
+    put_pg(kv2, "pg", database, database.role("reporting"))
+    settings = {k: v for k, v in approle.items() if not k.startswith("_")}
+    proc = run_cli("exec", env={**settings, "FAKE_BRUIN_LOGIN": "before"})
+    assert proc.returncode == 0, proc.stderr
+    assert [login["ok"] for login in fake_bruin.record()["logins"]] == [True]
+    connections(fake_bruin.record())
+    assert database.leases() == [] and live_tokens(bao_server, approle["_policy"]) == 0
+    proc = run_cli("render", "-o", str(tmp_path / "out.yml"), env=settings)
+    assert proc.returncode == 0, proc.stderr
+    LEAK_GUARD.add((tmp_path / "out.yml").read_text().split('"password": ')[1].split('"')[1])
+    assert len(database.leases()) == 1 and live_tokens(bao_server, approle["_policy"]) == 1
+    assert "materialize: the login token is left to its TTL: the leases listed above end with it" in proc.lines
