@@ -133,7 +133,7 @@ class Held:
                     self.leases.append(answer.lease)
                 self._say_created(answer.lease)
             answers[path] = answer.data
-        if self.settings.command == "exec" and any(lease.renewable for lease in self.leases):
+        if self.settings.command == "exec" and any(lease.renewable and lease.ttl > 0 for lease in self.leases):
             self._renewer = start_daemon(self._renew_while_running, "lease-renewal")
         return answers
 
@@ -198,7 +198,9 @@ class Held:
     # --- renewing them ------------------------------------------------------------------------------
 
     def _renew_while_running(self) -> None:
-        due = {lease.lease_id: lease.granted + lease.ttl * RENEW_AT for lease in self.leases if lease.renewable}
+        # A lease without a TTL does not end by itself: nothing to renew.
+        due = {lease.lease_id: lease.granted + lease.ttl * RENEW_AT for lease in self.leases
+               if lease.renewable and lease.ttl > 0}
         while due:
             lease_id, when = min(due.items(), key=lambda item: item[1])
             if self._stop.wait(max(0.0, when - time.monotonic())):
@@ -228,12 +230,12 @@ class Held:
         renewed = lease._replace(granted=now, expires=time.time() + granted, ttl=max(granted, lease.ttl))
         with self._lock:
             self.leases[index] = renewed
-        if granted < lease.ttl:  # Vault granted less than asked: the lease is at its max TTL
+        if granted < lease.ttl or granted == 0:  # less than asked: the lease is at its max TTL
             self.console.warning(f"lease {lease.lease_id} ({lease.path}) reached its max TTL and ends at "
                                  f"{renewed.expiry()}; bruin loses these credentials then if it still runs")
             return None
         self.console.debug(f"renewed lease {lease.lease_id} ({lease.path}): ends at {renewed.expiry()}")
-        return now + granted * RENEW_AT
+        return now + max(1.0, granted * RENEW_AT)
 
     def _renewal_failed(self, lease: Lease, exc: BaseException) -> float | None:
         why = exc.message if isinstance(exc, MaterializeError) else _refusal(exc)

@@ -27,7 +27,8 @@ KEYS = frozenset({MARKER, "field"})
 # Paths of Vault itself rather than of a secrets engine: a reference there would copy a token
 # (auth/token/lookup-self) or Vault's configuration into the file.
 _NOT_ENGINES = ("sys", "auth", "identity")
-_PATH_SEGMENT = re.compile(r"[^\s?#%\\\x00-\x1f\x7f]+")
+# RFC 3986's path characters without percent-encoding: a path goes into the URL as it is written.
+_PATH_SEGMENT = re.compile(r"[A-Za-z0-9._~!$&'()*+,;=:@-]+")
 
 Step = str | int  # a key of an object or an index of an array, from `details` down
 
@@ -163,7 +164,9 @@ def placeholder(schema: Schema | None, secret_data: Any, ref: Reference) -> Any:
         if spec is None:
             break
         spec = schema.resolve(spec) if schema else spec
-        below = spec.get("items") if isinstance(step, int) else (spec.get("properties") or {}).get(step)
+        properties = spec.get("properties")
+        below = spec.get("items") if isinstance(step, int) else (
+            properties.get(step) if isinstance(properties, dict) else None)
         spec = below if isinstance(below, dict) else None
     expected = (schema.resolve(spec) if schema and spec else {}).get("type")
     return {"integer": 0, "number": 0, "boolean": False}.get(expected if isinstance(expected, str) else "",

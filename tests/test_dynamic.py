@@ -145,6 +145,19 @@ def test_a_lease_at_its_max_ttl_is_reported(env: dict[str, str], kv2: Any, datab
     assert "reached its max TTL and ends at " in line and "bruin loses these credentials then" in line
 
 
+def test_replace_mode_leaves_the_leases_to_their_ttl(env: dict[str, str], kv2: Any, database: Any, run_cli: Any,
+                                                     fake_bruin: Any) -> None:
+    """Becoming bruin leaves nothing of ours to revoke them: they are listed, as render lists them."""
+    creds = database.role("reporting")
+    put_pg(kv2, "pg", database, creds)
+    proc = run_cli("exec", "--exec-mode", "replace", env={"FAKE_BRUIN_LOGIN": "before"})
+    assert proc.returncode == 0, proc.stderr
+    assert [login["ok"] for login in fake_bruin.record()["logins"]] == [True]
+    connections(fake_bruin.record())
+    [lease_id] = database.leases()
+    assert any(line.startswith(f"materialize: lease {lease_id} ({creds}) ends at ") for line in proc.lines)
+
+
 def test_two_connections_on_one_role_share_one_lease(env: dict[str, str], kv2: Any, database: Any, run_cli: Any,
                                                      fake_bruin: Any, tmp_path: Path) -> None:
     creds = database.role("shared")
@@ -318,6 +331,8 @@ def test_a_reference_is_not_followed_again(env: dict[str, str], kv2: Any, run_cl
     ({"$vault": "db//creds", "field": "x"}, "$vault db//creds is not a Vault API path as `bao read` takes it"),
     ({"$vault": "db/../sys/x", "field": "x"}, "$vault db/../sys/x is not a Vault API path as `bao read` takes it"),
     ({"$vault": "db/creds/r?x=1", "field": "x"}, "$vault db/creds/r?x=1 is not a Vault API path"),
+    ({"$vault": "db/creds/r\u00e9", "field": "x"}, "$vault db/creds/r\u00e9 is not a Vault API path"),
+    ({"$vault": "db/creds/r x", "field": "x"}, "is not a Vault API path"),
     ({"$vault": "auth/token/lookup-self", "field": "id"}, "$vault auth/token/lookup-self is not a path of a secrets "
                                                           "engine; references read secrets engines only"),
     ({"$vault": "sys/config/state/sanitized", "field": "x"}, "is not a path of a secrets engine"),
