@@ -25,7 +25,7 @@ from bruin_materialize.console import Console
 from bruin_materialize.errors import MaterializeError, vault_error
 from bruin_materialize.settings import Settings
 from bruin_materialize.threads import start_daemon
-from bruin_materialize.vault import call, dig, open_client, unexpected
+from bruin_materialize.vault import call, dig, open_client, transport_of, unexpected
 
 DOCS = "docs/dynamic-credentials.md"
 POLICY = (f"`read` on the path, and `update` on sys/leases/renew and sys/leases/revoke to renew and revoke "
@@ -117,6 +117,7 @@ class Held:
         self.kept = False  # left to their TTL: the login token must then stay too
         self._stop = threading.Event()
         self._renewer: threading.Thread | None = None
+        self._renewing: hvac.Client | None = None  # the renewals' own client
         self._lock = threading.Lock()
 
     def keeps_login(self) -> bool:
@@ -134,8 +135,17 @@ class Held:
                 self._say_created(answer.lease)
             answers[path] = answer.data
         if self.settings.command == "exec" and any(lease.renewable and lease.ttl > 0 for lease in self.leases):
+            self._renewing = self._short_client()
             self._renewer = start_daemon(self._renew_while_running, "lease-renewal")
         return answers
+
+    def _short_client(self) -> hvac.Client:
+        """A client of its own, with a short budget: stopping the renewals, or revoking after a signal
+        aborted the session's client, never waits out the whole BRUIN_VAULT_TIMEOUT."""
+        assert self.client is not None
+        policy = RetryPolicy(min(self.settings.timeout, 5.0), 1, self.settings.retry_wait_min,
+                             self.settings.retry_wait_max)
+        return open_client(self.settings, policy=policy, token=self.client.token)
 
     def leave(self) -> None:
         """Leave the leases to their TTL (render, exec's replace mode), saying which and until when."""
@@ -162,9 +172,14 @@ class Held:
 
     def _stop_renewing(self) -> None:
         self._stop.set()
+        if self._renewing is not None:
+            transport_of(self._renewing).cancel.set()  # a renewal under way gives up rather than retry
         if self._renewer is not None:
             self._renewer.join()
             self._renewer = None
+        if self._renewing is not None:
+            self._renewing.adapter.close()
+            self._renewing = None
 
     def _revoke_all(self) -> None:
         """Revoke every lease on a client of its own (a signal aborts the reading one), with the
@@ -173,9 +188,7 @@ class Held:
             return
         previous = signal.pthread_sigmask(signal.SIG_BLOCK, _STOPPING)
         try:
-            policy = RetryPolicy(min(self.settings.timeout, 5.0), 1, self.settings.retry_wait_min,
-                                 self.settings.retry_wait_max)
-            client = open_client(self.settings, policy=policy, token=self.client.token)
+            client = self._short_client()
             try:
                 for lease in self.leases:
                     self._revoke(client, lease)
@@ -215,14 +228,14 @@ class Held:
         """Renew one lease; when to renew it next (monotonic), or None to stop trying."""
         index = next(i for i, lease in enumerate(self.leases) if lease.lease_id == lease_id)
         lease = self.leases[index]
-        assert self.client is not None
-        client = self.client
+        client = self._renewing
+        assert client is not None
         try:
             body = call(f"renewing the lease of {lease.path}",
                         lambda: client.sys.renew_lease(  # type: ignore[no-untyped-call]
                             lease_id=lease.lease_id, increment=lease.ttl))
         except (MaterializeError, hvac.exceptions.VaultError) as exc:
-            return self._renewal_failed(lease, exc)
+            return None if self._stop.is_set() else self._renewal_failed(lease, exc)  # stopped: bruin is done
         granted = body.get("lease_duration") if isinstance(body, dict) else None
         if not isinstance(granted, int) or isinstance(granted, bool) or granted < 0:
             return self._renewal_failed(lease, vault_error("the answer holds no lease_duration"))

@@ -41,14 +41,7 @@ def build(settings: Settings, layout: Layout, console: Console, *, bruin: str | 
     if console.document is not None:
         console.document.schema = checked_against.describe()
     held = Held(settings, console)
-    with contextlib.ExitStack() as reading:
-        client = reading.enter_context(session(settings, console, keep_login=held.keeps_login))
-        secrets, source = read_secrets(settings, layout.sources, console, client)
-        secrets, dynamic = _resolve_references(settings, layout, secrets, checked_against, console,
-                                               lambda paths: reading.enter_context(held).read_all(client, paths),
-                                               lambda paths: check_readable(client, paths))
-        if held.leases and hold is not None:
-            hold.enter_context(reading.pop_all())
+    secrets, source, dynamic = _read(settings, layout, checked_against, console, held, hold)
     # exec knows bruin's environment exactly; render/check write for a bruin that may run elsewhere.
     env_names = frozenset(bruin_env) if settings.command == "exec" else None
     options = Options(settings.strict, settings.expand_env, env_names)
@@ -63,6 +56,21 @@ def build(settings: Settings, layout: Layout, console: Console, *, bruin: str | 
     for env, outcome in outcomes:
         console.info(_summary(outcome, env))
     return built._replace(leases=held if held.leases else None, dynamic=dynamic)
+
+
+def _read(settings: Settings, layout: Layout, against: schema.Schema, console: Console, held: Held,
+          hold: contextlib.ExitStack | None) -> tuple[list[list[RawSecret]], str, frozenset[tuple[str, str, str]]]:
+    """Every secret, its references resolved, over one session; closed at the end unless leases were
+    created: then the session and the leases go onto `hold` (the leases end first, then the login)."""
+    with contextlib.ExitStack() as reading:
+        client = reading.enter_context(session(settings, console, keep_login=held.keeps_login))
+        secrets, source = read_secrets(settings, layout.sources, console, client)
+        secrets, dynamic = _resolve_references(settings, layout, secrets, against, console,
+                                               lambda paths: reading.enter_context(held).read_all(client, paths),
+                                               lambda paths: check_readable(client, paths))
+        if held.leases and hold is not None:
+            hold.enter_context(reading.pop_all())
+    return secrets, source, dynamic
 
 
 Reads = Callable[[list[str]], dict[str, dict[str, Any]]]

@@ -194,6 +194,14 @@ def test_a_failed_run_revokes_what_it_leased(env: dict[str, str], kv2: Any, data
         assert f"materialize: error: {kv2.mount}/bruin/pg: details.password: {creds} has no field 'pasword' (it " \
                "has: password, username)" in proc.lines
         assert database.leases() == [] and database.postgres.login_roles() == set()
+    # The references resolve, but another secret is invalid: the leases are revoked all the same.
+    put_pg(kv2, "pg", database, creds)
+    put_raw(kv2, "bruin/typo", {"type": "postgress", "details": {}})
+    for command in ("exec", "render"):
+        proc = run_cli(command)
+        assert proc.returncode == 4, proc.stderr
+        assert "unknown connection type 'postgress'" in proc.stderr
+        assert database.leases() == [] and database.postgres.login_roles() == set()
     assert not fake_bruin.record_path.exists()
 
 
