@@ -280,7 +280,7 @@ def _refusal(exc: BaseException) -> str:
 class Readable(NamedTuple):
     path: str
     engine: str  # the engine's type: database, kv...
-    leased: bool  # a new credential, with a lease, at each render or exec
+    dynamic: bool  # read anew at each render or exec, with a lease where the engine grants one (not KV)
 
 
 def check_readable(client: hvac.Client, paths: list[str]) -> list[Readable]:
@@ -307,5 +307,5 @@ def check_readable(client: hvac.Client, paths: list[str]) -> list[Readable]:
 
 
 def describe_readable(readable: Readable) -> dict[str, Any]:
-    return {"path": readable.path, "engine": readable.engine, "leased": readable.leased}
+    return {"path": readable.path, "engine": readable.engine, "dynamic": readable.dynamic}
 

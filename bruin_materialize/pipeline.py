@@ -114,8 +114,9 @@ def _fail_on(problems: list[tuple[str, list[Problem]]], console: Console) -> Non
 
 def _report_readable(found: list[Readable], console: Console) -> None:
     for readable in found:
-        leased = "a new credential and lease at each render or exec" if readable.leased else "no lease"
-        console.info(f"{readable.path}: readable ({readable.engine} engine): {leased}")
+        what = ("read anew at each render or exec, with a lease where the engine grants one" if readable.dynamic
+                else "a stored value, no lease")
+        console.info(f"{readable.path}: readable ({readable.engine} engine): {what}")
         if console.document is not None:
             console.document.references.append(describe_readable(readable))
 

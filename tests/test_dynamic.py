@@ -215,9 +215,9 @@ def test_check_creates_nothing_and_says_what_would_be_leased(env: dict[str, str]
     proc = run_cli("check", "--format", "json")
     assert proc.returncode == 0, proc.stderr
     assert database.leases() == [] and database.postgres.login_roles() == set()
-    assert f"materialize: {creds}: readable (database engine): a new credential and lease at each render or " \
-           "exec" in proc.lines
-    assert json.loads(proc.stdout)["references"] == [{"path": creds, "engine": "database", "leased": True}]
+    assert f"materialize: {creds}: readable (database engine): read anew at each render or exec, " \
+           "with a lease where the engine grants one" in proc.lines
+    assert json.loads(proc.stdout)["references"] == [{"path": creds, "engine": "database", "dynamic": True}]
     assert f"materialize: {kv2.mount}/bruin/pg: details.password: dynamic: read from {creds} (field 'password') at " \
            "each render or exec" in proc.lines
 
@@ -289,7 +289,7 @@ def test_kv_references(env: dict[str, str], kv2: Any, kv1: Any, run_cli: Any, tm
     assert doc["databricks"] == [{"name": "dbt", "token": KV_PASSWORD + "-v1", "host": "h"}]
     proc = run_cli("check")
     assert proc.returncode == 0, proc.stderr
-    assert f"materialize: {kv2.mount}/data/shared/x: readable (kv engine): no lease" in proc.lines
+    assert f"materialize: {kv2.mount}/data/shared/x: readable (kv engine): a stored value, no lease" in proc.lines
 
 
 @pytest.mark.parametrize(("value", "code", "message"), [
@@ -442,3 +442,31 @@ def test_a_login_token_outlives_the_leases_it_holds(env: dict[str, str], kv2: An
     LEAK_GUARD.add((tmp_path / "out.yml").read_text().split('"password": ')[1].split('"')[1])
     assert len(database.leases()) == 1 and live_tokens(bao_server, approle["_policy"]) == 1
     assert "materialize: the login token is left to its TTL: the leases listed above end with it" in proc.lines
+
+
+def test_a_totp_code_is_read_like_any_other_engine(env: dict[str, str], kv2: Any, bao_server: Any, run_cli: Any,
+                                                   tmp_path: Path) -> None:
+    """OpenBao's TOTP engine (built in, offline): a GET of totp/code/NAME answers a fresh code, no lease."""
+    import base64
+
+    client, mount = bao_server.client, f"totp-{os.urandom(3).hex()}"
+    client.sys.enable_secrets_engine("totp", path=mount)
+    key = base64.b32encode(os.urandom(20)).decode()
+    LEAK_GUARD.add(key)
+    client.write_data(f"{mount}/keys/bruin", data={"key": key, "generate": False})
+    put_raw(kv2, "bruin/api", {"type": "generic", "details": {"value": ref(f"{mount}/code/bruin", "code")}})
+    out = tmp_path / "out.yml"
+    proc = run_cli("render", "-o", str(out), "--format", "json")
+    try:
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout)["leases"] == []
+        from ruamel.yaml import YAML
+
+        [api] = YAML(typ="safe", pure=True).load(out.read_text())["environments"]["default"]["connections"]["generic"]
+        assert set(api) == {"name", "value"} and len(api["value"]) == 6 and api["value"].isdigit()
+        proc = run_cli("check")
+        assert proc.returncode == 0, proc.stderr
+        assert f"materialize: {mount}/code/bruin: readable (totp engine): read anew at each render or exec, " \
+               "with a lease where the engine grants one" in proc.lines
+    finally:
+        client.sys.disable_secrets_engine(path=mount)  # type: ignore[no-untyped-call]
