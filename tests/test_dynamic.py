@@ -469,4 +469,4 @@ def test_a_totp_code_is_read_like_any_other_engine(env: dict[str, str], kv2: Any
         assert f"materialize: {mount}/code/bruin: readable (totp engine): read anew at each render or exec, " \
                "with a lease where the engine grants one" in proc.lines
     finally:
-        client.sys.disable_secrets_engine(path=mount)  # type: ignore[no-untyped-call]
+        client.sys.disable_secrets_engine(path=mount)
