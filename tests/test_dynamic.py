@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bruin_materialize import references
 from bruin_materialize.schema import load_snapshot
@@ -24,6 +26,7 @@ from bruin_materialize.vault import RawSecret
 from testsupport.harness import use_mount
 from testsupport.leak import LEAK_GUARD
 from testsupport.paths import MATERIALIZE
+from testsupport.values import examples, text, values
 from testsupport.wait import wait_until
 
 KV_PASSWORD = "shared-Kv-Passw0rd-for-a-reference"
@@ -368,6 +371,38 @@ def test_references_are_replaced_where_they_stand_and_nothing_else_changes() -> 
     assert done.data["details"] == {"host": "db", "password": "<db/creds/r#password>",
                                     "username": "<db/creds/r#username>", "extra": {"deep": [0, "<kv/data/x#k>"]}}
     assert secret.data["details"] is details and details["password"] == ref("db/creds/r", "password")  # untouched
+
+
+_reference_like = st.fixed_dictionaries({"$vault": st.sampled_from(["db/creds/r", "kv/data/x", "sys/x", "/a", 1])},
+                                        optional={"field": text | st.integers(), "extra": text})
+_details = st.recursive(values | _reference_like, lambda inner: st.lists(inner, max_size=4) |
+                        st.dictionaries(text, inner, max_size=4), max_leaves=12)
+
+
+@settings(max_examples=examples(0.25, 50))
+@given(details=st.dictionaries(text, _details, max_size=5))
+def test_any_details_are_read_for_references_without_a_crash(details: dict[str, Any]) -> None:
+    """Whatever a secret holds: every object with $vault is a reference or a finding, never a crash;
+    what is resolved holds no reference any more, and the secret read is left as it was."""
+    import copy
+
+    before = copy.deepcopy(details)
+    secret = RawSecret("x", "kv/p/x", {"type": "postgres", "details": details})
+    found = references.find([secret])
+    assert len(found.references) + len(found.problems) == _count_vault_objects(details)
+    resolved = references.resolve([secret], found, lambda _data, _ref: "value")
+    assert details == before
+    if not found.problems:
+        [done] = resolved
+        assert _count_vault_objects(done.data["details"]) == 0
+
+
+def _count_vault_objects(value: Any) -> int:
+    if isinstance(value, dict):
+        return 1 if "$vault" in value else sum(_count_vault_objects(v) for v in value.values())
+    if isinstance(value, list):
+        return sum(_count_vault_objects(v) for v in value)
+    return 0
 
 
 def test_a_stand_in_has_the_type_the_field_takes() -> None:
