@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from bruin_materialize import references
 from bruin_materialize.schema import load_snapshot
 from bruin_materialize.vault import RawSecret
+from testsupport.fault_proxy import ALWAYS
 from testsupport.harness import use_mount
 from testsupport.leak import LEAK_GUARD
 from testsupport.paths import MATERIALIZE
@@ -122,6 +123,32 @@ def test_a_signal_during_bruin_still_revokes(env: dict[str, str], kv2: Any, data
     assert not any((tmp_path / "runtime").iterdir())
     # The leases went first, then the directory (the order of the cleanup in commands.exec_).
     assert "Traceback" not in err and "revoked lease" in err
+
+
+def test_a_signal_before_bruin_starts_revokes_what_was_leased(env: dict[str, str], kv2: Any, database: Any,
+                                                               fake_bruin: Any, fault_proxy: Any) -> None:
+    """SIGTERM while the second referenced path hangs, the first one's lease granted: exit 143, the
+    lease revoked (over a client of its own: the signal aborted the reading one), bruin never run."""
+    put_pg(kv2, "pg", database, database.role("reporting"))
+    put_raw(kv2, "shared/slow", {"value": "slow-Value-of-a-reference"})
+    put_raw(kv2, "bruin/zz", {"type": "generic", "details": {"value": ref(f"{kv2.mount}/data/shared/slow",
+                                                                          "value")}})
+    fault_proxy.add_rule("hang", path="shared/slow", times=ALWAYS)
+    proc = subprocess.Popen([sys.executable, str(MATERIALIZE), "exec"], text=True, stdin=subprocess.DEVNULL,
+                            env={**os.environ, "BRUIN_VAULT_HOST": fault_proxy.addr},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_until(lambda: fault_proxy.requests("shared/slow") > 0, 30, what="the second path asked for")
+        assert len(database.leases()) == 1
+        proc.send_signal(signal.SIGTERM)
+        code, err = finish(proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert (code, err.splitlines()[-1]) == (143, "materialize: error: interrupted by SIGTERM; nothing was written")
+    assert database.leases() == [] and database.postgres.login_roles() == set()
+    assert not fake_bruin.record_path.exists()
 
 
 def test_a_short_lease_is_renewed_while_bruin_runs(env: dict[str, str], kv2: Any, database: Any, run_cli: Any,
