@@ -11,15 +11,16 @@ import contextlib
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
-from bruin_materialize import merge, references, schema
+from bruin_materialize import merge, schema
 from bruin_materialize.console import Console
 from bruin_materialize.environments import Layout
 from bruin_materialize.errors import ExitCode, MaterializeError
-from bruin_materialize.leases import Held, Readable, check_readable, describe_readable
+from bruin_materialize.leases import Held, check_readable
 from bruin_materialize.plan import identical
+from bruin_materialize.resolve import resolve_references
 from bruin_materialize.session import read_secrets, session
 from bruin_materialize.settings import Settings
-from bruin_materialize.validate import ERROR, NOTE, Connection, Options, Outcome, Problem, validate
+from bruin_materialize.validate import ERROR, NOTE, Connection, Options, Outcome, validate
 from bruin_materialize.vault import RawSecret
 from bruin_materialize.yamltext import parse, show
 
@@ -65,70 +66,13 @@ def _read(settings: Settings, layout: Layout, against: schema.Schema, console: C
     with contextlib.ExitStack() as reading:
         client = reading.enter_context(session(settings, console, keep_login=held.keeps_login))
         secrets, source = read_secrets(settings, layout.sources, console, client)
-        secrets, dynamic = _resolve_references(settings, layout, secrets, against, console,
-                                               lambda paths: reading.enter_context(held).read_all(client, paths),
-                                               lambda paths: check_readable(client, paths))
+        envs = [env for env, _ in layout.sources]
+        secrets, dynamic = resolve_references(settings, envs, secrets, against, console,
+                                              lambda paths: reading.enter_context(held).read_all(client, paths),
+                                              lambda paths: check_readable(client, paths))
         if held.leases and hold is not None:
             hold.enter_context(reading.pop_all())
     return secrets, source, dynamic
-
-
-Reads = Callable[[list[str]], dict[str, dict[str, Any]]]
-
-
-def _resolve_references(settings: Settings, layout: Layout, secrets: list[list[RawSecret]], against: schema.Schema,
-                        console: Console, lease: Reads, readable: Callable[[list[str]], list[Readable]],
-                        ) -> tuple[list[list[RawSecret]], frozenset[tuple[str, str, str]]]:
-    """Each `{"$vault": PATH, "field": KEY}` replaced before validation: by the value read (exec and
-    render, one read per path) or, where nothing may be created (check, plan), by a stand-in."""
-    envs = [env for env, _ in layout.sources]
-    found = [references.find(s) for s in secrets]
-    if not any(f.references or f.problems for f in found):
-        return secrets, frozenset()
-    _fail_on([(env, f.problems) for env, f in zip(envs, found, strict=True)], console)
-    paths = list(dict.fromkeys(p for f in found for p in f.paths()))
-    value_of: Callable[[Any, references.Reference], Any]
-    if settings.command in ("exec", "render"):
-        answers = lease(paths)
-        _fail_on([(env, references.value_problems(f, answers)) for env, f in zip(envs, found, strict=True)], console)
-        value_of = lambda _data, ref: answers[ref.path][ref.key]  # noqa: E731
-    else:
-        if settings.command == "check":
-            _report_readable(readable(paths), console)
-        value_of = lambda data, ref: references.placeholder(against, data, ref)  # noqa: E731
-    _note_dynamic(settings, envs, found, console)
-    dynamic = frozenset((env, s.name, references.compared_field(ref)) for env, f, found_secrets
-                        in zip(envs, found, secrets, strict=True) for s in found_secrets
-                        for ref in f.references if ref.location == s.location)
-    return [references.resolve(s, f, value_of) for s, f in zip(secrets, found, strict=True)], dynamic
-
-
-def _fail_on(problems: list[tuple[str, list[Problem]]], console: Console) -> None:
-    """Reference problems: reported as every other finding; exit 4 before anything is built."""
-    outcomes = [(env, Outcome([], found)) for env, found in problems]
-    if any(found for _, found in problems):
-        if console.document is not None:
-            console.document.add_outcomes(outcomes)
-        report_all(outcomes, console)
-
-
-def _report_readable(found: list[Readable], console: Console) -> None:
-    for readable in found:
-        what = ("read anew at each render or exec, with a lease where the engine grants one" if readable.dynamic
-                else "a stored value, no lease")
-        console.info(f"{readable.path}: readable ({readable.engine} engine): {what}")
-        if console.document is not None:
-            console.document.references.append(describe_readable(readable))
-
-
-def _note_dynamic(settings: Settings, envs: list[str], found: list[references.Found], console: Console) -> None:
-    for env, f in zip(envs, found, strict=True):
-        for ref in f.references:
-            if settings.command in ("check", "plan"):
-                console.note(env, ref.location, ref.field, "reference-dynamic",
-                             f"dynamic: read from {ref.describe().partition(' from ')[2]} at each render or exec")
-            else:
-                console.debug(f"{ref.location}: {ref.describe()}")
 
 
 def report_all(outcomes: list[tuple[str, Outcome]], console: Console) -> None:
