@@ -450,12 +450,12 @@ def test_a_failed_renewal_is_logged(env: dict[str, str], kv2: Any, database: Any
                                     fake_bruin: Any) -> None:
     """A token that may not renew: each attempt is a warning naming the lease and the policy; the
     run goes on, and the lease is still revoked after."""
-    creds = database.role("short", ttl="4s", max_ttl="1h")
+    creds = database.role("short", ttl="6s", max_ttl="1h")  # renewed at 4 s: 2 s left for the warning to say so
     put_pg(kv2, "pg", database, creds)
     token = bao_server.token(f'path "{kv2.mount}/*" {{ capabilities = ["read", "list"] }}\n'
                              f'path "{creds}" {{ capabilities = ["read"] }}\n'
                              'path "sys/leases/revoke" { capabilities = ["update"] }\n')
-    proc = run_cli("exec", env={"BRUIN_VAULT_TOKEN": token, "FAKE_BRUIN_SLEEP": "3.5"})
+    proc = run_cli("exec", env={"BRUIN_VAULT_TOKEN": token, "FAKE_BRUIN_SLEEP": "5"})
     assert proc.returncode == 0, proc.stderr
     connections(fake_bruin.record())
     failed = [line for line in proc.lines if "could not renew" in line]
