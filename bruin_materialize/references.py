@@ -100,10 +100,13 @@ def _shape_problem(value: dict[str, Any]) -> str | None:
 def _path_problem(path: str) -> str | None:
     segments = path.split("/")
     if not all(_PATH_SEGMENT.fullmatch(s) and s not in (".", "..") for s in segments):
-        return (f"$vault {show(path)} is not a Vault API path as `bao read` takes it (such as database/creds/ROLE: "
-                "no leading or doubled slash, no . or .. segment, no query)")
-    if segments[0] in _NOT_ENGINES or len(segments) < 2:
-        return f"$vault {show(path)} is not a path of a secrets engine; references read secrets engines only"
+        # Not echoed: a malformed "path" may be a value put in the wrong place.
+        return ("$vault is not a Vault API path as `bao read` takes it (such as database/creds/ROLE: letters, digits "
+                "and -._~!$&'()*+,;=:@ between single slashes, no . or .. segment, no query)")
+    if len(segments) < 2:
+        return "$vault is not a path of a secrets engine (MOUNT/...); references read secrets engines only"
+    if segments[0] in _NOT_ENGINES:
+        return f"$vault is under {segments[0]}/, which is not a secrets engine; references read secrets engines only"
     return None
 
 

@@ -365,15 +365,16 @@ def test_a_reference_is_not_followed_again(env: dict[str, str], kv2: Any, run_cl
      "a reference must be exactly {\"$vault\": PATH, \"field\": KEY} (unknown key 'key'; missing field)"),
     ({"$vault": ["db/creds/r"], "field": "password"}, "a reference's $vault and field must be non-empty strings"),
     ({"$vault": "db/creds/r", "field": ""}, "a reference's $vault and field must be non-empty strings"),
-    ({"$vault": "/db/creds/r", "field": "x"}, "$vault /db/creds/r is not a Vault API path as `bao read` takes it"),
-    ({"$vault": "db//creds", "field": "x"}, "$vault db//creds is not a Vault API path as `bao read` takes it"),
-    ({"$vault": "db/../sys/x", "field": "x"}, "$vault db/../sys/x is not a Vault API path as `bao read` takes it"),
-    ({"$vault": "db/creds/r?x=1", "field": "x"}, "$vault db/creds/r?x=1 is not a Vault API path"),
-    ({"$vault": "db/creds/r\u00e9", "field": "x"}, "$vault db/creds/r\u00e9 is not a Vault API path"),
+    ({"$vault": "/db/creds/r", "field": "x"}, "$vault is not a Vault API path as `bao read` takes it"),
+    ({"$vault": "db//creds", "field": "x"}, "$vault is not a Vault API path as `bao read` takes it"),
+    ({"$vault": "db/../sys/x", "field": "x"}, "$vault is not a Vault API path as `bao read` takes it"),
+    ({"$vault": "db/creds/r?x=1", "field": "x"}, "$vault is not a Vault API path as `bao read` takes it"),
+    ({"$vault": "db/creds/r\u00e9", "field": "x"}, "$vault is not a Vault API path as `bao read` takes it"),
     ({"$vault": "db/creds/r x", "field": "x"}, "is not a Vault API path"),
-    ({"$vault": "auth/token/lookup-self", "field": "id"}, "$vault auth/token/lookup-self is not a path of a secrets "
-                                                          "engine; references read secrets engines only"),
-    ({"$vault": "sys/config/state/sanitized", "field": "x"}, "is not a path of a secrets engine"),
+    ({"$vault": "s3cret-Passw0rd-in-the-wrong-place", "field": "x"}, "is not a path of a secrets engine"),
+    ({"$vault": "auth/token/lookup-self", "field": "id"}, "$vault is under auth/, which is not a secrets engine; "
+                                                          "references read secrets engines only"),
+    ({"$vault": "sys/config/state/sanitized", "field": "x"}, "$vault is under sys/, which is not a secrets engine"),
 ])
 def test_an_object_with_vault_must_be_exactly_a_reference(value: dict[str, Any], message: str) -> None:
     secret = RawSecret("pg", "kv/bruin/pg", {"type": "postgres", "details": {"hosts": [{"password": value}]}})
@@ -383,6 +384,7 @@ def test_an_object_with_vault_must_be_exactly_a_reference(value: dict[str, Any],
     assert (problem.location, problem.field, problem.code) == ("kv/bruin/pg", "details.hosts[0].password",
                                                                "reference-invalid")
     assert message in problem.message
+    assert "s3cret" not in problem.message and (" " not in value["$vault"] or "r x" not in problem.message)
     assert references.resolve([secret], found, lambda _data, _ref: "x") == []  # nothing is built from it
 
 
