@@ -286,6 +286,12 @@ def test_the_documented_policy_is_enough_and_its_absence_is_named(env: dict[str,
     assert [login["ok"] for login in fake_bruin.record()["logins"]] == [True]
     connections(fake_bruin.record())
     assert database.leases() == []
+    # check asks sys/capabilities-self too, which Vault's default policy grants.
+    token = bao_server.token(kv_policy + leases + 'path "sys/capabilities-self" { capabilities = ["update"] }\n')
+    proc = run_cli("check", env={"BRUIN_VAULT_TOKEN": token})
+    assert proc.returncode == 0, proc.stderr
+    assert f"materialize: {creds}: readable (database engine): read anew at each render or exec, with a lease " \
+           "where the engine grants one" in proc.lines
     token = bao_server.token(kv_policy)
     proc = run_cli("exec", env={"BRUIN_VAULT_TOKEN": token})
     assert proc.error(3) == (f"permission denied reading {creds}: the token's policy needs `read` on the path, and "
