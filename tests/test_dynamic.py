@@ -540,3 +540,30 @@ def test_a_totp_code_is_read_like_any_other_engine(env: dict[str, str], kv2: Any
                "with a lease where the engine grants one" in proc.lines
     finally:
         client.sys.disable_secrets_engine(path=mount)
+
+
+def test_leases_go_before_the_file_and_the_login_token(env: dict[str, str], kv2: Any, database: Any,
+                                                        bao_server: Any, fake_bruin: Any, approle: dict[str, str],
+                                                        fault_proxy: Any, tmp_path: Path) -> None:
+    """The order once bruin exits: the leases are revoked while the private directory and the login
+    token still exist (the revocation is held up 2 s at the fault proxy to look), then both go."""
+    put_pg(kv2, "pg", database, database.role("reporting"))
+    fault_proxy.add_rule("delay", path="sys/leases/revoke", seconds=2.0)
+    settings = {k: v for k, v in approle.items() if not k.startswith("_")}
+    full = {**os.environ, "BRUIN_VAULT_HOST": fault_proxy.addr, **settings}
+    proc = subprocess.Popen([sys.executable, str(MATERIALIZE), "exec"], text=True, stdin=subprocess.DEVNULL,
+                            env={k: v for k, v in full.items() if v is not None},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_until(lambda: fault_proxy.requests("sys/leases/revoke") > 0, 30, what="the lease's revocation sent")
+        assert [p.name for p in (tmp_path / "runtime").iterdir()] != []  # the file's directory is still there
+        assert live_tokens(bao_server, approle["_policy"]) == 1
+        code, _ = finish(proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert code == 0
+    connections(fake_bruin.record())
+    assert database.leases() == [] and list((tmp_path / "runtime").iterdir()) == []
+    assert live_tokens(bao_server, approle["_policy"]) == 0
