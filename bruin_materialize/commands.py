@@ -7,6 +7,7 @@ it privately and runs bruin on it, `plan` compares it; `import` goes the other w
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
@@ -31,28 +32,31 @@ def check(settings: Settings, environ: Mapping[str, str], console: Console) -> i
 
 def render(settings: Settings, environ: Mapping[str, str], console: Console) -> int:
     preflight.check_destination(settings)
-    built = pipeline.build(settings, layout(settings, console), console, bruin=None,
-                           bruin_env=handover.bruin_environment(environ))
-    if settings.output is None:
-        return _render_private(settings, built.text, console)
-    write.write_atomic(settings.output, built.text)
-    if console.document is not None:
-        console.document.written = str(settings.output)
-    if not write.is_memory_backed(settings.output.parent):
-        console.warning(f"{settings.output} is not on tmpfs: the credentials are on disk; delete it after use")
-    console.info(f"wrote {settings.output}")
+    with contextlib.ExitStack() as hold:  # leases for references: left to their TTL once the file is written
+        built = pipeline.build(settings, layout(settings, console), console, bruin=None,
+                               bruin_env=handover.bruin_environment(environ), hold=hold)
+        if settings.output is None:
+            return _render_private(settings, built.text, console)
+        write.write_atomic(settings.output, built.text)
+        if console.document is not None:
+            console.document.written = str(settings.output)
+        if not write.is_memory_backed(settings.output.parent):
+            console.warning(f"{settings.output} is not on tmpfs: the credentials are on disk; delete it after use")
+        console.info(f"wrote {settings.output}")
     return ExitCode.OK
 
 
 def plan(settings: Settings, environ: Mapping[str, str], console: Console) -> int:
     from bruin_materialize.plan import changes
+    from bruin_materialize.references import without_dynamic
     from bruin_materialize.render import read_sources
     from bruin_materialize.yamltext import parse
 
     files = layout(settings, console)
     against, against_sources = load_against(settings, files.base)  # read before the first Vault call
     built = pipeline.build(settings, files, console, bruin=None, bruin_env=handover.bruin_environment(environ))
-    found = changes(parse(built.text), against, read_sources(built.text), against_sources)
+    found = without_dynamic(changes(parse(built.text), against, read_sources(built.text), against_sources),
+                            built.dynamic)
     if console.document is not None:
         console.document.changes = found
     else:
@@ -73,17 +77,22 @@ def exec_(settings: Settings, environ: Mapping[str, str], console: Console) -> i
                         "instead of the rendered file")
     preflight.check_destination(settings)
     bruin_env = handover.bruin_environment(environ)
-    built = pipeline.build(settings, layout(settings, console), console, bruin=bruin, bruin_env=bruin_env)
-    config_file = _write_private(settings, built.text)
+    config_file: Path | None = None
     try:
-        argv = handover.bruin_arguments(bruin, config_file, settings.bruin_args)
-        if settings.exec_mode == "replace":
-            console.debug(f"wrote {config_file}; exec {bruin} run (replace mode: the file stays)")
-            handover.exec_bruin(argv, bruin_env)
-        console.debug(f"wrote {config_file}; running {bruin} run, removing the file when it exits")
-        return handover.run_bruin(argv, bruin_env)
-    finally:  # bruin exited, or could not start, or we were interrupted before it did
-        if settings.exec_mode != "replace" or sys.exc_info()[0] is not None:
+        with contextlib.ExitStack() as hold:  # leases for references: revoked as soon as bruin exits
+            built = pipeline.build(settings, layout(settings, console), console, bruin=bruin, bruin_env=bruin_env,
+                                   hold=hold)
+            config_file = _write_private(settings, built.text)
+            argv = handover.bruin_arguments(bruin, config_file, settings.bruin_args)
+            if settings.exec_mode == "replace":
+                if built.leases is not None:
+                    built.leases.leave()  # nothing of ours runs after bruin to renew or revoke them
+                console.debug(f"wrote {config_file}; exec {bruin} run (replace mode: the file stays)")
+                handover.exec_bruin(argv, bruin_env)
+            console.debug(f"wrote {config_file}; running {bruin} run, removing the file when it exits")
+            return handover.run_bruin(argv, bruin_env)
+    finally:  # bruin exited, or could not start, or we were interrupted before it did; leases revoked first
+        if config_file is not None and (settings.exec_mode != "replace" or sys.exc_info()[0] is not None):
             shutil.rmtree(config_file.parent, ignore_errors=True)
 
 

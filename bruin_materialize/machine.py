@@ -22,7 +22,8 @@ FORMAT = 1
 CODES = ("secret-deleted", "secret-too-large", "secret-not-object", "secret-extra-keys", "name-replaced",
          "type-unknown", "type-invalid", "details-invalid", "key-too-long", "text-unencodable", "env-reference",
          "field-unknown", "field-required-missing", "value-converted", "field-type-mismatch", "name-duplicate",
-         "base-collision", "path-absolutized", "path-collision")
+         "base-collision", "path-absolutized", "path-collision", "reference-invalid", "reference-field-missing",
+         "reference-not-scalar", "reference-dynamic")
 
 
 class Finding(NamedTuple):
@@ -44,6 +45,8 @@ class Document:
         self.changes: list[Change] | None = [] if command == "plan" else None
         self.schema: str | None = None
         self.written: str | None = None
+        self.leases: list[dict[str, Any]] = []  # render: the leases left to their TTL (leases.py)
+        self.references: list[dict[str, Any]] = []  # check: each referenced path, readable, and its engine
 
     def add_outcomes(self, outcomes: Sequence[tuple[str, Outcome]],
                      sources: Mapping[str, Mapping[str, str]] | None = None) -> None:
@@ -74,6 +77,9 @@ class Document:
             doc["changes"] = [_change(c) for c in self.changes]
         if self.command == "render":
             doc["written"] = self.written
+            doc["leases"] = self.leases
+        if self.command == "check":
+            doc["references"] = self.references
         return json.dumps(doc, ensure_ascii=True, indent=2)  # ASCII: a lone surrogate in a name cannot break it
 
 

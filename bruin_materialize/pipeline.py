@@ -7,6 +7,7 @@ base file (merge.py). Each command (commands.py) then does its own thing with th
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
@@ -14,8 +15,10 @@ from bruin_materialize import combine, merge, schema
 from bruin_materialize.console import Console
 from bruin_materialize.environments import Layout
 from bruin_materialize.errors import ExitCode, MaterializeError
+from bruin_materialize.leases import Held, check_readable
 from bruin_materialize.plan import identical
-from bruin_materialize.session import read_secrets
+from bruin_materialize.resolve import resolve_references
+from bruin_materialize.session import read_secrets, session
 from bruin_materialize.settings import Settings
 from bruin_materialize.validate import ERROR, NOTE, Connection, Options, Outcome, validate
 from bruin_materialize.vault import RawSecret
@@ -25,17 +28,21 @@ from bruin_materialize.yamltext import parse, show
 class Built(NamedTuple):
     text: str  # the file
     reads_back: Callable[[Any], bool]  # does a parse of the text hold what was read? (check)
+    leases: Held | None = None  # leases the file's credentials hang on, held on the caller's stack
+    dynamic: frozenset[tuple[str, str, str]] = frozenset()  # (environment, connection, field) read per run
 
 
 def build(settings: Settings, layout: Layout, console: Console, *, bruin: str | None,
-          bruin_env: Mapping[str, str]) -> Built:
-    """The file for the layout's environments, from every secret read and checked; exit 4 on any error."""
+          bruin_env: Mapping[str, str], hold: contextlib.ExitStack | None = None) -> Built:
+    """The file for the layout's environments, from every secret read and checked; exit 4 on any error.
+
+    Leases created for references (exec, render) are held on `hold` with the session they hang on,
+    so that they outlive the build and end when the caller is done (leases.py)."""
     checked_against = schema.choose(settings, bruin, bruin_env, console.info, console.warning)
     if console.document is not None:
         console.document.schema = checked_against.describe()
-    read, source = read_secrets(settings, layout.sources, console)
-    environments = combine.combine(layout.sources, read, settings.mount)  # an environment's paths, in order
-    combine.report(environments, settings.on_collision, console)
+    held = Held(settings, console)
+    environments, source, dynamic = _read(settings, layout, checked_against, console, held, hold)
     # exec knows bruin's environment exactly; render/check write for a bruin that may run elsewhere.
     env_names = frozenset(bruin_env) if settings.command == "exec" else None
     options = Options(settings.strict, settings.expand_env, env_names)
@@ -49,7 +56,27 @@ def build(settings: Settings, layout: Layout, console: Console, *, bruin: str | 
     built = _text(settings, outcomes, layout, f"{source}", checked_against.describe(), console, sources)
     for env, outcome in outcomes:
         console.info(_summary(outcome, env))
-    return built
+    return built._replace(leases=held if held.leases else None, dynamic=dynamic)
+
+
+def _read(settings: Settings, layout: Layout, against: schema.Schema, console: Console, held: Held,
+          hold: contextlib.ExitStack | None,
+          ) -> tuple[list[combine.Environment], str, frozenset[tuple[str, str, str]]]:
+    """Every environment's secrets (its paths combined, a collision stopping the run before anything is
+    leased), their references resolved, over one session; closed at the end unless leases were created:
+    then the session and the leases go onto `hold` (the leases end first, then the login)."""
+    with contextlib.ExitStack() as reading:
+        client = reading.enter_context(session(settings, console, keep_login=held.keeps_login))
+        read, source = read_secrets(settings, layout.sources, console, client)
+        environments = combine.combine(layout.sources, read, settings.mount)  # an environment's paths, in order
+        combine.report(environments, settings.on_collision, console)
+        secrets, dynamic = resolve_references(settings, [env.name for env in environments],
+                                              [env.secrets for env in environments], against, console,
+                                              lambda paths: reading.enter_context(held).read_all(client, paths),
+                                              lambda paths: check_readable(client, paths))
+        if held.leases and hold is not None:
+            hold.enter_context(reading.pop_all())
+    return [env._replace(secrets=s) for env, s in zip(environments, secrets, strict=True)], source, dynamic
 
 
 def report_all(outcomes: list[tuple[str, Outcome]], console: Console) -> None:

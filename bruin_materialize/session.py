@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import hvac
 
@@ -18,8 +18,10 @@ from bruin_materialize.vault import KV, RawSecret, detect_version, open_client, 
 
 
 @contextlib.contextmanager
-def session(settings: Settings, console: Console) -> Iterator[hvac.Client]:
-    """An hvac client holding the token (logged in if need be); closed, and a login token revoked, after."""
+def session(settings: Settings, console: Console,
+            keep_login: Callable[[], bool] = lambda: False) -> Iterator[hvac.Client]:
+    """An hvac client holding the token (logged in if need be); closed, and a login token revoked, after
+    (unless `keep_login()` says leases created with it were left to their TTL: they would end with it)."""
     creds = auth.read_credentials(settings.auth)  # a missing credential file is exit 2, before the network
     if settings.tls.skip_verify and settings.address.scheme == "https":
         console.warning("TLS verification is disabled (VAULT_SKIP_VERIFY): anyone on the network path could "
@@ -34,7 +36,9 @@ def session(settings: Settings, console: Console) -> Iterator[hvac.Client]:
         yield client
     finally:
         client.adapter.close()
-        if token is not None and not _revoke(settings, token):
+        if token is not None and keep_login():
+            console.info("the login token is left to its TTL: the leases listed above end with it")
+        elif token is not None and not _revoke(settings, token):
             console.warning("could not revoke the login token; it stays valid until its TTL ends")
 
 
@@ -53,12 +57,15 @@ def open_kv(settings: Settings, client: hvac.Client, path: str) -> KV:
     return KV(client, settings.mount, settings.kv_version or detect_version(client, settings.mount, path))
 
 
-def read_secrets(settings: Settings, sources: list[tuple[str, str]],
-                 console: Console) -> tuple[list[list[RawSecret]], str]:
-    """Every source's secrets, in order, over one session and one login; and where they came from."""
+def read_secrets(settings: Settings, sources: list[tuple[str, str]], console: Console,
+                 client: hvac.Client | None = None) -> tuple[list[list[RawSecret]], str]:
+    """Every source's secrets, in order, over one session and one login (the caller's `client`, when
+    it keeps the session longer); and where they came from."""
     started = time.monotonic()
     paths = list(dict.fromkeys(path for _, path in sources))  # two environments may share a path
-    with session(settings, console) as client:
+    with contextlib.ExitStack() as own:
+        if client is None:
+            client = own.enter_context(session(settings, console))
         kv = open_kv(settings, client, paths[0])
         by_path = dict(zip(paths, _read_paths(settings, kv, paths, console), strict=True))
     shown = ", ".join(f"{settings.mount}/{path}" for path in by_path)

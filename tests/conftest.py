@@ -24,6 +24,7 @@ pytest_plugins = [
     "testsupport.cli",  # out, materialize, render (a test module provides `mount`)
     "testsupport.fault_proxy",  # fault_proxy
     "testsupport.forward_proxy",  # forward_proxy
+    "testsupport.postgres",  # postgres (a real PostgreSQL server), database (OpenBao's database engine on it)
 ]
 
 # Property tests: "dev" for a quick local run, "ci" where CI is set (.ci/run, GitHub Actions...).

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from bruin_materialize import __version__
+from bruin_materialize import __version__, references
 from bruin_materialize.machine import CODES
 from bruin_materialize.schema import load_snapshot
 from bruin_materialize.validate import Options, validate
@@ -181,10 +181,20 @@ def test_every_finding_kind_has_its_code() -> None:
     ]
     outcome = validate(secrets, load_snapshot(), Options())
     codes = {p.code for p in outcome.problems}
+    # References' findings come from references.py, before validation.
+    found = references.find([
+        RawSecret("ref", "kv/p/ref", {"type": "postgres", "details": {
+            "username": {"$vault": "db/creds/r", "field": "username"},
+            "password": {"$vault": "db/creds/r", "field": "pasword"},
+            "host": {"$vault": "db/creds/r", "field": "host"}}}),
+        RawSecret("bad", "kv/p/bad", {"type": "postgres", "details": {"password": {"$vault": "db/creds/r"}}}),
+    ])
+    answers = {"db/creds/r": {"username": "u", "password": "p", "host": {"not": "scalar"}}}
+    codes |= {p.code for p in found.problems + references.value_problems(found, answers)}
     assert "other" not in codes
-    # The pipeline's own (a collision with the base file or between two paths, a path made absolute) come from
-    # elsewhere.
-    assert codes == set(CODES) - {"base-collision", "path-absolutized", "path-collision"}
+    # The pipeline's own (a collision with the base file or between two paths, a path made absolute, a value
+    # read per run) come from elsewhere.
+    assert codes == set(CODES) - {"base-collision", "path-absolutized", "path-collision", "reference-dynamic"}
 
 
 def test_the_documented_codes_are_the_codes() -> None:

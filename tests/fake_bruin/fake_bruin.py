@@ -7,6 +7,11 @@ given in $FAKE_BRUIN_RECORD (JSON) and exits with $FAKE_BRUIN_EXIT (default 0).
     bruin --version | version       print a fake version
     bruin run [flags] [PATH]        load the config, write the record
 
+With $FAKE_BRUIN_LOGIN set (`before`, or `before,after`), `run` logs in to every postgres
+connection of the selected environment with `psql`, using exactly what the file gives (host, port,
+username, password, database), before waiting and/or after; the record's `logins` and
+`logins_after` say, per connection, whether it worked and as which user.
+
 With $FAKE_BRUIN_ECHO set, `run` copies its stdin to its stdout. For the signal tests, it then waits
 $FAKE_BRUIN_SLEEP seconds (when set), having written the file
 $FAKE_BRUIN_READY; each signal it gets is appended by name to $FAKE_BRUIN_SIGNALS. USR1, USR2 and
@@ -130,13 +135,34 @@ def _run(args: list[str]) -> int:
         record["environment"] = _select_environment(config, flags.get("environment"))
         record["config"] = config
         _ensure_gitignored(Path(os.path.abspath(config_file)))
+    login = os.environ.get("FAKE_BRUIN_LOGIN", "").split(",")
+    if "before" in login and record["config"] is not None:
+        record["logins"] = _log_in(record["config"], record["environment"])
     _write_record(record)
     if os.environ.get("FAKE_BRUIN_ECHO"):  # shows that stdin and stdout are the caller's own
         sys.stdout.write(sys.stdin.read())
         sys.stdout.flush()
         print("bruin: stderr is the caller's too", file=sys.stderr)
     _linger()
+    if "after" in login and record["config"] is not None:
+        record["logins_after"] = _log_in(record["config"], record["environment"])
+        _write_record(record)
     return int(os.environ.get("FAKE_BRUIN_EXIT", "0"))
+
+
+def _log_in(config: dict[str, Any], environment: str) -> list[dict[str, Any]]:
+    """Log in to each postgres connection as bruin's driver would, with what the file holds."""
+    import subprocess
+
+    results = []
+    for conn in config["environments"][environment]["connections"].get("postgres") or []:
+        argv = ["psql", "-h", str(conn.get("host")), "-p", str(conn.get("port") or 5432), "-U",
+                str(conn.get("username")), "-d", str(conn.get("database") or "postgres"), "-X", "-A", "-t", "-w",
+                "-c", "SELECT current_user"]
+        env = {**os.environ, "PGPASSWORD": str(conn.get("password") or ""), "PGCONNECT_TIMEOUT": "5"}
+        proc = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30)
+        results.append({"name": conn.get("name"), "ok": proc.returncode == 0, "user": proc.stdout.strip()})
+    return results
 
 
 _RECORDED_ONLY = ("SIGUSR1", "SIGUSR2", "SIGWINCH")
