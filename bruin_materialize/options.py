@@ -19,6 +19,8 @@ from bruin_materialize.errors import usage_error
 Command = Literal["render", "check", "exec", "plan", "import"]
 COMMANDS: tuple[Command, ...] = ("render", "check", "exec", "plan", "import")
 PROG = "materialize.py"  # the program's name when nobody says how it was invoked
+COMMAND_NAME = "bruin-materialize"  # the installed command, which completion scripts complete
+SHELLS = ("bash", "zsh", "fish")  # `completion SHELL`: the shells shtab writes scripts for that we test
 T = TypeVar("T")
 
 
@@ -119,8 +121,12 @@ class _Formatter(argparse.HelpFormatter):
 
 
 def program_name(argv0: str) -> str:
-    """The name the program was invoked by: `bruin-materialize` (the installed command), `materialize.py`."""
-    return os.path.basename(argv0) or PROG
+    """The name the program was invoked by: `bruin-materialize` (the installed command), `materialize.py`,
+    or `python -m bruin_materialize` (whose argv[0] is the package's __main__.py)."""
+    name = os.path.basename(argv0)
+    if name == "__main__.py":
+        return "python -m bruin_materialize"
+    return name or PROG
 
 
 def build_parser(options: Sequence[Option[Any]], prog: str = PROG) -> argparse.ArgumentParser:
@@ -128,10 +134,17 @@ def build_parser(options: Sequence[Option[Any]], prog: str = PROG) -> argparse.A
                      description="Read every bruin connection secret from a Vault KV engine, check them, and "
                      "render a bruin config file (or run `bruin run` on it).")
     parser.add_argument("--version", action="version", version=f"bruin-materialize {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{" + ",".join(COMMANDS) + "}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{" + ",".join((*COMMANDS, "completion")) + "}")
     for command, (summary, description, usage) in _COMMAND_HELP.items():
         _add_command(sub.add_parser(command, help=summary, description=description, usage=usage, epilog=EXIT_CODES,
                                     allow_abbrev=False, formatter_class=_Formatter), command, options)
+    completion = sub.add_parser("completion", help="print a shell completion script", allow_abbrev=False,
+                                formatter_class=_Formatter, description="Print a completion script for "
+                                f"{COMMAND_NAME}, made from the same options as --help. Load it with, for bash: "
+                                f"source <({COMMAND_NAME} completion bash); zsh: {COMMAND_NAME} completion zsh > "
+                                f"\"${{fpath[1]}}/_{COMMAND_NAME}\"; fish: {COMMAND_NAME} completion fish > "
+                                f"~/.config/fish/completions/{COMMAND_NAME}.fish.")
+    completion.add_argument("shell", choices=SHELLS, help="the shell to complete for")
     return parser
 
 
