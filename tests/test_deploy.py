@@ -25,6 +25,7 @@ from bruin_materialize import __version__
 from bruin_materialize.errors import ExitCode
 from bruin_materialize.settings import OPTIONS
 from bruin_materialize.write import is_memory_backed
+from testsupport.package import source_copy
 
 if TYPE_CHECKING:
     from testsupport.harness import KV, BaoServer, FakeBruin
@@ -466,7 +467,8 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     installed `bruin-materialize` (its dependencies are this interpreter's)."""
     prefix = tmp_path_factory.mktemp("installed")
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--disable-pip-version-check",
-                    "--prefix", str(prefix), str(REPO)], check=True, capture_output=True, cwd=prefix)
+                    "--prefix", str(prefix), str(source_copy(prefix))], check=True, capture_output=True,
+                   cwd=prefix)
     [site] = prefix.glob("lib/python*/site-packages")
     assert (prefix / "bin" / COMMAND).is_file()
     return {"PATH": f"{prefix / 'bin'}{os.pathsep}{os.environ['PATH']}", "PYTHONPATH": str(site)}
