@@ -55,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return completion(args, PROG if argv is not None else program_name(sys.argv[0]))
         # Named as invoked (`bruin-materialize`, `materialize.py`); main([...]) from a test is materialize.py.
         settings = parse_settings(args, os.environ, prog=PROG if argv is not None else program_name(sys.argv[0]))
-        console.verbosity = settings.verbosity
+        console.set_verbosity(settings.verbosity)
         if settings.output_format == "json":
             console.document = Document(settings.command)
         return _emit(console, run(settings, os.environ, console))

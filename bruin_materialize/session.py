@@ -12,7 +12,7 @@ import hvac
 
 from bruin_materialize import auth
 from bruin_materialize.adapter import RetryPolicy
-from bruin_materialize.console import Console
+from bruin_materialize.console import Console, Progress
 from bruin_materialize.settings import Settings
 from bruin_materialize.vault import KV, RawSecret, detect_version, open_client, wait_until_reachable
 
@@ -30,6 +30,7 @@ def session(settings: Settings, console: Console) -> Iterator[hvac.Client]:
         if settings.wait > 0:
             wait_until_reachable(client, settings.wait, console.info)
         client.token = auth.obtain_token(client, creds)
+        console.debug(auth.used(creds.auth))
         token = client.token if settings.auth.logs_in else None
         yield client
     finally:
@@ -74,4 +75,6 @@ def _read_path(settings: Settings, kv: KV, path: str, console: Console) -> list[
     for folder in listing.skipped_folders:
         console.warning(f"{settings.mount}/{path}/{folder}: subfolder not read; pass --recursive to "
                         "read its secrets as connections named FOLDER/NAME")
-    return kv.read_all(path, listing.names, concurrency=settings.concurrency)
+    where = "from " + "/".join(p for p in (settings.mount, path) if p)
+    with Progress(console, "read", len(listing.names), where) as progress:
+        return kv.read_all(path, listing.names, concurrency=settings.concurrency, done=progress.tick)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import subprocess
 import sys
 import time
@@ -11,6 +12,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 ERROR = "materialize: error: "
+# Where long work stands (console.Progress): said on the side of whatever else a run says, so the
+# judgements below, about what a run said, leave these lines out; `all_lines` has them.
+PROGRESS = re.compile(r"materialize: (?:read|wrote) \d+/\d+ secrets (?:from|to) .* \(\d+s\)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,9 +31,14 @@ class Run:
     output: bytes | None = None
 
     @property
-    def lines(self) -> list[str]:
+    def all_lines(self) -> list[str]:
         """stderr, a line each."""
         return self.stderr.splitlines()
+
+    @property
+    def lines(self) -> list[str]:
+        """stderr, a line each, but the progress lines."""
+        return [line for line in self.all_lines if not PROGRESS.fullmatch(line)]
 
     def assert_ok(self) -> None:
         assert self.returncode == 0, self.stderr
