@@ -24,7 +24,7 @@ from ruamel.yaml import YAML
 from bruin_materialize import __version__
 from bruin_materialize.errors import ExitCode
 from bruin_materialize.settings import OPTIONS
-from bruin_materialize.write import is_memory_backed
+from testsupport import skips
 from testsupport.package import source_copy
 
 if TYPE_CHECKING:
@@ -287,12 +287,13 @@ def test_the_base_lists_every_manifest() -> None:
 @pytest.fixture(scope="session")
 def overlay() -> list[dict[str, Any]]:
     """The example overlay as `kubectl kustomize` renders it (offline): what a team applies."""
-    kubectl = shutil.which("kubectl")
-    if kubectl is None:
-        message = "needs kubectl for its kustomize (CI installs it)"
+    message = skips.kubectl()
+    if message is not None:
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
+    kubectl = shutil.which("kubectl")
+    assert kubectl is not None
     proc = subprocess.run([kubectl, "kustomize", str(OVERLAY)], capture_output=True, text=True, check=True,
                           timeout=120)
     return [doc for doc in YAML(typ="safe", pure=True).load_all(proc.stdout) if doc is not None]
@@ -605,8 +606,7 @@ def shm_cleanup() -> Iterator[list[Path]]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
-needs_tmpfs_shm = pytest.mark.skipif(not is_memory_backed(Path("/dev/shm")),
-                                     reason="needs /dev/shm on tmpfs, as in a container")
+needs_tmpfs_shm = pytest.mark.skipif(skips.tmpfs_shm() is not None, reason=skips.tmpfs_shm() or "")
 
 
 @needs_tmpfs_shm
