@@ -1,13 +1,14 @@
-# bruin-materialize on top of bruin's official image: `docker run IMAGE [BRUIN_RUN_ARGS...]` reads the
-# connections from Vault, writes them to tmpfs and becomes `bruin run --config-file FILE ...`.
-# docs/deployment.md has the commands.
+# bruin-materialize on top of bruin's official image: `docker run IMAGE exec -- [BRUIN_RUN_ARGS...]`
+# reads the connections from Vault, writes them to tmpfs, runs `bruin run --config-file FILE ...` as
+# its child and removes the file when bruin exits. docs/deployment.md has the commands.
 #
-# BRUIN_VERSION is a tag of ghcr.io/bruin-data/bruin, one per bruin release (v0.11.324 is the one
-# bruin's docs/deployment/airflow.md pins). Use the bruin your pipelines are tested with. The current
-# release is the newest tag at https://github.com/bruin-data/bruin/releases (or run
-# `git ls-remote --tags https://github.com/bruin-data/bruin`); `docker buildx imagetools inspect
-# ghcr.io/bruin-data/bruin:TAG` shows the image exists.
-ARG BRUIN_VERSION=v0.11.324
+# BRUIN_VERSION is a tag of ghcr.io/bruin-data/bruin, one per bruin release. The default, v0.11.731
+# (commit a74787b), is the release the shipped schema snapshot comes from
+# (bruin_materialize/data/connections-schema.md). Use the bruin your pipelines are tested with: the
+# releases are the tags at https://github.com/bruin-data/bruin/releases (or run `git ls-remote --tags
+# https://github.com/bruin-data/bruin`); `docker buildx imagetools inspect ghcr.io/bruin-data/bruin:TAG`
+# shows the image exists. The init container checks against the bruin of this image.
+ARG BRUIN_VERSION=v0.11.731
 
 # --- build: a virtual environment with the package installed -------------------------------------
 # The same base as the runtime stage, so the venv's python is the runtime's /usr/bin/python3.

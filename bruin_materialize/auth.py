@@ -91,6 +91,18 @@ def describe(auth: Auth) -> str:
     return f"{_LABELS[auth.method]} login (auth/{auth.mount}, {role})"
 
 
+def used(auth: Auth) -> str:
+    """For -v: which credential the run uses, by the setting it came from; never its value."""
+    if auth.method == "token":
+        where = f" in {auth.token_file}" if auth.token_file is not None else ""
+        return f"using the Vault token from {auth.source}{where}"
+    if auth.method == "approle":
+        secret_id = (f"the secret_id file {auth.secret_id_file}" if auth.secret_id_file
+                     else _variable(settings.SECRET_ID))
+        return f"logged in with {describe(auth)} and {secret_id}"
+    return f"logged in with {describe(auth)} and the token file {auth.token_file}"
+
+
 def _mount_setting(auth: Auth) -> str:
     option = {"kubernetes": settings.K8S_AUTH_MOUNT, "approle": settings.APPROLE_MOUNT,
               "jwt": settings.JWT_MOUNT}[auth.method]

@@ -49,9 +49,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings: Settings | None = None
     previous = install_signal_handlers()
     try:
+        if args[:1] == ["completion"]:  # needs no Vault setting, so it never reaches parse_settings
+            from bruin_materialize.completion import run as completion
+
+            return completion(args, PROG if argv is not None else program_name(sys.argv[0]))
         # Named as invoked (`bruin-materialize`, `materialize.py`); main([...]) from a test is materialize.py.
         settings = parse_settings(args, os.environ, prog=PROG if argv is not None else program_name(sys.argv[0]))
-        console.verbosity = settings.verbosity
+        console.set_verbosity(settings.verbosity)
         if settings.output_format == "json":
             console.document = Document(settings.command)
         return _emit(console, run(settings, os.environ, console))

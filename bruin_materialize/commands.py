@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from bruin_materialize import handover, importer, pipeline, preflight, write
-from bruin_materialize.console import Console
+from bruin_materialize.console import Console, Progress
 from bruin_materialize.environments import layout, load_against
 from bruin_materialize.errors import ExitCode, usage_error
 from bruin_materialize.settings import Settings
@@ -115,11 +115,13 @@ def import_(settings: Settings, environ: Mapping[str, str], console: Console) ->
         kv = open_kv(settings, client, sources[0][1])
         if kv.version == 2:  # numbers KV v2 would change; reported before anything is read or written
             pipeline.report_all([("", Outcome([], importer.kv2_problems(entries)))], console)
-        states = importer.current_states(kv, entries, settings.concurrency)
+        shown = ", ".join(dict.fromkeys("/".join(p for p in (settings.mount, path) if p) for _, path in sources))
+        with Progress(console, "read", len(entries), f"from {shown}") as progress:
+            states = importer.current_states(kv, entries, settings.concurrency, progress.tick)
         if job.dry_run:
             return importer.show_plan(entries, states, job.overwrite, kv.version, console)
-        results = importer.write_all(kv, entries, states, job.overwrite, settings.concurrency)
-    shown = ", ".join(dict.fromkeys("/".join(p for p in (settings.mount, path) if p) for _, path in sources))
+        with Progress(console, "wrote", len(entries), f"to {shown}") as progress:
+            results = importer.write_all(kv, entries, states, job.overwrite, settings.concurrency, progress.tick)
     return importer.report(entries, states, results, kv.version, f"{shown} (KV v{kv.version})", console)
 
 

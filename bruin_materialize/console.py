@@ -4,16 +4,25 @@ Everything is said on stderr: stdout belongs to whoever runs us (the path `rende
 lines, --format json's document) and later to bruin. Each message is one line whatever it quotes:
 text from Vault can hold an escape sequence or a newline followed by a forged `materialize:` line,
 which visible() shows as escapes.
+
+Log lines for CI: with -v, when stderr is not a terminal (a CI job, a pod's log), every line starts
+with its time, RFC 3339 in UTC to the millisecond (`2026-12-03T18:10:00.123Z materialize: ...`), so
+a log collector can order and file them; a terminal, or a run without -v, gets the lines alone.
+Long work (reading or importing many secrets) says how far it got: see Progress.
 """
 
 from __future__ import annotations
 
+import datetime
 import signal
 import sys
 import threading
+import time
+from types import TracebackType
 from typing import Any
 
 from bruin_materialize.machine import Document
+from bruin_materialize.threads import start_daemon
 from bruin_materialize.validate import ERROR, NOTE, WARNING, Outcome
 from bruin_materialize.yamltext import visible
 
@@ -22,21 +31,29 @@ class Console:
     def __init__(self, verbosity: int = 0) -> None:
         self.verbosity = verbosity
         self.document: Document | None = None  # --format json: stdout gets this document instead of text
+        self.timestamps = False  # -v with stderr not a terminal: each line starts with its time
+
+    def set_verbosity(self, verbosity: int) -> None:
+        self.verbosity = verbosity
+        self.timestamps = verbosity >= 1 and not stderr_is_terminal()
 
     def error(self, message: str) -> None:
-        say(f"materialize: error: {message}")
+        self._say(f"materialize: error: {message}")
 
     def warning(self, message: str) -> None:
         if self.verbosity >= 0:
-            say(f"materialize: warning: {message}")
+            self._say(f"materialize: warning: {message}")
 
     def info(self, message: str) -> None:
         if self.verbosity >= 0:
-            say(f"materialize: {message}")
+            self._say(f"materialize: {message}")
 
     def debug(self, message: str) -> None:
         if self.verbosity >= 1:
-            say(f"materialize: {message}")
+            self._say(f"materialize: {message}")
+
+    def _say(self, line: str) -> None:
+        say(f"{timestamp()} {line}" if self.timestamps else line)
 
     def note(self, environment: str, location: str, field: str | None, code: str, message: str) -> None:
         """A note about one secret or file: a line, and a finding in the JSON document."""
@@ -50,12 +67,88 @@ class Console:
 
 
 def say(line: str) -> None:
-    if sys.stderr is None:  # started with stderr closed; print(file=None) would write to stdout
+    with _STDERR:
+        _write("\r\x1b[K" if _LIVE[0] else "")  # a progress line in place on a terminal goes first
+        _LIVE[0] = False
+        _write(visible(line) + "\n")
+
+
+def timestamp() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def stderr_is_terminal() -> bool:
+    try:
+        return sys.stderr is not None and sys.stderr.isatty()
+    except (OSError, ValueError):  # closed
+        return False
+
+
+_STDERR = threading.Lock()  # one line at a time, from the main thread and the progress thread
+_LIVE = [False]  # a progress line is on the terminal, without its newline
+
+
+def _write(text: str) -> None:
+    if sys.stderr is None or not text:  # started with stderr closed; print(file=None) would write to stdout
         return
     try:
-        print(visible(line), file=sys.stderr)
+        sys.stderr.write(text)
+        sys.stderr.flush()
     except (OSError, ValueError):  # stderr closed or a broken pipe: there is nobody to tell
         pass
+
+
+class Progress:
+    """`read N/M secrets from WHERE (Ts)` while long work goes on: nothing for the first FIRST_AFTER
+    seconds (most runs end before), then a line at least every EVERY seconds; on a terminal, one line
+    updated in place each second instead. -q silences it. A helper thread says it, so a read stuck on
+    a slow Vault still shows where it stands; `tick` counts an item done, from any thread."""
+
+    FIRST_AFTER = 2.0
+    EVERY = 5.0
+    IN_PLACE_EVERY = 1.0
+
+    def __init__(self, console: Console, verb: str, total: int, where: str) -> None:
+        self.console, self.verb, self.total, self.where = console, verb, total, where
+        self.done = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._started = time.monotonic()
+        self._in_place = stderr_is_terminal()
+
+    def tick(self) -> None:
+        with self._lock:
+            self.done += 1
+
+    def line(self) -> str:
+        return (f"{self.verb} {self.done}/{self.total} secrets {self.where} "
+                f"({time.monotonic() - self._started:.0f}s)")
+
+    def __enter__(self) -> Progress:
+        if self.console.verbosity >= 0 and self.total > 1:
+            self._thread = start_daemon(self._run, "progress")
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=1.0)
+        with _STDERR:
+            if _LIVE[0]:
+                _write("\r\x1b[K")
+                _LIVE[0] = False
+
+    def _run(self) -> None:
+        wait = self.FIRST_AFTER
+        while not self._stop.wait(wait):
+            if self._in_place:
+                with _STDERR:
+                    _write(f"\r{visible('materialize: ' + self.line())}\x1b[K")
+                    _LIVE[0] = True
+            else:
+                self.console.info(self.line())
+            wait = self.IN_PLACE_EVERY if self._in_place else self.EVERY
 
 
 def where_it_failed(exc: BaseException) -> str:

@@ -20,6 +20,7 @@ import json
 import math
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -290,9 +291,17 @@ def kv2_problems(entries: list[Entry]) -> list[Problem]:
     return problems
 
 
-def current_states(kv: KV, entries: list[Entry], concurrency: int) -> list[State]:
-    """Each secret as it is now, read before anything is written: a refused read stops the import."""
-    return parallel(lambda entry: read_state(kv, entry), entries, concurrency)
+def current_states(kv: KV, entries: list[Entry], concurrency: int,
+                   done: Callable[[], None] = lambda: None) -> list[State]:
+    """Each secret as it is now, read before anything is written: a refused read stops the import.
+    `done` hears each one read."""
+
+    def read(entry: Entry) -> State:
+        state = read_state(kv, entry)
+        done()
+        return state
+
+    return parallel(read, entries, concurrency)
 
 
 def read_state(kv: KV, entry: Entry) -> State:
@@ -330,11 +339,17 @@ def action(entry: Entry, state: State, overwrite: bool, version: int) -> str:
     return UPDATE if overwrite else LEAVE
 
 
-def write_all(kv: KV, entries: list[Entry], states: list[State], overwrite: bool, concurrency: int) -> list[str]:
-    """What became of each secret: create, update, same, leave, or raced (someone else wrote it meanwhile)."""
-    jobs = list(zip(entries, states, strict=True))
-    return parallel(lambda job: _write_one(kv, job[0], job[1], action(job[0], job[1], overwrite, kv.version)),
-                    jobs, concurrency)
+def write_all(kv: KV, entries: list[Entry], states: list[State], overwrite: bool, concurrency: int,
+              done: Callable[[], None] = lambda: None) -> list[str]:
+    """What became of each secret: create, update, same, leave, or raced (someone else wrote it meanwhile).
+    `done` hears each one dealt with."""
+
+    def one(job: tuple[Entry, State]) -> str:
+        result = _write_one(kv, job[0], job[1], action(job[0], job[1], overwrite, kv.version))
+        done()
+        return result
+
+    return parallel(one, list(zip(entries, states, strict=True)), concurrency)
 
 
 def _write_one(kv: KV, entry: Entry, state: State, todo: str) -> str:

@@ -1,14 +1,16 @@
-"""How a table of options becomes argparse options, `--help` and the README's settings tables.
+"""How a table of options becomes argparse options, `--help` and docs/settings.md.
 
 The table itself, one entry per setting, is in settings.py; this module knows no setting by name.
-`--help` groups each command's options, names each value (`DURATION`, `PATH`), the variables it
-is read from and its default, and ends with the exit codes.
+`--help` is the short reference, one line per option (each command's fits in 80 lines): the option
+grouped, its value's name (`DURATION`, `PATH`), the variables it is read from and its default, then
+the exit codes. docs/settings.md, generated from the same table, explains every setting in full.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, NoReturn, TypeVar
@@ -19,6 +21,8 @@ from bruin_materialize.errors import usage_error
 Command = Literal["render", "check", "exec", "plan", "import"]
 COMMANDS: tuple[Command, ...] = ("render", "check", "exec", "plan", "import")
 PROG = "materialize.py"  # the program's name when nobody says how it was invoked
+COMMAND_NAME = "bruin-materialize"  # the installed command, which completion scripts complete
+SHELLS = ("bash", "zsh", "fish")  # `completion SHELL`: the shells shtab writes scripts for that we test
 T = TypeVar("T")
 
 
@@ -31,16 +35,17 @@ class Option(Generic[T]):
     key: str  # the argparse destination, and the name _resolve reads it by
     flags: tuple[str, ...]  # empty: set by its variable only
     variable: str | None  # None: a flag only
-    group: str  # a key of GROUPS: where --help and the README show it
-    help: str  # README markdown; --help shows it without the backquotes
+    group: str  # a key of GROUPS: where --help and docs/settings.md show it
+    help: str  # markdown for docs/settings.md; --help shows its first clause for a flag without a variable
     parse: Callable[[str | None, str], T]
     metavar: str | None = None  # the value's name in --help; None: a switch, which takes no value
     default: str | None = None  # text, parsed like a given value
     fallbacks: tuple[str, ...] = ()
     commands: tuple[Command, ...] = COMMANDS
-    shown_default: str | None = None  # what --help and the README say when it is not `default` itself
+    shown_default: str | None = None  # what docs/settings.md says when it is not `default` itself
     choices: tuple[str, ...] | None = None  # for a flag without a variable: argparse checks them
     repeat: bool = False  # the flag may be given several times (settings.py reads the variable: a list, or one path)
+    summary: str | None = None  # --help's words for an option without a variable; else its help's first clause
 
     @property
     def switch(self) -> bool:
@@ -56,12 +61,11 @@ class Option(Generic[T]):
         return self.variable or self.flags[0]
 
 
-# title, description: the option groups of --help and the README, in this order.
+# title, description: the option groups of --help and docs/settings.md, in this order.
 GROUPS: dict[str, tuple[str, str]] = {
     "vault": ("Vault connection", ""),
     "auth": ("authentication", "The first credential set wins, in this order: a token, a token file, a Kubernetes "
-             "role, an AppRole role_id, a JWT role; then VAULT_TOKEN, BAO_TOKEN, and ~/.vault-token as the vault "
-             "and bao CLIs write it."),
+             "role, an AppRole role_id, a JWT role; then VAULT_TOKEN, BAO_TOKEN, ~/.vault-token."),
     "tls": ("TLS", ""),
     "retries": ("timeouts and retries", ""),
     "reading": ("reading and checking", ""),
@@ -72,6 +76,8 @@ GROUPS: dict[str, tuple[str, str]] = {
 }
 
 
+SETTINGS_DOC = "docs/settings.md"
+
 EXIT_CODES = """\
 exit codes:
   0      ok (exec: bruin's own exit code)
@@ -81,6 +87,9 @@ exit codes:
   4      invalid secrets, every problem listed; nothing is written
   5      plan, import: Vault and the file differ (drift)
   128+N  interrupted by signal N (exec: bruin ended by signal N)"""
+
+_LAST_GROUP = list(GROUPS)[-1]
+_GROUP_TITLE = re.compile("|".join(re.escape(title) + ":" for title, _ in GROUPS.values()))
 
 # name: (one line for the command list, description, usage); --help lists the options themselves
 _COMMAND_HELP: dict[Command, tuple[str, str, str]] = {
@@ -104,14 +113,26 @@ _COMMAND_HELP: dict[Command, tuple[str, str, str]] = {
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is our one-line error (exit 2), not a usage block."""
+    """argparse, but a usage error is our one-line error (exit 2), not a usage block; and no blank
+    line among the option groups (their titles and the indentation show them), so that --help stays short."""
 
     def error(self, message: str) -> NoReturn:
         raise usage_error(f"{self.prog}: {message} (see --help)")
 
+    def format_help(self) -> str:
+        lines = super().format_help().split("\n")
+        first = next((i for i, line in enumerate(lines) if _GROUP_TITLE.fullmatch(line)), len(lines))
+        return "\n".join(line for i, line in enumerate(lines)
+                         if line or i < first or i + 1 == len(lines) or lines[i + 1] == "exit codes:")
+
 
 class _Formatter(argparse.HelpFormatter):
-    """argparse's, but lines indented by two spaces (the exit codes) are kept as written."""
+    """argparse's, but one line per option where it can (the help column starts far enough right for
+    the longest flag, and lines are up to 100 wide), and lines indented by two spaces (the exit codes)
+    kept as written."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, max_help_position=36, width=100)
 
     def _fill_text(self, text: str, width: int, indent: str) -> str:
         return "\n".join(line if line.startswith("  ") else super(_Formatter, self)._fill_text(line, width, indent)
@@ -119,8 +140,12 @@ class _Formatter(argparse.HelpFormatter):
 
 
 def program_name(argv0: str) -> str:
-    """The name the program was invoked by: `bruin-materialize` (the installed command), `materialize.py`."""
-    return os.path.basename(argv0) or PROG
+    """The name the program was invoked by: `bruin-materialize` (the installed command), `materialize.py`,
+    or `python -m bruin_materialize` (whose argv[0] is the package's __main__.py)."""
+    name = os.path.basename(argv0)
+    if name == "__main__.py":
+        return "python -m bruin_materialize"
+    return name or PROG
 
 
 def build_parser(options: Sequence[Option[Any]], prog: str = PROG) -> argparse.ArgumentParser:
@@ -128,10 +153,18 @@ def build_parser(options: Sequence[Option[Any]], prog: str = PROG) -> argparse.A
                      description="Read every bruin connection secret from a Vault KV engine, check them, and "
                      "render a bruin config file (or run `bruin run` on it).")
     parser.add_argument("--version", action="version", version=f"bruin-materialize {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{" + ",".join(COMMANDS) + "}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{" + ",".join((*COMMANDS, "completion")) + "}")
     for command, (summary, description, usage) in _COMMAND_HELP.items():
-        _add_command(sub.add_parser(command, help=summary, description=description, usage=usage, epilog=EXIT_CODES,
-                                    allow_abbrev=False, formatter_class=_Formatter), command, options)
+        _add_command(sub.add_parser(command, help=summary, description=f"{description} {_HOW_TO_READ}", usage=usage,
+                                    epilog=EXIT_CODES, allow_abbrev=False, formatter_class=_Formatter,
+                                    add_help=False), command, options)
+    completion = sub.add_parser("completion", help="print a shell completion script", allow_abbrev=False,
+                                formatter_class=_Formatter, description="Print a completion script for "
+                                f"{COMMAND_NAME}, made from the same options as --help. Load it with, for bash: "
+                                f"source <({COMMAND_NAME} completion bash); zsh: {COMMAND_NAME} completion zsh > "
+                                f"\"${{fpath[1]}}/_{COMMAND_NAME}\"; fish: {COMMAND_NAME} completion fish > "
+                                f"~/.config/fish/completions/{COMMAND_NAME}.fish.")
+    completion.add_argument("shell", choices=SHELLS, help="the shell to complete for")
     return parser
 
 
@@ -148,6 +181,8 @@ def _add_command(parser: argparse.ArgumentParser, command: Command, options: Seq
         for option in shown:
             if option.flags:
                 _add_option(added, option)
+        if group == _LAST_GROUP:  # -h beside the other output options, not in a group of its own
+            added.add_argument("-h", "--help", action="help", help="show this help and exit")
 
 
 def _add_option(group: argparse._ArgumentGroup, option: Option[Any]) -> None:
@@ -158,17 +193,25 @@ def _add_option(group: argparse._ArgumentGroup, option: Option[Any]) -> None:
                            action="append" if option.repeat else "store", help=_help(option))
 
 
+_HOW_TO_READ = f"Beside each option: the variables read when it is not given, its default. In full: {SETTINGS_DOC}."
+
+
 def _help(option: Option[Any]) -> str:
-    """The option's help, its default and the variables it is read from, for --help."""
-    text = _plain(option.help)
+    """For --help, one short line: the variables the option is read from (else the first clause of its
+    help), its default when that is short, and whether it repeats."""
+    parts = [", ".join(option.variables) if option.variables else option.summary or _first_clause(option.help)]
     shown = _plain(_shown_default(option))
-    if not option.switch and shown:
-        text += f" ({shown})" if shown.startswith("required") else f" (default: {shown})"
+    if shown.startswith("required"):
+        parts.append("required")
+    elif option.default and option.shown_default is None and not option.switch and len(option.default) <= 20:
+        parts.append(f"default {option.default}")
     if option.repeat:
-        text += "; repeat for each"
-    if option.variables:
-        text += f" [env {', else '.join(option.variables)}]"
-    return text.replace("%", "%%")  # argparse formats help with %
+        parts.append("repeatable")
+    return "; ".join(parts).replace("%", "%%")  # argparse formats help with %
+
+
+def _first_clause(markdown: str) -> str:
+    return re.split(r"; | \(|\. |: ", _plain(markdown))[0]
 
 
 def _plain(markdown: str) -> str:
@@ -184,7 +227,7 @@ def _shown_default(option: Option[Any]) -> str:
 
 
 def markdown_tables(options: Sequence[Option[Any]]) -> str:
-    """The README's settings tables, one per --help group (tests/test_settings.py keeps them in sync)."""
+    """docs/settings.md's settings tables, one per --help group (tests/test_settings.py keeps them in sync)."""
     parts = []
     for group, (title, description) in GROUPS.items():
         rows = [_markdown_row(o) for o in options if o.group == group]

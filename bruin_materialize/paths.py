@@ -20,7 +20,7 @@ _SSL_FILES = (("ssl_ca_path",), ("ssl_cert_path",), ("ssl_key_path",))
 # Connection type -> the fields bruin resolves, each as its key path inside the connection: the loop
 # after decoding in bruin's pkg/config/manager.go (LoadFromFileOrEnv). Checked against that file at
 # bruin commit 0034ee4f508d, which resolves duckdb, google_cloud_platform, mysql and snowflake,
-# and against the late-2026 loader (the bruin of schema_snapshot.json), which adds google_sheets,
+# and against the v0.11.731 loader (the bruin of the schema snapshot), which adds google_sheets,
 # doris, vitess and iceberg. bruin has only ever added to this list, so it holds the union: a field
 # made absolute here that an older bruin would have left relative still names the same file.
 # iceberg: the sqlite/hadoop catalog's `catalog.path`, local storage's `storage.path` (s3:// and gs://

@@ -22,7 +22,7 @@ from bruin_materialize.settings import Settings
 # The schema shipped with the package, for machines without bruin (a CI job, the init container's
 # image when BRUIN_BIN is unset): data/connections-schema.md says where it came from.
 SNAPSHOT = Path(__file__).resolve().parent / "data" / "connections-schema.json"
-SNAPSHOT_FROM = "a bruin release of late 2026, 147 connection types"
+SNAPSHOT_FROM = "bruin v0.11.731, 147 connection types"
 
 
 class Schema(NamedTuple):

@@ -12,7 +12,7 @@ import hvac
 
 from bruin_materialize import auth
 from bruin_materialize.adapter import RetryPolicy
-from bruin_materialize.console import Console
+from bruin_materialize.console import Console, Progress
 from bruin_materialize.settings import Settings
 from bruin_materialize.vault import KV, RawSecret, detect_version, open_client, parallel, wait_until_reachable
 
@@ -32,6 +32,7 @@ def session(settings: Settings, console: Console,
         if settings.wait > 0:
             wait_until_reachable(client, settings.wait, console.info)
         client.token = auth.obtain_token(client, creds)
+        console.debug(auth.used(creds.auth))
         token = client.token if settings.auth.logs_in else None
         yield client
     finally:
@@ -84,5 +85,13 @@ def _read_paths(settings: Settings, kv: KV, paths: list[str], console: Console) 
             console.warning(f"{settings.mount}/{path}/{folder}: subfolder not read; pass --recursive to "
                             "read its secrets as connections named FOLDER/NAME")
     wanted = [(path, name) for path, listing in zip(paths, listings, strict=True) for name in listing.names]
-    found = iter(parallel(lambda item: kv.read(*item), wanted, settings.concurrency))
-    return [[next(found) for _ in listing.names] for listing in listings]
+    where = "from " + ", ".join("/".join(p for p in (settings.mount, path) if p) for path in paths)
+    with Progress(console, "read", len(wanted), where) as progress:
+
+        def read(item: tuple[str, str]) -> RawSecret:
+            secret = kv.read(*item)
+            progress.tick()
+            return secret
+
+        found = iter(parallel(read, wanted, settings.concurrency))
+        return [[next(found) for _ in listing.names] for listing in listings]

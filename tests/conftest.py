@@ -27,6 +27,17 @@ pytest_plugins = [
     "testsupport.postgres",  # postgres (a real PostgreSQL server), database (OpenBao's database engine on it)
 ]
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Up front, even under -q: which tests this machine cannot run, and why (said once, by the
+    process that runs the session, not by each xdist worker)."""
+    from testsupport.skips import header
+
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None and not hasattr(session.config, "workerinput"):
+        for line in header():
+            reporter.write_line(line)
+
+
 # Property tests: "dev" for a quick local run, "ci" where CI is set (.ci/run, GitHub Actions...).
 # Slow properties ask for a fraction of the profile's examples (testsupport.values.examples).
 # No deadline: on a busy 2-core machine one example's time says nothing.

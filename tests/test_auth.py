@@ -750,3 +750,20 @@ def test_login_token_is_revoked_when_the_run_is_interrupted(mat: Materialize, au
     assert live_before_signal, "the run had not logged in before the signal"
     assert proc.returncode == 143, stderr
     assert_login_token_revoked(auth_world, revocation)
+
+
+def test_verbose_names_the_credential_used_never_its_value(mat: Materialize, auth_world: AuthWorld,
+                                                           revocation: set[str]) -> None:
+    secret_id_file = mat.write("secret-id", auth_world.secret_id() + "\n")
+    run = mat.render("-v", env={"BRUIN_VAULT_ROLE_ID": auth_world.role_id,
+                                "BRUIN_VAULT_SECRET_ID_FILE": secret_id_file})
+    assert run.returncode == 0, run.lines
+    [line] = [line for line in run.lines if "logged in with" in line]
+    assert line.endswith("materialize: logged in with AppRole login (auth/approle, role_id from BRUIN_VAULT_ROLE_ID) "
+                         f"and the secret_id file {secret_id_file}")
+    assert not TOKEN_SHAPE.search(run.stderr) and auth_world.role_id not in run.stderr
+    token = auth_world.policy_token()
+    run = mat.render("-v", env={"BRUIN_VAULT_TOKEN": token})
+    [line] = [line for line in run.lines if "Vault token" in line]
+    assert line.endswith("materialize: using the Vault token from BRUIN_VAULT_TOKEN")
+    assert_login_token_revoked(auth_world, revocation)

@@ -24,7 +24,8 @@ from ruamel.yaml import YAML
 from bruin_materialize import __version__
 from bruin_materialize.errors import ExitCode
 from bruin_materialize.settings import OPTIONS
-from bruin_materialize.write import is_memory_backed
+from testsupport import skips
+from testsupport.package import source_copy
 
 if TYPE_CHECKING:
     from testsupport.harness import KV, BaoServer, FakeBruin
@@ -32,8 +33,9 @@ if TYPE_CHECKING:
 REPO = Path(__file__).resolve().parent.parent
 DOCKERFILE = REPO / "Dockerfile"
 DOCKERIGNORE = REPO / ".dockerignore"
-MANIFESTS = REPO / "deploy" / "kubernetes"
-VAULT_SETUP = MANIFESTS / "vault-setup.sh"
+MANIFESTS = REPO / "deploy" / "kubernetes" / "base"
+OVERLAY = REPO / "deploy" / "kubernetes" / "overlays" / "example"
+VAULT_SETUP = REPO / "deploy" / "kubernetes" / "vault-setup.sh"
 # Every variable the tool reads: each setting's own and its fallbacks (settings.OPTIONS), the Vault
 # CLI's tokens (last in the order of credentials), and the standard places (cache, runtime, home).
 TOOL_VARIABLES = {name for option in OPTIONS for name in (option.variable, *option.fallbacks) if name} | {
@@ -132,7 +134,10 @@ def substitute_args(value: str, args: Mapping[str, str]) -> str:
 
 
 def manifests() -> Iterator[tuple[str, dict[str, Any]]]:
+    """The base's objects (its kustomization.yaml lists them)."""
     for path in sorted(MANIFESTS.glob("*.yaml")):
+        if path.name == "kustomization.yaml":
+            continue
         for doc in YAML(typ="safe", pure=True).load_all(path.read_text(encoding="utf-8")):
             if doc is not None:
                 yield path.name, doc
@@ -218,9 +223,25 @@ def test_the_package_is_installed_in_a_build_stage_and_only_the_venv_kept() -> N
 def test_base_is_bruins_image_at_a_published_tag() -> None:
     assert [f for f in instruction_args("FROM", 0)] == ["ghcr.io/bruin-data/bruin:${BRUIN_VERSION} AS build"]
     assert instruction_args("FROM") == ["ghcr.io/bruin-data/bruin:${BRUIN_VERSION}"]
-    # A release tag as bruin publishes them (v0.11.324 is one its docs use), never a moving one.
+    # A release tag as bruin publishes them, never a moving one.
     assert re.fullmatch(r"v\d+\.\d+\.\d+", dockerfile_arg_defaults()["BRUIN_VERSION"])
     assert "https://github.com/bruin-data/bruin/releases" in DOCKERFILE.read_text()  # how to find the current one
+
+
+def test_the_images_bruin_is_the_one_the_schema_snapshot_comes_from() -> None:
+    import hashlib
+
+    from bruin_materialize.schema import SNAPSHOT, SNAPSHOT_FROM
+
+    version = dockerfile_arg_defaults()["BRUIN_VERSION"]
+    assert version == "v0.11.731"
+    provenance = SNAPSHOT.with_suffix(".md").read_text(encoding="utf-8")
+    assert f"bruin **{version}** (commit a74787b)" in provenance and "not recorded" not in provenance
+    assert SNAPSHOT_FROM.startswith(f"bruin {version},")
+    assert f"sha256: `{hashlib.sha256(SNAPSHOT.read_bytes()).hexdigest()}`" in provenance
+    shared = REPO.parent / "shared" / "bruin" / "connections-schema.json"  # what that bruin printed, if beside us
+    if shared.is_file():
+        assert SNAPSHOT.read_bytes() == shared.read_bytes()
 
 
 def test_runs_as_a_non_root_numeric_user() -> None:
@@ -256,6 +277,77 @@ def test_manifests_parse_and_name_their_kinds() -> None:
     kinds = sorted(doc["kind"] for _, doc in manifests())
     assert kinds == ["CronJob", "Job", "ServiceAccount"]
     assert all(doc.get("apiVersion") and doc.get("metadata", {}).get("name") for _, doc in manifests())
+
+
+def test_the_base_lists_every_manifest() -> None:
+    kustomization = YAML(typ="safe", pure=True).load((MANIFESTS / "kustomization.yaml").read_text(encoding="utf-8"))
+    assert sorted(kustomization["resources"]) == sorted({name for name, _ in manifests()})
+
+
+@pytest.fixture(scope="session")
+def overlay() -> list[dict[str, Any]]:
+    """The example overlay as `kubectl kustomize` renders it (offline): what a team applies."""
+    message = skips.kubectl()
+    if message is not None:
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    kubectl = shutil.which("kubectl")
+    assert kubectl is not None
+    proc = subprocess.run([kubectl, "kustomize", str(OVERLAY)], capture_output=True, text=True, check=True,
+                          timeout=120)
+    return [doc for doc in YAML(typ="safe", pure=True).load_all(proc.stdout) if doc is not None]
+
+
+def test_overlay_renders_a_strictly_valid_deployment(overlay: list[dict[str, Any]]) -> None:
+    if os.environ.get("CI"):  # scripts/lint installed it (requirements-lint.txt) before the tests run
+        import kubernetes_validate
+    else:
+        kubernetes_validate = pytest.importorskip("kubernetes_validate", reason="in requirements-lint.txt")
+
+    assert sorted(doc["kind"] for doc in overlay) == ["CronJob", "Job", "NetworkPolicy", "ServiceAccount"]
+    for doc in overlay:
+        kubernetes_validate.validate(doc, "1.34.0", strict=True)  # raises on an unknown or mistyped field
+    with pytest.raises(kubernetes_validate.ValidationError):  # and it does judge
+        kubernetes_validate.validate({**overlay[0], "bogus": 1}, "1.34.0", strict=True)
+
+
+def test_overlay_sets_namespace_images_and_vault_address(overlay: list[dict[str, Any]]) -> None:
+    assert {doc["metadata"].get("namespace") for doc in overlay} == {"data"}  # explicit, never `default`
+    specs = [pod_spec(doc) for doc in overlay if doc["kind"] in ("Job", "CronJob")]
+    images = {ctr["image"] for spec in specs if spec for ctr in containers(spec)}
+    assert images and all(image.startswith("registry.example.com/") for image in images)
+    base_images = {ctr["image"] for _, spec in pod_specs() for ctr in containers(spec)}
+    assert not images & base_images  # every one replaced by the overlay
+    hosts = {env_of(ctr)["BRUIN_VAULT_HOST"] for spec in specs if spec for ctr in containers(spec)
+             if "BRUIN_VAULT_HOST" in env_of(ctr)}
+    assert hosts == {"https://vault.vault.svc.cluster.local:8200"}
+    # the rest of each container's environment survives the patch
+    assert all("BRUIN_VAULT_ROLE" in env_of(ctr) for spec in specs if spec for ctr in containers(spec)
+               if "BRUIN_VAULT_HOST" in env_of(ctr))
+
+
+def test_every_container_has_cpu_and_memory_limits() -> None:
+    for where, spec in pod_specs():
+        for ctr in containers(spec):
+            assert {"cpu", "memory"} <= set(ctr["resources"]["limits"]), (where, ctr["name"])
+            assert {"cpu", "memory"} <= set(ctr["resources"]["requests"]), (where, ctr["name"])
+
+
+def test_network_policy_allows_only_dns_vault_and_the_warehouses(overlay: list[dict[str, Any]]) -> None:
+    [policy] = [doc for doc in overlay if doc["kind"] == "NetworkPolicy"]
+    spec = policy["spec"]
+    pods = [doc["spec"]["jobTemplate"]["spec"]["template"] if doc["kind"] == "CronJob" else doc["spec"]["template"]
+            for doc in overlay if doc["kind"] in ("Job", "CronJob")]
+    selector = spec["podSelector"]["matchLabels"]
+    assert all(selector.items() <= pod["metadata"]["labels"].items() for pod in pods)  # it covers every run
+    assert spec["policyTypes"] == ["Ingress", "Egress"] and spec["ingress"] == []
+    ports = sorted((p["protocol"], p["port"]) for rule in spec["egress"] for p in rule["ports"])
+    assert ports == [("TCP", 53), ("TCP", 5432), ("TCP", 8200), ("UDP", 53)]
+    assert all(rule["to"] for rule in spec["egress"])  # no rule open to everywhere
+    vault_port = {p["port"] for rule in spec["egress"] for p in rule["ports"]
+                  if any("namespaceSelector" in peer and "podSelector" not in peer for peer in rule["to"])}
+    assert vault_port == {8200}
 
 
 def pod_specs() -> list[tuple[str, dict[str, Any]]]:
@@ -466,7 +558,8 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     installed `bruin-materialize` (its dependencies are this interpreter's)."""
     prefix = tmp_path_factory.mktemp("installed")
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--disable-pip-version-check",
-                    "--prefix", str(prefix), str(REPO)], check=True, capture_output=True, cwd=prefix)
+                    "--prefix", str(prefix), str(source_copy(prefix))], check=True, capture_output=True,
+                   cwd=prefix)
     [site] = prefix.glob("lib/python*/site-packages")
     assert (prefix / "bin" / COMMAND).is_file()
     return {"PATH": f"{prefix / 'bin'}{os.pathsep}{os.environ['PATH']}", "PYTHONPATH": str(site)}
@@ -513,8 +606,7 @@ def shm_cleanup() -> Iterator[list[Path]]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
-needs_tmpfs_shm = pytest.mark.skipif(not is_memory_backed(Path("/dev/shm")),
-                                     reason="needs /dev/shm on tmpfs, as in a container")
+needs_tmpfs_shm = pytest.mark.skipif(skips.tmpfs_shm() is not None, reason=skips.tmpfs_shm() or "")
 
 
 @needs_tmpfs_shm

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import subprocess
 import textwrap
 from pathlib import Path
@@ -341,3 +342,16 @@ def test_vault_env_points_at_the_server_only(
     assert env["BRUIN_VAULT_HOST"] == os.environ["BRUIN_VAULT_HOST"] == bao_server.addr
     assert os.environ["BRUIN_VAULT_TOKEN"] == bao_server.root_token
     assert not (Path(os.environ["HOME"]) / ".vault-token").exists()
+
+
+def test_the_run_says_up_front_which_tests_skip_and_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    from testsupport import skips
+
+    real = shutil.which
+    monkeypatch.setattr("testsupport.skips.shutil.which",
+                        lambda name: None if name in ("go", "kubectl") else real(name))
+    lines = skips.header()
+    assert lines[0] == "skips: these will be skipped here (they run in CI):"
+    assert "  tests/test_yaml_v3.py (bruin's YAML parser): needs Go and yaml.v3 (apt-get install golang-go " \
+           "golang-gopkg-yaml.v3-dev)" in lines
+    assert "  tests/test_deploy.py (the kustomize overlay): needs kubectl for its kustomize (CI installs it)" in lines

@@ -11,6 +11,8 @@ from __future__ import annotations
 import copy
 import itertools
 import os
+import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -618,3 +620,48 @@ def test_the_demo_imports_its_example_file_and_renders_it_masked(leak_guard: Lea
     assert proc.returncode == 0
     assert "materialize: import into secret/bruin (KV v2): 5 created" in proc.stderr.splitlines()
     assert "      - {name: warehouse, database: '*****', host: '*****', password: '*****', " in proc.stdout
+
+
+def _demo_env() -> dict[str, str]:
+    return {**{k: v for k, v in os.environ.items() if not k.startswith(("BRUIN_", "VAULT_", "BAO_"))},
+            "PATH": os.defpath}
+
+
+def test_the_demos_help_describes_it_and_runs_nothing() -> None:
+    demo = MATERIALIZE.parent / "scripts" / "demo"
+    proc = subprocess.run(["bash", str(demo), "--help"], env=_demo_env(), text=True, capture_output=True, timeout=30,
+                          check=False)
+    assert proc.returncode == 0 and proc.stderr == ""
+    assert proc.stdout.startswith("usage: scripts/demo [-h] [--keep]")
+    assert "--keep" in proc.stdout and "OpenBao dev server at" not in proc.stdout
+
+
+def test_the_demo_keeps_its_server_and_says_how_to_use_it(leak_guard: LeakGuard, tmp_path: Path) -> None:
+    demo = MATERIALIZE.parent / "demo" / "demo.py"
+    proc = subprocess.run([sys.executable, str(demo), "--keep"], env=_demo_env(), text=True, capture_output=True,
+                          timeout=120, check=False)
+    sys.stdout.write(proc.stdout)
+    sys.stderr.write(proc.stderr)
+    exports = dict(item.split("=", 1) for line in proc.stdout.splitlines() if line.startswith("export ")
+                   for item in line.removeprefix("export ").split())
+    [pid] = [int(word.rstrip(").")) for line in proc.stdout.splitlines() if line.startswith("  kill ")
+             for word in line.split()[1:2]]
+    try:
+        assert proc.returncode == 0
+        assert [line for line in proc.stdout.splitlines() if line.startswith("export ")] == [
+            f"export BRUIN_VAULT_HOST={exports['BRUIN_VAULT_HOST']}",
+            f"export BRUIN_VAULT_TOKEN_FILE={exports['BRUIN_VAULT_TOKEN_FILE']}",
+            "export BRUIN_VAULT_MOUNT_PATH=secret BRUIN_VAULT_PATH=bruin"]
+        assert "Next steps:" in proc.stdout
+        token_file = Path(exports["BRUIN_VAULT_TOKEN_FILE"])
+        assert token_file.stat().st_mode & 0o777 == 0o600
+        leak_guard.add(token_file.read_text(encoding="utf-8").strip())  # never printed
+        # The server outlived the demo: the exported settings work.
+        check = subprocess.run([sys.executable, str(MATERIALIZE), "check"], env={**_demo_env(), **exports},
+                               text=True, capture_output=True, timeout=60, check=False)
+        sys.stderr.write(check.stderr)
+        assert check.returncode == 0, check.stderr
+        assert "5 connections" in check.stderr
+    finally:
+        os.kill(pid, signal.SIGTERM)
+        shutil.rmtree(Path(exports["BRUIN_VAULT_TOKEN_FILE"]).parent, ignore_errors=True)

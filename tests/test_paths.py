@@ -17,6 +17,7 @@ from bruin_materialize.render import read_sources
 from bruin_materialize.settings import list_items, parse_settings
 from testsupport.fault_proxy import FaultProxy
 from testsupport.harness import KV, BaoServer
+from testsupport.runs import TIMESTAMP
 
 SHARED_PASSWORD = "paths-Pa55word-of-shared"
 TEAM_PASSWORD = "paths-Pa55word-of-team-a"
@@ -41,7 +42,8 @@ def connections(doc: Any, env: str = "default") -> dict[str, dict[str, Any]]:
 
 
 def stderr_lines(capsys: pytest.CaptureFixture[str]) -> list[str]:
-    return capsys.readouterr().err.splitlines()
+    """stderr's lines, each without the time a -v line starts with when stderr is not a terminal."""
+    return [TIMESTAMP.sub("", line, count=1) for line in capsys.readouterr().err.splitlines()]
 
 
 @pytest.fixture

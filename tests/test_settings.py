@@ -210,41 +210,41 @@ def test_usage_errors_are_one_line() -> None:
     assert "unrecognized arguments: --bogus" in usage_message(["check", "--bogus"])
 
 
-# --- each setting declared once: the table, the README, --help ----------------------------------------
+# --- each setting declared once: the table, docs/settings.md, --help -------------------------------------
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+SETTINGS_DOC = Path(__file__).resolve().parent.parent / "docs" / "settings.md"
 
 
-def readme_section(start: str, end: str) -> str:
-    text = README.read_text(encoding="utf-8")
+def doc_section(start: str, end: str) -> str:
+    text = SETTINGS_DOC.read_text(encoding="utf-8")
     begin = text.index("\n", text.index(start)) + 1
     return text[begin:text.index(end, begin)]
 
 
-def test_readme_settings_table_is_the_generated_one() -> None:
+def test_settings_doc_table_is_the_generated_one() -> None:
     from bruin_materialize.settings import settings_table_markdown
 
-    # To update: replace the README's part between the two markers with settings_table_markdown().
-    assert readme_section("<!-- settings-table:", "<!-- /settings-table -->").strip() == (
+    # To update: replace docs/settings.md's part between the two markers with settings_table_markdown().
+    assert doc_section("<!-- settings-table:", "<!-- /settings-table -->").strip() == (
         settings_table_markdown().strip())
 
 
-def test_readme_names_every_variable_and_flag() -> None:
+def test_settings_doc_names_every_variable_and_flag() -> None:
     from bruin_materialize.settings import OPTIONS
 
-    readme = README.read_text(encoding="utf-8")
+    readme = SETTINGS_DOC.read_text(encoding="utf-8")
     for option in OPTIONS:
         for name in (*option.variables, *option.flags):
             assert f"`{name}" in readme, name
 
 
-def test_readme_authentication_tables_agree_with_the_options() -> None:
+def test_settings_doc_authentication_tables_agree_with_the_options() -> None:
     import re
 
     from bruin_materialize.settings import OPTIONS
 
     by_variable = {o.variable: o for o in OPTIONS if o.variable}
-    section = readme_section("## Authentication", "\n## ")
+    section = doc_section("## Authentication", "\n## ")
     pairs = re.findall(r"`(BRUIN_VAULT_\w+)` \(`(--[\w-]+)`", section)
     assert len(pairs) >= 8
     for variable, flag in pairs:
@@ -350,7 +350,8 @@ def test_help_names_every_option_its_variables_and_value_names(command: str,
             assert (name in flat) == shown, (command, name)
         if shown and option.metavar:
             assert f"{option.flags[0]} {option.metavar}" in flat if option.flags else f"{option.variable}:" in flat
-    assert not re.search(r"--[\w-]+ BRUIN_", flat)  # value names, not variable names
+    for option in (o for o in OPTIONS if o.flags and not o.switch):  # value names, not variable names
+        assert not re.search(rf"{option.flags[0]} BRUIN_", flat), option.key
     titles = [title for key, (title, _) in GROUPS.items() if any(o.group == key and command in o.commands
                                                                   for o in OPTIONS)]
     positions = [text.index(f"\n{title}:\n") for title in titles]
@@ -365,11 +366,27 @@ def test_help_groups_per_command(capsys: pytest.CaptureFixture[str]) -> None:
     assert "usage: materialize.py exec [OPTIONS] [--] [BRUIN_RUN_ARGS...]" in exec_
     render = help_text("render", capsys=capsys)
     assert "--output PATH, -o PATH" in render and "--timeout DURATION" in render and "--concurrency N" in render
-    assert "[env BRUIN_VAULT_HOST, else VAULT_ADDR, else BAO_ADDR]" in " ".join(render.split())
+    assert "--vault-host URL BRUIN_VAULT_HOST, VAULT_ADDR, BAO_ADDR; required" in " ".join(render.split())
+    assert "--timeout DURATION BRUIN_VAULT_TIMEOUT; default 30s" in " ".join(render.split())
     assert "VAULT_TOKEN, BAO_TOKEN" in " ".join(render.split())  # the authentication group's order
     assert "BRUIN_BIN: the bruin binary" in " ".join(render.split())  # a setting without a flag
     import_ = help_text("import", capsys=capsys)
     assert "\nimport:\n" in import_ and "FILE" in import_ and "--relative-paths {absolute,keep}" in import_
+
+
+@pytest.mark.parametrize("command", ["render", "check", "exec", "plan", "import", "completion"])
+def test_help_is_short_one_line_per_option(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from bruin_materialize.settings import OPTIONS
+
+    lines = help_text(command, capsys=capsys).splitlines()
+    assert len(lines) <= 80  # the full reference is docs/settings.md, which it names
+    assert max(map(len, lines)) <= 100
+    for option in (o for o in OPTIONS if o.flags and command in o.commands):
+        [line] = [line for line in lines if line.split()[:1] == [option.flags[0].rstrip(",")]
+                  or line.startswith(f"  {option.flags[0]},")]
+        assert len(line.split(None, 1 + (not option.switch))) > 1 + (not option.switch), line  # its help beside it
+    if command != "completion":
+        assert "In full: docs/settings.md." in " ".join(lines)
 
 
 @pytest.mark.parametrize("argv", [[], ["render"], ["check"], ["exec"], ["plan"], ["import"]])

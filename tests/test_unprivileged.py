@@ -10,6 +10,7 @@ any Vault call use an address nothing listens on: exit 2, never 3. Creating user
 
 from __future__ import annotations
 
+import fcntl
 import os
 import pwd
 import shutil
@@ -25,10 +26,9 @@ import pytest
 
 from testsupport.paths import FAKE_BRUIN_DIR, MATERIALIZE, PACKAGED_SCHEMA, REPO_DIR
 from testsupport.runs import Run, run_process
+from testsupport.skips import other_users
 
-pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0 or not shutil.which("useradd") or not shutil.which("setpriv"),
-    reason="needs root with useradd and setpriv, to create the users and run as them (CI runs as root)")
+pytestmark = pytest.mark.skipif(other_users() is not None, reason=other_users() or "")
 
 PASSWORD = "unprivileged-Passw0rd-value"
 DEAD_VAULT = {"BRUIN_VAULT_HOST": "http://127.0.0.1:9", "BRUIN_VAULT_MAX_RETRIES": "0"}
@@ -46,14 +46,21 @@ class User(NamedTuple):
     gid: int
 
 
+# The users are the machine's, so creating them is serialised machine-wide: two test workers (or two
+# runs) would otherwise both find a user missing and the second useradd fail, or fail to lock /etc/passwd.
+USERS_LOCK = Path(tempfile.gettempdir()) / "bruin-materialize-test-users.lock"
+
+
 def _ensure_user(name: str) -> User:
     """The user, created once (a system account: no home, no login shell)."""
-    try:
-        entry = pwd.getpwnam(name)
-    except KeyError:
-        subprocess.run(["useradd", "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
-                        "--shell", "/usr/sbin/nologin", name], check=True, capture_output=True)
-        entry = pwd.getpwnam(name)
+    with USERS_LOCK.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            entry = pwd.getpwnam(name)
+        except KeyError:
+            subprocess.run(["useradd", "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
+                            "--shell", "/usr/sbin/nologin", name], check=True, capture_output=True)
+            entry = pwd.getpwnam(name)
     return User(name, entry.pw_uid, entry.pw_gid)
 
 

@@ -20,20 +20,21 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bruin_materialize.validate import Connection
+from testsupport.skips import GOPATH, go_yaml_v3
 from testsupport.values import BASE_TEXT, HOSTILE, SCALARS, examples, merged_text, rendered, text, values
 
-GOPATH = Path("/usr/share/gocode")  # where Debian's golang-gopkg-*-dev packages put the sources
 SOURCE = Path(__file__).resolve().parent / "yamlv3" / "decode.go"
 
 
 @pytest.fixture(scope="session")
 def yaml_v3(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    go = shutil.which("go")
-    if go is None or not (GOPATH / "src" / "gopkg.in" / "yaml.v3").is_dir():
-        message = "needs Go and yaml.v3 (apt-get install golang-go golang-gopkg-yaml.v3-dev)"
+    message = go_yaml_v3()
+    if message is not None:
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
+    go = shutil.which("go")
+    assert go is not None
     out = tmp_path_factory.mktemp("yamlv3")
     env = {**os.environ, "GO111MODULE": "off", "GOPATH": str(GOPATH), "GOCACHE": str(out / "cache")}
     subprocess.run([go, "build", "-o", str(out / "decode"), str(SOURCE)], check=True, env=env,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import subprocess
 import sys
 import time
@@ -11,6 +12,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 ERROR = "materialize: error: "
+# Where long work stands (console.Progress): said on the side of whatever else a run says, so the
+# judgements below, about what a run said, leave these lines out; `all_lines` has them.
+PROGRESS = re.compile(r"materialize: (?:read|wrote) \d+/\d+ secrets (?:from|to) .* \(\d+s\)")
+TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT[\d:.]+Z ")  # console.timestamp() and a space: -v off a terminal
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,9 +32,16 @@ class Run:
     output: bytes | None = None
 
     @property
-    def lines(self) -> list[str]:
+    def all_lines(self) -> list[str]:
         """stderr, a line each."""
         return self.stderr.splitlines()
+
+    @property
+    def lines(self) -> list[str]:
+        """stderr, a line each, as said: without the progress lines, and without the time that -v lines
+        start with when stderr is not a terminal."""
+        said = (TIMESTAMP.sub("", line, count=1) for line in self.all_lines)
+        return [line for line in said if not PROGRESS.fullmatch(line)]
 
     def assert_ok(self) -> None:
         assert self.returncode == 0, self.stderr

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One-time Vault (or OpenBao) setup for bruin-materialize in Kubernetes: a read-only policy on the
 # connection secrets, the Kubernetes auth method, and a role that gives that policy to the
-# bruin-materialize service account (deploy/kubernetes/serviceaccount.yaml). Idempotent: run it
+# bruin-materialize service account (deploy/kubernetes/base/serviceaccount.yaml). Idempotent: run it
 # again after changing a setting. Run it with an admin token in VAULT_TOKEN (BAO_TOKEN for bao).
 #
 #   MOUNT=secret SECRET_PATH=bruin/production NAMESPACE=data bash deploy/kubernetes/vault-setup.sh
