@@ -57,11 +57,15 @@ def obtain_token(client: hvac.Client, creds: Credentials) -> str:
         answer = call(what, lambda: _login(client, auth, creds.secret))
     except hvac.exceptions.VaultError as exc:
         code = status(exc)
-        if code in (400, 401, 403):
+        if code in (400, 401):
             raise vault_error(f"{what} was refused (HTTP {code}); {_CHECK[auth.method]}") from None
+        if code == 403:  # also what OpenBao answers when nothing is mounted at auth/<mount>
+            raise vault_error(f"{what} was refused (HTTP 403); {_CHECK[auth.method]}; or {_mount_setting(auth)} "
+                              f"names no {_LABELS[auth.method]} auth method (is it mounted at auth/{auth.mount}?)"
+                              ) from None
         if code in (404, 405):
-            raise vault_error(f"{what}: no such auth method (HTTP {code}); check the mount "
-                              f"({_mount_setting(auth)})") from None
+            raise vault_error(f"{what}: no such auth method (HTTP {code}); check the mount setting "
+                              f"{_mount_setting(auth)} (auth/{auth.mount})") from None
         raise unexpected(what, exc) from None
     token = dig(answer, "auth", "client_token")
     if isinstance(token, str) and token:
