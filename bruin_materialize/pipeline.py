@@ -44,9 +44,9 @@ def build(settings: Settings, layout: Layout, console: Console, *, bruin: str | 
         console.document.add_outcomes(outcomes)
     report_all(outcomes, console)
     _absolutize_secrets(settings, outcomes, secrets, console)
-    built = _text(settings, outcomes, layout, f"{source}", checked_against.describe(), console)
+    built, written = _text(settings, outcomes, layout, f"{source}", checked_against.describe(), console)
     for env, outcome in outcomes:
-        console.info(_summary(outcome, env))
+        console.info(_summary([conn for where, conn in written if where == env], len(outcome.connections), env))
     return built
 
 
@@ -83,7 +83,8 @@ def _absolutize_secrets(settings: Settings, outcomes: list[tuple[str, Outcome]],
 
 
 def _text(settings: Settings, outcomes: list[tuple[str, Outcome]], layout: Layout, source: str,
-          schema_used: str, console: Console) -> Built:
+          schema_used: str, console: Console) -> tuple[Built, list[tuple[str, Connection]]]:
+    """The file, and the Vault connections it holds (with --prefer base, not every one read)."""
     from bruin_materialize.render import expected_documents, header, render_environments
 
     vault = [(env, outcome.connections) for env, outcome in outcomes]
@@ -91,12 +92,12 @@ def _text(settings: Settings, outcomes: list[tuple[str, Outcome]], layout: Layou
     if base is None:
         text = render_environments(vault, default, source, schema_used)
         expected = expected_documents(vault, default)
-        return Built(text, lambda parsed: identical(parsed, expected))
+        return Built(text, lambda parsed: identical(parsed, expected)), [(e, c) for e, cs in vault for c in cs]
     merged = merge.merge(base, vault, default, settings.prefer)
     _report_collisions(merged.collisions, settings.prefer, base, console)
     text = merge.dump(merged.doc, header(f"{source} and {base.path}", schema_used))
     names = merge.environment_names([env for env, _ in vault], base)
-    return Built(text, lambda parsed: _holds(parsed, merged.written, names, default))
+    return Built(text, lambda parsed: _holds(parsed, merged.written, names, default)), merged.written
 
 
 def _report_collisions(collisions: list[merge.Collision], prefer: str | None, base: merge.Base,
@@ -135,10 +136,13 @@ def _holds(parsed: Any, written: list[tuple[str, Connection]], environments: lis
     return True
 
 
-def _summary(outcome: Outcome, environment: str) -> str:
+def _summary(written: list[Connection], read: int, environment: str) -> str:
+    """What the file holds from Vault for one environment; and how many read were left out for the base's."""
     counts: dict[str, int] = {}
-    for conn in outcome.connections:
+    for conn in written:
         counts[conn.type] = counts.get(conn.type, 0) + 1
     by_type = ", ".join(f"{t} {n}" for t, n in counts.items())
-    n = len(outcome.connections)
-    return f"{n} connection{'s' if n != 1 else ''} for environment {environment!r}" + (f": {by_type}" * bool(by_type))
+    n = len(written)
+    line = f"{n} connection{'s' if n != 1 else ''} for environment {environment!r}" + (f": {by_type}" * bool(by_type))
+    kept = read - n
+    return line + (f" ({kept} more in Vault, not written: the base file's kept, --prefer base)" if kept else "")

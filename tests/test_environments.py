@@ -316,9 +316,12 @@ def test_a_name_in_both_is_an_error_unless_one_is_preferred(kv2: Any, env: dict[
     monkeypatch.setenv("BRUIN_MATERIALIZE_PREFER", "base")
     assert main(["render", "-o", str(out), "-e", "prod"]) == 0
     assert names(load(out), "prod") == {"google_cloud_platform": ["conn1"], "postgres": ["conn3"]}
+    lines = capsys.readouterr().err.splitlines()
     assert (f"materialize: environment 'prod': connection 'conn1' (postgres in Vault, google_cloud_platform in the "
-            f"base) is both in Vault and in {project / '.bruin.yml'}; base's is kept (--prefer base)"
-            ) in capsys.readouterr().err.splitlines()
+            f"base) is both in Vault and in {project / '.bruin.yml'}; base's is kept (--prefer base)") in lines
+    # The summary counts what was written: Vault's conn1 was not.
+    assert ("materialize: 1 connection for environment 'prod': postgres 1 (1 more in Vault, not written: the base "
+            "file's kept, --prefer base)") in lines
 
 
 # --- 3. relative paths ---------------------------------------------------------------------------
