@@ -80,5 +80,6 @@ def load_against(settings: Settings, base: merge.Base | None) -> Any:
         raise usage_error("plan needs a file to compare with: pass --against FILE or --base FILE (or keep a "
                           ".bruin.yml at the project root)")
     doc = load_file(path)
+    merge.check_config(doc, path, "the file to compare with")  # a wrong file is misconfiguration, not drift
     absolutize_document(doc, path.parent)
     return doc

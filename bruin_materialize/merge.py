@@ -58,30 +58,35 @@ def _yaml() -> Any:
 
 def load_base(path: Path) -> Base:
     """Read and check the base file. Errors are exit 2, naming the place, never quoting the text."""
-    doc = load_file(path, "the base file", _yaml().load)
-    return Base(path, *_checked(doc, path))
-
-
-def _checked(doc: Any, path: Path) -> tuple[Any, tuple[str, ...], str | None]:
     from ruamel.yaml.comments import CommentedMap
 
+    doc = load_file(path, "the base file", _yaml().load)
     if doc is None:
         doc = CommentedMap()
+    environments, default = check_config(doc, path, "the base file")
+    return Base(path, doc, environments, default)
+
+
+def check_config(doc: Any, path: Path, what: str) -> tuple[tuple[str, ...], str | None]:
+    """Is `doc` (the file `what` at `path`) shaped like a bruin config? Its environments and default
+    environment; exit 2 otherwise. `plan --against` holds its file to the same rule as the base file."""
+    if doc is None:
+        return (), None
     if not isinstance(doc, dict):
-        raise usage_error(f"the base file {path} must be a mapping with `environments`, like a .bruin.yml")
+        raise usage_error(f"{what} {path} must be a mapping with `environments`, like a .bruin.yml")
     environments = doc.get("environments")
     if environments is not None and not isinstance(environments, dict):
-        raise usage_error(f"the base file {path}: `environments` must be a mapping")
+        raise usage_error(f"{what} {path}: `environments` must be a mapping")
     for name, env in (environments or {}).items():
-        _check_environment(path, str(name), env)
+        _check_environment(f"{what} {path}", str(name), env)
     default = doc.get("default_environment")
     if default is not None and not isinstance(default, str):
-        raise usage_error(f"the base file {path}: `default_environment` must be a string")
-    return doc, tuple(str(n) for n in environments or ()), str(default) if default else None
+        raise usage_error(f"{what} {path}: `default_environment` must be a string")
+    return tuple(str(n) for n in environments or ()), str(default) if default else None
 
 
-def _check_environment(path: Path, name: str, env: Any) -> None:
-    where = f"the base file {path}: environment {name!r}"
+def _check_environment(file: str, name: str, env: Any) -> None:
+    where = f"{file}: environment {name!r}"
     if env is None:
         return  # given connections below; bruin would refuse it as it is
     if not isinstance(env, dict):
