@@ -8,6 +8,7 @@ base file (merge.py). Each command (commands.py) then does its own thing with th
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, NamedTuple
 
 from bruin_materialize import merge, schema
@@ -16,7 +17,7 @@ from bruin_materialize.environments import Layout
 from bruin_materialize.errors import ExitCode, MaterializeError
 from bruin_materialize.plan import identical
 from bruin_materialize.session import read_secrets
-from bruin_materialize.settings import Settings
+from bruin_materialize.settings import PROJECT_ROOT, Settings
 from bruin_materialize.validate import ERROR, NOTE, Connection, Options, Outcome, validate
 from bruin_materialize.vault import RawSecret
 from bruin_materialize.yamltext import parse, show
@@ -74,12 +75,19 @@ def _absolutize_secrets(settings: Settings, outcomes: list[tuple[str, Outcome]],
     from bruin_materialize.paths import absolutize
 
     root = settings.project_root
+    made_absolute = 0
     for (env, outcome), found in zip(outcomes, secrets, strict=True):
         locations = {s.name: s.location for s in found}
         for conn in outcome.connections:
             for field in absolutize(conn.type, conn.fields, root):
+                made_absolute += 1
                 console.note(env, locations.get(conn.name, conn.name), f"details.{field}", "path-absolutized",
                              f"relative path made absolute against the project root {root}")
+    if made_absolute and root == Path(root.anchor):
+        # An init container without a checkout runs in /: the project is in another container.
+        console.warning(f"{made_absolute} relative path{'s' if made_absolute > 1 else ''} in the secrets made "
+                        f"absolute against the project root {root}, the filesystem's root; is that the project? Set "
+                        f"{PROJECT_ROOT.variable} to the project's path where bruin runs (e.g. /workspace)")
 
 
 def _text(settings: Settings, outcomes: list[tuple[str, Outcome]], layout: Layout, source: str,
