@@ -61,15 +61,29 @@ def _yaml() -> Any:
 
 @functools.cache
 def _scanner() -> Any:
-    """ruamel.yaml's round-trip scanner, with one fix: comment lines right after a flow collection that
-    has no comment on its own line (`- {name: a}` then `# about b`) were dropped; they are kept now
-    the way it keeps them after a plain scalar, as the lines following the collection."""
+    """ruamel.yaml's round-trip scanner, with two fixes:
+
+    - comment lines right after a flow collection that has no comment on its own line (`- {name: a}`
+      then `# about b`) were dropped; they are kept now the way it keeps them after a plain scalar;
+    - a tab before a comment or a line's end (`name: x<TAB># c`) was "a character that cannot start
+      any token"; YAML 1.2 separates with spaces and tabs alike there, and bruin's yaml.v3 reads it.
+    """
     from ruamel.yaml import tokens
     from ruamel.yaml.scanner import RoundTripScanner
 
     flow_ends = (tokens.FlowSequenceEndToken, tokens.FlowMappingEndToken)
+    line_ends = "#\0\r\n\x85\u2028\u2029"
 
     class Scanner(RoundTripScanner):
+        def scan_to_next_token(self) -> Any:
+            if not self.flow_level:  # in flow context ruamel skips tabs itself
+                run = 0
+                while self.reader.peek(run) in " \t":
+                    run += 1
+                if run and self.reader.peek(run) in line_ends:
+                    self.reader.forward(run)  # blanks before a comment or a line break: never indentation
+            return super().scan_to_next_token()
+
         def get_token(self) -> Any:
             while self.need_more_tokens():
                 self.fetch_more_tokens()

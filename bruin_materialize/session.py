@@ -13,8 +13,10 @@ import hvac
 from bruin_materialize import auth
 from bruin_materialize.adapter import RetryPolicy
 from bruin_materialize.console import Console
+from bruin_materialize.errors import vault_error
 from bruin_materialize.settings import Settings
 from bruin_materialize.vault import KV, RawSecret, detect_version, open_client, wait_until_reachable
+from bruin_materialize.yamltext import show
 
 
 @contextlib.contextmanager
@@ -71,6 +73,11 @@ def read_secrets(settings: Settings, sources: list[tuple[str, str]],
 
 def _read_path(settings: Settings, kv: KV, path: str, console: Console) -> list[RawSecret]:
     listing = kv.list_secrets(path, recursive=settings.recursive)
+    if not listing.names and listing.skipped_folders:  # 0 connections would pass, and bruin find none
+        shown = ", ".join(show(folder) for folder in listing.skipped_folders[:3])
+        more = ", ..." if len(listing.skipped_folders) > 3 else ""
+        raise vault_error(f"no secrets at {settings.mount}/{path}, only subfolders ({shown}{more}); pass --recursive "
+                          "to read them as connections named FOLDER/NAME, or a --path that holds the secrets")
     for folder in listing.skipped_folders:
         console.warning(f"{settings.mount}/{path}/{folder}: subfolder not read; pass --recursive to "
                         "read its secrets as connections named FOLDER/NAME")

@@ -289,7 +289,8 @@ def test_explicit_base_and_its_errors(kv2: Any, env: dict[str, str], tmp_path: P
     assert main(["check", "-q"]) == 2
     assert errors(capsys) == [
         f"materialize: error: cannot read the base file {tmp_path / 'missing.yml'}: No such file or directory",
-        f"materialize: error: the base file {bad} is not valid YAML at line 4 (a duplicate key, perhaps)",
+        f"materialize: error: the base file {bad} is not valid YAML at line 4: a mapping has the same key twice (a "
+        "duplicate key)",
         f"materialize: error: the base file {bad} must be a mapping with `environments`, like a .bruin.yml",
         f"materialize: error: the base file {bad}: environment 'dev': connections.postgres must be a list",
     ]
