@@ -7,15 +7,16 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import hvac
 
-from bruin_materialize import auth
+from bruin_materialize import auth, lifetime
 from bruin_materialize.adapter import RetryPolicy
 from bruin_materialize.console import Console
 from bruin_materialize.errors import vault_error
 from bruin_materialize.settings import Settings
-from bruin_materialize.vault import KV, RawSecret, detect_version, open_client, wait_until_reachable
+from bruin_materialize.vault import KV, RawSecret, call, detect_version, open_client, wait_until_reachable
 from bruin_materialize.yamltext import show
 
 
@@ -27,16 +28,22 @@ def session(settings: Settings, console: Console) -> Iterator[hvac.Client]:
         console.warning("TLS verification is disabled (VAULT_SKIP_VERIFY): anyone on the network path could "
                         "read these secrets")
     client = open_client(settings, note=console.debug)
-    token: str | None = None
+    logged_in = False
+    kept: lifetime.TokenLifetime | None = None
     try:
         if settings.wait > 0:
             wait_until_reachable(client, settings.wait, console.info)
-        client.token = auth.obtain_token(client, creds)
-        token = client.token if settings.auth.logs_in else None
+        login = auth.log_in(client, creds) if settings.auth.logs_in else None
+        client.token = login.token if login is not None else creds.secret
+        logged_in = login is not None
+        # Renewed during the reads, or its end explained (lifetime.py).
+        kept = lifetime.TokenLifetime(client, creds, login, lambda: _look_up(settings, client.token))
+        lifetime.attach(client, kept)
         yield client
     finally:
         client.adapter.close()
-        if token is not None and not _revoke(settings, token):
+        # The token current now: a login during the reads may have replaced the first (lifetime.py).
+        if logged_in and not (kept is not None and kept.expired()) and not _revoke(settings, client.token):
             console.warning("could not revoke the login token; it stays valid until its TTL ends")
 
 
@@ -50,9 +57,20 @@ def _revoke(settings: Settings, token: str) -> bool:
         client.adapter.close()
 
 
+def _look_up(settings: Settings, token: str) -> Any:
+    """lookup-self for a given token's TTL, once, bounded: 2 s at most, no retry."""
+    policy = RetryPolicy(min(settings.timeout, 2.0), 0, settings.retry_wait_min, settings.retry_wait_max)
+    client = open_client(settings, policy=policy, token=token)
+    try:
+        return call("looking up the token", client.auth.token.lookup_self)
+    finally:
+        client.adapter.close()
+
+
 def open_kv(settings: Settings, client: hvac.Client, path: str) -> KV:
     """The KV engine at the settings' mount, its version given or detected (with `path` to probe)."""
-    return KV(client, settings.mount, settings.kv_version or detect_version(client, settings.mount, path))
+    version = settings.kv_version or detect_version(client, settings.mount, path)
+    return KV(client, settings.mount, version, guard=lifetime.attached(client))
 
 
 def read_secrets(settings: Settings, sources: list[tuple[str, str]],
