@@ -47,26 +47,36 @@ def read_credentials(auth: Auth) -> Credentials:
     return Credentials(auth, _read_secret_file(auth.token_file, source))
 
 
-def obtain_token(client: hvac.Client, creds: Credentials) -> str:
-    """The token to read secrets with; logs in when the settings say so."""
+class Login(NamedTuple):
+    token: str
+    ttl: float  # seconds Vault granted it (lease_duration); 0: it does not expire
+    renewable: bool
+
+
+def log_in(client: hvac.Client, creds: Credentials) -> Login:
+    """A login with the credentials (the client's own token is left as it is)."""
     auth = creds.auth
-    if not auth.logs_in:
-        return creds.secret
     what = describe(auth)
     try:
         answer = call(what, lambda: _login(client, auth, creds.secret))
     except hvac.exceptions.VaultError as exc:
         code = status(exc)
-        if code in (400, 401, 403):
+        if code in (400, 401):
             raise vault_error(f"{what} was refused (HTTP {code}); {_CHECK[auth.method]}") from None
+        if code == 403:  # also what OpenBao answers when nothing is mounted at auth/<mount>
+            raise vault_error(f"{what} was refused (HTTP 403); {_CHECK[auth.method]}; or {_mount_setting(auth)} "
+                              f"names no {_LABELS[auth.method]} auth method (is it mounted at auth/{auth.mount}?)"
+                              ) from None
         if code in (404, 405):
-            raise vault_error(f"{what}: no such auth method (HTTP {code}); check the mount "
-                              f"({_mount_setting(auth)})") from None
+            raise vault_error(f"{what}: no such auth method (HTTP {code}); check the mount setting "
+                              f"{_mount_setting(auth)} (auth/{auth.mount})") from None
         raise unexpected(what, exc) from None
     token = dig(answer, "auth", "client_token")
-    if isinstance(token, str) and token:
-        return token
-    raise vault_error(f"{what}: the answer holds no token")
+    if not isinstance(token, str) or not token:
+        raise vault_error(f"{what}: the answer holds no token")
+    ttl = dig(answer, "auth", "lease_duration")
+    return Login(token, float(ttl) if isinstance(ttl, int) and ttl > 0 else 0.0,
+                 dig(answer, "auth", "renewable") is True)
 
 
 def _login(client: hvac.Client, auth: Auth, secret: str) -> Any:

@@ -82,6 +82,7 @@ def load_against(settings: Settings, base: merge.Base | None) -> tuple[Any, dict
         raise usage_error("plan needs a file to compare with: pass --against FILE or --base FILE (or keep a "
                           ".bruin.yml at the project root)")
     doc, sources = load_file(path, load=lambda text: (parse(text), _sources(text, path)))
+    merge.check_config(doc, path, "the file to compare with")  # a wrong file is misconfiguration, not drift
     absolutize_document(doc, path.parent)
     return doc, sources
 

@@ -10,11 +10,13 @@ pays for it.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from bruin_materialize import comments
 from bruin_materialize.errors import usage_error
 from bruin_materialize.render import Environments
 from bruin_materialize.validate import Connection
@@ -50,38 +52,115 @@ def _yaml() -> Any:
     from ruamel.yaml import YAML
 
     yaml = YAML()  # round-trip
+    yaml.Scanner, yaml.Emitter = _scanner(), _emitter()
     yaml.preserve_quotes = True  # the base's values are kept as they are written
     yaml.width = _UNBOUNDED
     yaml.indent(mapping=2, sequence=4, offset=2)  # bruin's own examples' layout
     return yaml
 
 
+@functools.cache
+def _scanner() -> Any:
+    """ruamel.yaml's round-trip scanner, with two fixes:
+
+    - comment lines right after a flow collection that has no comment on its own line (`- {name: a}`
+      then `# about b`) were dropped; they are kept now the way it keeps them after a plain scalar;
+    - a tab before a comment or a line's end (`name: x<TAB># c`) was "a character that cannot start
+      any token"; YAML 1.2 separates with spaces and tabs alike there, and bruin's yaml.v3 reads it.
+    """
+    from ruamel.yaml import tokens
+    from ruamel.yaml.scanner import RoundTripScanner
+
+    flow_ends = (tokens.FlowSequenceEndToken, tokens.FlowMappingEndToken)
+    line_ends = "#\0\r\n\x85\u2028\u2029"
+
+    class Scanner(RoundTripScanner):
+        def scan_to_next_token(self) -> Any:
+            if not self.flow_level:  # in flow context ruamel skips tabs itself
+                run = 0
+                while self.reader.peek(run) in " \t":
+                    run += 1
+                if run and self.reader.peek(run) in line_ends:
+                    self.reader.forward(run)  # blanks before a comment or a line break: never indentation
+            return super().scan_to_next_token()
+
+        def get_token(self) -> Any:
+            while self.need_more_tokens():
+                self.fetch_more_tokens()
+            if not self.done and len(self.tokens) < 2:
+                self.fetch_more_tokens()
+            if (len(self.tokens) > 1 and isinstance(self.tokens[0], flow_ends)
+                    and isinstance(self.tokens[1], tokens.CommentToken)
+                    and self.tokens[0].end_mark.line != self.tokens[1].start_mark.line):
+                self._lines_after_flow_end()
+            return super().get_token()
+
+        def _lines_after_flow_end(self) -> None:  # RoundTripScanner.get_token's branch for a scalar
+            self.tokens_taken += 1
+            comment = self.tokens.pop(1)
+            comment.value = ("\n" * (comment.start_mark.line - self.tokens[0].end_mark.line)
+                             + " " * comment.start_mark.column + comment.value)
+            self.fetch_more_tokens()
+            while len(self.tokens) > 1 and isinstance(self.tokens[1], tokens.CommentToken):
+                self.tokens_taken += 1
+                more = self.tokens.pop(1)
+                comment.value += " " * more.start_mark.column + more.value
+                self.fetch_more_tokens()
+            self.tokens[0].add_post_comment(comment)
+
+    return Scanner
+
+
+@functools.cache
+def _emitter() -> Any:
+    """ruamel.yaml's round-trip emitter, with one fix: after the comment that ends a flow collection's
+    line (`- {name: a}  # c`), it still believed itself mid-line, and wrote the next block mapping's
+    keys onto one line (`- name: b host: x`), which no parser reads back."""
+    from ruamel.yaml.emitter import RoundTripEmitter
+
+    class Emitter(RoundTripEmitter):
+        def write_post_comment(self, event: Any) -> bool:
+            written = bool(super().write_post_comment(event))
+            if written:
+                self.no_newline = False  # a comment ends with its line break
+            return written
+
+    return Emitter
+
+
 def load_base(path: Path) -> Base:
     """Read and check the base file. Errors are exit 2, naming the place, never quoting the text."""
-    doc = load_file(path, "the base file", _yaml().load)
-    return Base(path, *_checked(doc, path))
-
-
-def _checked(doc: Any, path: Path) -> tuple[Any, tuple[str, ...], str | None]:
     from ruamel.yaml.comments import CommentedMap
 
+    doc = load_file(path, "the base file", _yaml().load)
     if doc is None:
         doc = CommentedMap()
+    environments, default = check_config(doc, path, "the base file")
+    _refuse_shared_nodes(doc, path)
+    _keep_anchors(doc)
+    return Base(path, doc, environments, default)
+
+
+def check_config(doc: Any, path: Path, what: str) -> tuple[tuple[str, ...], str | None]:
+    """Is `doc` (the file `what` at `path`) shaped like a bruin config? Its environments and default
+    environment; exit 2 otherwise. `plan --against` holds its file to the same rule as the base file."""
+    if doc is None:
+        return (), None
     if not isinstance(doc, dict):
-        raise usage_error(f"the base file {path} must be a mapping with `environments`, like a .bruin.yml")
+        raise usage_error(f"{what} {path} must be a mapping with `environments`, like a .bruin.yml")
     environments = doc.get("environments")
     if environments is not None and not isinstance(environments, dict):
-        raise usage_error(f"the base file {path}: `environments` must be a mapping")
+        raise usage_error(f"{what} {path}: `environments` must be a mapping")
     for name, env in (environments or {}).items():
-        _check_environment(path, str(name), env)
+        _check_environment(f"{what} {path}", str(name), env)
     default = doc.get("default_environment")
     if default is not None and not isinstance(default, str):
-        raise usage_error(f"the base file {path}: `default_environment` must be a string")
-    return doc, tuple(str(n) for n in environments or ()), str(default) if default else None
+        raise usage_error(f"{what} {path}: `default_environment` must be a string")
+    return tuple(str(n) for n in environments or ()), str(default) if default else None
 
 
-def _check_environment(path: Path, name: str, env: Any) -> None:
-    where = f"the base file {path}: environment {name!r}"
+def _check_environment(file: str, name: str, env: Any) -> None:
+    where = f"{file}: environment {name!r}"
     if env is None:
         return  # given connections below; bruin would refuse it as it is
     if not isinstance(env, dict):
@@ -98,6 +177,71 @@ def _check_environment(path: Path, name: str, env: Any) -> None:
                                   "`name`")
 
 
+def _refuse_shared_nodes(doc: Any, path: Path) -> None:
+    """Exit 2 when a place merge() writes to (the environments, an environment, its connections, a list
+    of one type) is reachable twice, through an alias or a `<<` merge key: a write would reach both."""
+    written = {id(node): where for where, node in _write_places(doc)}
+    first: dict[int, str] = {}
+    for where, node in _walk(doc, "", set()):
+        if id(node) not in written:
+            continue
+        if id(node) in first:
+            anchor = getattr(getattr(node, "anchor", None), "value", None)
+            how = f"the alias *{anchor}" if anchor else "a `<<` merge key"
+            other = first[id(node)] or "the document"
+            raise usage_error(f"the base file {path}: {where or 'the document'} and {other} are one node ({how}), so "
+                              "a connection written to one would appear in both; write each out in full")
+        first[id(node)] = where
+
+
+def _keep_anchors(doc: Any) -> None:
+    """ruamel drops an anchor no alias uses when it writes the document back; the base keeps them all."""
+    for _, node in _walk(doc, "", set()):
+        values = node.values() if isinstance(node, dict) else node
+        for item in [node, *values]:
+            anchor: Any = getattr(item, "anchor", None)
+            if getattr(anchor, "value", None):
+                anchor.always_dump = True
+
+
+def _write_places(doc: Any) -> list[tuple[str, Any]]:
+    """The collections merge() may change, each with its place for messages."""
+    places: list[tuple[str, Any]] = []
+    environments = doc.get("environments")
+    if isinstance(environments, dict):
+        places.append(("environments", environments))
+        for name, env in environments.items():
+            where = f"environments.{show(str(name))}"
+            if isinstance(env, dict):
+                places.append((where, env))
+                connections = env.get("connections")
+                if isinstance(connections, dict):
+                    places.append((f"{where}.connections", connections))
+                    places.extend((f"{where}.connections.{show(str(t))}", entries)
+                                  for t, entries in connections.items() if isinstance(entries, list))
+    return places
+
+
+def _walk(node: Any, where: str, seen: set[int]) -> Any:
+    """Every collection under `node`, once per place it is reached: through its key or index, and
+    through each `<<` merge key (whose source mapping counts as reached there too)."""
+    if not isinstance(node, (dict, list)):
+        return
+    yield where, node
+    if id(node) in seen:  # an alias: counted above, its insides were walked where it was first met
+        return
+    seen.add(id(node))
+    prefix = f"{where}." if where else ""
+    if isinstance(node, list):
+        for index, item in enumerate(node):
+            yield from _walk(item, f"{where}[{index}]", seen)
+        return
+    for source in getattr(node, "merge", None) or ():  # ruamel: the mappings `<<` merges
+        yield from _walk(source, f"{prefix}<<", seen)
+    for key, value in node.items():  # a merged key's value counts here as well as in its source
+        yield from _walk(value, f"{prefix}{show(str(key))}", seen)
+
+
 def merge(base: Base, vault: Environments, default_environment: str, prefer: str | None) -> Merged:
     """Add each environment's Vault connections to the base document (in place).
 
@@ -109,18 +253,15 @@ def merge(base: Base, vault: Environments, default_environment: str, prefer: str
     collisions: list[Collision] = []
     written: list[tuple[str, Connection]] = []
     for environment, connections in vault:
-        env = environments.get(environment)
-        if not isinstance(env, dict):
-            env = environments[_key(environment)] = _new_mapping()
+        env = _child_mapping(environments, environment)
         existing = _child_mapping(env, "connections")
         names = _names(existing)
         for conn in connections:
             if conn.name in names:
-                base_type = names[conn.name]
-                collisions.append(Collision(environment, conn.name, conn.type, base_type))
+                collisions.append(Collision(environment, conn.name, conn.type, names[conn.name]))
                 if prefer != "vault":
                     continue
-                _remove(existing, base_type, conn.name)
+                _remove(env, conn.name)
             _append(existing, conn)
             written.append((environment, conn))
     _set_default_environment(doc, default_environment)
@@ -166,8 +307,13 @@ def _new_mapping() -> Any:
 
 def _child_mapping(parent: Any, key: str) -> Any:
     child = parent.get(key)
-    if not isinstance(child, dict):
-        child = parent[key] = _new_mapping()
+    if isinstance(child, dict):
+        return child
+    child = _new_mapping()
+    if key in parent:  # `key:` with no value (null)
+        parent[key] = child
+    else:
+        comments.append(parent, _key(key), child)
     return child
 
 
@@ -180,20 +326,30 @@ def _names(connections: Any) -> dict[str, str]:
     return names
 
 
-def _remove(connections: Any, conn_type: str, name: str) -> None:
-    entries = connections[conn_type]
-    del entries[next(i for i, e in enumerate(entries) if e["name"] == name)]  # keeps the others' comments
-    if not entries:
-        del connections[conn_type]
+def _remove(env: Any, name: str) -> None:
+    """Every entry of the base named `name` in this environment (bruin would take any one of them),
+    each entry's neighbours keeping their comments (comments.py); a list left empty goes too."""
+    connections = env["connections"]
+    for conn_type in list(connections):
+        entries = connections[conn_type] or []
+        doomed = [i for i, entry in enumerate(entries) if entry["name"] == name]
+        if doomed and len(doomed) == len(entries):
+            comments.remove(connections, conn_type, (env, "connections"))
+            continue
+        for index in reversed(doomed):
+            comments.remove(entries, index, (connections, conn_type))
 
 
 def _append(connections: Any, conn: Connection) -> None:
     from ruamel.yaml.comments import CommentedSeq
 
     entries = connections.get(conn.type)
-    if not isinstance(entries, list):
-        entries = connections[_key(conn.type)] = CommentedSeq()
-    entries.append(to_node(conn.fields))
+    if isinstance(entries, list):
+        comments.append(entries, None, to_node(conn.fields))
+    elif conn.type in connections:  # `postgres:` with no value (null)
+        connections[conn.type] = CommentedSeq([to_node(conn.fields)])
+    else:
+        comments.append(connections, _key(conn.type), CommentedSeq([to_node(conn.fields)]))
 
 
 def _set_default_environment(doc: Any, name: str) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, NamedTuple
 
 from bruin_materialize import combine, merge, schema
@@ -19,7 +20,7 @@ from bruin_materialize.leases import Held, check_readable
 from bruin_materialize.plan import identical
 from bruin_materialize.resolve import resolve_references
 from bruin_materialize.session import read_secrets, session
-from bruin_materialize.settings import Settings
+from bruin_materialize.settings import PROJECT_ROOT, Settings
 from bruin_materialize.validate import ERROR, NOTE, Connection, Options, Outcome, validate
 from bruin_materialize.vault import RawSecret
 from bruin_materialize.yamltext import parse, show
@@ -53,9 +54,9 @@ def build(settings: Settings, layout: Layout, console: Console, *, bruin: str | 
         console.document.add_outcomes(outcomes, sources)
     report_all(outcomes, console)
     _absolutize_secrets(settings, outcomes, [env.secrets for env in environments], console)
-    built = _text(settings, outcomes, layout, f"{source}", checked_against.describe(), console, sources)
+    built, written = _text(settings, outcomes, layout, f"{source}", checked_against.describe(), console, sources)
     for env, outcome in outcomes:
-        console.info(_summary(outcome, env))
+        console.info(_summary([conn for where, conn in written if where == env], len(outcome.connections), env))
     return built._replace(leases=held if held.leases else None, dynamic=dynamic)
 
 
@@ -103,32 +104,52 @@ def _absolutize_secrets(settings: Settings, outcomes: list[tuple[str, Outcome]],
     from bruin_materialize.paths import absolutize
 
     root = settings.project_root
+    made_absolute = 0
     for (env, outcome), found in zip(outcomes, secrets, strict=True):
         locations = {s.name: s.location for s in found}
         for conn in outcome.connections:
             for field in absolutize(conn.type, conn.fields, root):
+                made_absolute += 1
                 console.note(env, locations.get(conn.name, conn.name), f"details.{field}", "path-absolutized",
                              f"relative path made absolute against the project root {root}")
+    if made_absolute and root == Path(root.anchor):
+        # An init container without a checkout runs in /: the project is in another container.
+        console.warning(f"{made_absolute} relative path{'s' if made_absolute > 1 else ''} in the secrets made "
+                        f"absolute against the project root {root}, the filesystem's root; is that the project? Set "
+                        f"{PROJECT_ROOT.variable} to the project's path where bruin runs (e.g. /workspace)")
 
 
 def _text(settings: Settings, outcomes: list[tuple[str, Outcome]], layout: Layout, source: str,
-          schema_used: str, console: Console, sources: Mapping[str, Mapping[str, str]]) -> Built:
-    from bruin_materialize.render import expected_documents, header, render_environments, sources_comment
+          schema_used: str, console: Console,
+          sources: Mapping[str, Mapping[str, str]]) -> tuple[Built, list[tuple[str, Connection]]]:
+    """The file, and the Vault connections it holds (with --prefer base, not every one read)."""
+    from bruin_materialize.render import expected_documents, header, render_environments
 
     vault = [(env, outcome.connections) for env, outcome in outcomes]
-    # Where each connection in the file came from, as its last line: plan tells a moved connection by it.
-    trailer = sources_comment({env: {c.name: sources[env][c.name] for c in outcome.connections}
-                               for env, outcome in outcomes})
     default, base = layout.default_environment, layout.base
     if base is None:
-        text = render_environments(vault, default, source, schema_used) + trailer
+        written = [(env, conn) for env, connections in vault for conn in connections]
+        text = render_environments(vault, default, source, schema_used) + _trailer(outcomes, written, sources)
         expected = expected_documents(vault, default)
-        return Built(text, lambda parsed: identical(parsed, expected))
+        return Built(text, lambda parsed: identical(parsed, expected)), written
     merged = merge.merge(base, vault, default, settings.prefer)
     _report_collisions(merged.collisions, settings.prefer, base, console)
-    text = merge.dump(merged.doc, header(f"{source} and {base.path}", schema_used)) + trailer
+    text = (merge.dump(merged.doc, header(f"{source} and {base.path}", schema_used))
+            + _trailer(outcomes, merged.written, sources))
     names = merge.environment_names([env for env, _ in vault], base)
-    return Built(text, lambda parsed: _holds(parsed, merged.written, names, default))
+    return Built(text, lambda parsed: _holds(parsed, merged.written, names, default)), merged.written
+
+
+def _trailer(outcomes: list[tuple[str, Outcome]], written: list[tuple[str, Connection]],
+             sources: Mapping[str, Mapping[str, str]]) -> str:
+    """The file's last line: where each connection it holds from Vault came from (plan tells a moved
+    connection by it); with --prefer base, a name the base file kept is not Vault's."""
+    from bruin_materialize.render import sources_comment
+
+    held: dict[str, dict[str, str]] = {env: {} for env, _ in outcomes}
+    for env, conn in written:
+        held[env][conn.name] = sources[env][conn.name]
+    return sources_comment(held)
 
 
 def _report_collisions(collisions: list[merge.Collision], prefer: str | None, base: merge.Base,
@@ -167,10 +188,13 @@ def _holds(parsed: Any, written: list[tuple[str, Connection]], environments: lis
     return True
 
 
-def _summary(outcome: Outcome, environment: str) -> str:
+def _summary(written: list[Connection], read: int, environment: str) -> str:
+    """What the file holds from Vault for one environment; and how many read were left out for the base's."""
     counts: dict[str, int] = {}
-    for conn in outcome.connections:
+    for conn in written:
         counts[conn.type] = counts.get(conn.type, 0) + 1
     by_type = ", ".join(f"{t} {n}" for t, n in counts.items())
-    n = len(outcome.connections)
-    return f"{n} connection{'s' if n != 1 else ''} for environment {environment!r}" + (f": {by_type}" * bool(by_type))
+    n = len(written)
+    line = f"{n} connection{'s' if n != 1 else ''} for environment {environment!r}" + (f": {by_type}" * bool(by_type))
+    kept = read - n
+    return line + (f" ({kept} more in Vault, not written: the base file's kept, --prefer base)" if kept else "")

@@ -7,14 +7,26 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import hvac
 
-from bruin_materialize import auth
+from bruin_materialize import auth, lifetime
 from bruin_materialize.adapter import RetryPolicy
 from bruin_materialize.console import Console, Progress
+from bruin_materialize.errors import vault_error
 from bruin_materialize.settings import Settings
-from bruin_materialize.vault import KV, RawSecret, detect_version, open_client, parallel, wait_until_reachable
+from bruin_materialize.vault import (
+    KV,
+    Listing,
+    RawSecret,
+    call,
+    detect_version,
+    open_client,
+    parallel,
+    wait_until_reachable,
+)
+from bruin_materialize.yamltext import show
 
 
 @contextlib.contextmanager
@@ -27,20 +39,28 @@ def session(settings: Settings, console: Console,
         console.warning("TLS verification is disabled (VAULT_SKIP_VERIFY): anyone on the network path could "
                         "read these secrets")
     client = open_client(settings, note=console.debug)
-    token: str | None = None
+    logged_in = False
+    kept: lifetime.TokenLifetime | None = None
     try:
         if settings.wait > 0:
             wait_until_reachable(client, settings.wait, console.info)
-        client.token = auth.obtain_token(client, creds)
+        login = auth.log_in(client, creds) if settings.auth.logs_in else None
+        client.token = login.token if login is not None else creds.secret
         console.debug(auth.used(creds.auth))
-        token = client.token if settings.auth.logs_in else None
+        logged_in = login is not None
+        # Renewed during the reads, or its end explained (lifetime.py).
+        kept = lifetime.TokenLifetime(client, creds, login, lambda: _look_up(settings, client.token))
+        lifetime.attach(client, kept)
         yield client
     finally:
         client.adapter.close()
-        if token is not None and keep_login():
-            console.info("the login token is left to its TTL: the leases listed above end with it")
-        elif token is not None and not _revoke(settings, token):
-            console.warning("could not revoke the login token; it stays valid until its TTL ends")
+        # The token current now: a login during the reads may have replaced the first (lifetime.py); one
+        # that has run out needs no revoking.
+        if logged_in and not (kept is not None and kept.expired()):
+            if keep_login():
+                console.info("the login token is left to its TTL: the leases listed above end with it")
+            elif not _revoke(settings, client.token):
+                console.warning("could not revoke the login token; it stays valid until its TTL ends")
 
 
 def _revoke(settings: Settings, token: str) -> bool:
@@ -53,9 +73,20 @@ def _revoke(settings: Settings, token: str) -> bool:
         client.adapter.close()
 
 
+def _look_up(settings: Settings, token: str) -> Any:
+    """lookup-self for a given token's TTL, once, bounded: 2 s at most, no retry."""
+    policy = RetryPolicy(min(settings.timeout, 2.0), 0, settings.retry_wait_min, settings.retry_wait_max)
+    client = open_client(settings, policy=policy, token=token)
+    try:
+        return call("looking up the token", client.auth.token.lookup_self)
+    finally:
+        client.adapter.close()
+
+
 def open_kv(settings: Settings, client: hvac.Client, path: str) -> KV:
     """The KV engine at the settings' mount, its version given or detected (with `path` to probe)."""
-    return KV(client, settings.mount, settings.kv_version or detect_version(client, settings.mount, path))
+    version = settings.kv_version or detect_version(client, settings.mount, path)
+    return KV(client, settings.mount, version, guard=lifetime.attached(client))
 
 
 def read_secrets(settings: Settings, sources: list[tuple[str, str]], console: Console,
@@ -81,9 +112,7 @@ def _read_paths(settings: Settings, kv: KV, paths: list[str], console: Console) 
     listings = parallel(lambda path: kv.list_secrets(path, recursive=settings.recursive), paths,
                         settings.concurrency)
     for path, listing in zip(paths, listings, strict=True):
-        for folder in listing.skipped_folders:
-            console.warning(f"{settings.mount}/{path}/{folder}: subfolder not read; pass --recursive to "
-                            "read its secrets as connections named FOLDER/NAME")
+        _check_listing(settings, path, listing, console)
     wanted = [(path, name) for path, listing in zip(paths, listings, strict=True) for name in listing.names]
     where = "from " + ", ".join("/".join(p for p in (settings.mount, path) if p) for path in paths)
     with Progress(console, "read", len(wanted), where) as progress:
@@ -95,3 +124,16 @@ def _read_paths(settings: Settings, kv: KV, paths: list[str], console: Console) 
 
         found = iter(parallel(read, wanted, settings.concurrency))
         return [[next(found) for _ in listing.names] for listing in listings]
+
+
+def _check_listing(settings: Settings, path: str, listing: Listing, console: Console) -> None:
+    """A path holding only subfolders is an error (0 connections would pass, and bruin find none); other
+    subfolders not read are a warning each."""
+    if not listing.names and listing.skipped_folders:
+        shown = ", ".join(show(folder) for folder in listing.skipped_folders[:3])
+        more = ", ..." if len(listing.skipped_folders) > 3 else ""
+        raise vault_error(f"no secrets at {settings.mount}/{path}, only subfolders ({shown}{more}); pass --recursive "
+                          "to read them as connections named FOLDER/NAME, or a --path that holds the secrets")
+    for folder in listing.skipped_folders:
+        console.warning(f"{settings.mount}/{path}/{folder}: subfolder not read; pass --recursive to "
+                        "read its secrets as connections named FOLDER/NAME")

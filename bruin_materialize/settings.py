@@ -294,7 +294,35 @@ def _runtime_dir(value: str | None, source: str) -> Path:
 def _required_path(value: str | None, source: str) -> str:
     if value is None or not value.strip("/"):
         raise usage_error(f"{source} must be set to a non-empty path")
-    return value.strip("/")
+    return check_vault_path(value.strip("/"), source)
+
+
+def check_text(value: str, source: str) -> str:
+    """A value from argv or the environment as text: bytes that are not UTF-8 reach Python as lone
+    surrogates, which no request, file or message can carry. Exit 2 naming the setting, not the value."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise usage_error(f"{source} is not UTF-8 text (it holds bytes no text encoding gives); the value is "
+                          "not shown. Set it as UTF-8") from None
+    return value
+
+
+# What would change a request's meaning if it stood in a Vault path: URL syntax (`?` starts a query,
+# `#` a fragment, `%` an escape), control characters, and `.`/`..` segments, which HTTP clients and
+# servers resolve away, so another path would be read than the one named.
+_PATH_BREAKING = re.compile(r"[?#%\\\x00-\x1f\x7f-\x9f]")
+
+
+def check_vault_path(value: str, source: str) -> str:
+    """A mount or a path under it, without its outer slashes: text, segments that name something."""
+    check_text(value, source)
+    if _PATH_BREAKING.search(value):
+        raise usage_error(f"{source} is not a valid Vault path: it holds `?`, `#`, `%`, a backslash or a control "
+                          "character")
+    if any(segment in ("", ".", "..") for segment in value.split("/")):
+        raise usage_error(f"{source} is not a valid Vault path: it has an empty, `.` or `..` segment")
+    return value
 
 
 # Vault tokens, AppRole secret_ids and JWTs are printable ASCII without spaces. Anything else would
@@ -621,17 +649,17 @@ class _Reader:
         if self.command in option.commands:
             given = getattr(self.ns, option.key, None)
             if given is not None:
-                return str(given), option.flags[0]
+                return check_text(str(given), option.flags[0]), option.flags[0]
             for name in option.variables:
                 if self.environ.get(name):
-                    return self.environ[name], name
+                    return check_text(self.environ[name], name), name
         return option.default, option.source
 
     def items(self, option: Option[Any]) -> tuple[list[str], str]:
         """A repeatable option: each flag's value, else the variable's items (`list_items`)."""
         given = self.given(option)
         if given:
-            return given, option.flags[0]
+            return [check_text(item, option.flags[0]) for item in given], option.flags[0]
         text, source = self.raw(option)
         return list_items(text, source), source
 
@@ -737,11 +765,13 @@ def _retry_waits(v: _Reader) -> tuple[float, float]:
 
 def _selected_environment(bruin_args: Sequence[str], explicit: str | None) -> str | None:
     chosen = bruin_environment(bruin_args)
-    return chosen if chosen is not None else explicit
+    if chosen is not None:
+        return check_text(chosen, "bruin's --environment argument")  # it names an environment of the file
+    return explicit
 
 
 def _import_job(ns: argparse.Namespace, v: _Reader, cwd: Path) -> ImportJob:
-    file = _absolute(ns.file, cwd)
+    file = _absolute(check_text(ns.file, "FILE") if ns.file else None, cwd)
     if file is None:
         raise usage_error("import needs FILE, the bruin config file to import")
     return ImportJob(file, v(OVERWRITE), v(DRY_RUN), v(RELATIVE_PATHS_OPTION))
@@ -808,7 +838,7 @@ def _environment_paths(items: list[str], source: str) -> tuple[tuple[str, str], 
         name = name.strip()
         if not sep or not name or not path.strip().strip("/"):
             raise usage_error(f"{source} takes ENV=SUBPATH, e.g. prod=bruin/prod (got an item without both)")
-        pair = (name, path.strip().strip("/"))
+        pair = (name, check_vault_path(path.strip().strip("/"), f"{source} ({name})"))
         if pair in pairs:
             raise usage_error(f"{source} names path {pair[1]!r} twice for environment {name!r}")
         pairs.append(pair)

@@ -14,7 +14,7 @@ import time
 import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 import hvac
 import hvac.exceptions
@@ -154,11 +154,22 @@ def wait_until_reachable(client: hvac.Client, budget: float, progress: Callable[
 # --- the KV engine ------------------------------------------------------------------------------------
 
 
+class ReadGuard(Protocol):
+    """Keeps the token alive around the reads (lifetime.TokenLifetime): called from every reading thread."""
+
+    def before(self) -> None: ...
+
+    def read_done(self) -> None: ...
+
+    def forbidden(self) -> MaterializeError | None: ...
+
+
 class KV:
-    def __init__(self, client: hvac.Client, mount: str, version: int) -> None:
+    def __init__(self, client: hvac.Client, mount: str, version: int, guard: ReadGuard | None = None) -> None:
         self.client = client
         self.mount = mount
         self.version = version
+        self.guard = guard
 
     def list_secrets(self, path: str, *, recursive: bool) -> Listing:
         """Every secret under `path`; folders are read only with `recursive`."""
@@ -179,6 +190,8 @@ class KV:
     def _list_keys(self, path: str, folder: str, *, top: bool) -> list[str]:
         shown = "/".join(p for p in (self.mount, path, folder.rstrip("/")) if p)
         what = f"listing {shown}"
+        if self.guard is not None:
+            self.guard.before()
         try:
             body = call(what, lambda: self._engine().list_secrets(path=_join(path, folder), mount_point=self.mount))
         except hvac.exceptions.InvalidPath:
@@ -187,6 +200,7 @@ class KV:
                                   "exist") from None
             return []
         except hvac.exceptions.Forbidden:
+            self._token_expired()
             listed = "/".join(p for p in (path, folder.rstrip("/")) if p)
             raise vault_error(f"permission denied listing {shown}: the token's policy needs the `list` capability "
                               f"on {_policy_path(self.mount, self.version, 'metadata', listed)}") from None
@@ -200,9 +214,12 @@ class KV:
     def read(self, path: str, name: str) -> RawSecret:
         location = "/".join(p for p in (self.mount, path, name) if p)
         what = f"reading {location}"
+        if self.guard is not None:
+            self.guard.before()
         try:
             body = call(what, lambda: self._read(_join(path, name)))
         except hvac.exceptions.Forbidden:
+            self._token_expired()
             raise vault_error(f"permission denied reading {location}: the token's policy needs the `read` "
                               f"capability on {_policy_path(self.mount, self.version, 'data', path)}/*") from None
         except hvac.exceptions.InvalidPath as exc:
@@ -211,9 +228,17 @@ class KV:
             raise vault_error(f"{what}: not found, though it was listed; was it removed meanwhile?") from None
         except hvac.exceptions.VaultError as exc:
             raise unexpected(what, exc) from None
+        if self.guard is not None:
+            self.guard.read_done()
         if self.version == 2 and _is_deleted_version(body):
             return RawSecret(name, location, None)
         return RawSecret(name, location, dig(body, "data", "data") if self.version == 2 else dig(body, "data"))
+
+    def _token_expired(self) -> None:
+        """A 403 from a token that has run out is that, not a policy without the capability."""
+        problem = self.guard.forbidden() if self.guard is not None else None
+        if problem is not None:
+            raise problem from None
 
     def _engine(self) -> Any:
         return self.client.secrets.kv.v2 if self.version == 2 else self.client.secrets.kv.v1

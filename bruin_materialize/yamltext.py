@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -73,7 +74,10 @@ def load_file(path: Path, what: str = "", load: Callable[[str], Any] = parse) ->
 
     what = f"{what} " if what else ""
     try:
-        return load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        with warnings.catch_warnings():  # ruamel warns of a reused anchor by printing the lines around it
+            warnings.simplefilter("ignore")
+            return load(text)
     except OSError as exc:
         raise usage_error(f"cannot read {what}{path}: {exc.strerror}") from None
     except UnicodeDecodeError:
@@ -81,4 +85,31 @@ def load_file(path: Path, what: str = "", load: Callable[[str], Any] = parse) ->
     except YAMLError as exc:
         mark = exc.problem_mark if isinstance(exc, MarkedYAMLError) else None
         where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise usage_error(f"{what}{path} is not valid YAML{where} (a duplicate key, perhaps)") from None
+        index = getattr(mark, "index", None)
+        at_tab = isinstance(index, int) and text[index:index + 1] == "\t"  # the C loader does not name it
+        raise usage_error(f"{what}{path} is not valid YAML{where}: {yaml_problem(exc, at_tab)}") from None
+
+
+# Quoted in ruamel's problems: the grammar's own tokens, kept; anything else is the document's text.
+_GRAMMAR_TOKEN = re.compile(r"'(?:[,\[\]{}?:-]|<[a-z ]+>)'")
+_QUOTED = re.compile(r"""\s*(?:'[^']*'|"[^"]*")""")
+
+
+def yaml_problem(exc: Exception, at_tab: bool = False) -> str:
+    """What is wrong, as ruamel says it, without a word of the document (a key, a value, an alias)."""
+    from ruamel.yaml.constructor import DuplicateKeyError
+
+    if isinstance(exc, DuplicateKeyError):
+        return "a mapping has the same key twice (a duplicate key)"
+    problem = str(getattr(exc, "problem", None) or "")
+    if at_tab or "'\\t'" in problem:
+        return "a tab where YAML allows only spaces (indentation is spaces only)"
+    if "duplicate anchor" in str(getattr(exc, "context", None) or ""):
+        return "an anchor is defined twice (a duplicate anchor)"
+    parts = _GRAMMAR_TOKEN.split(problem)  # the tokens between the parts stay, quoted text in the parts goes
+    problem = "".join(_QUOTED.sub("", part) + token for part, token in
+                      zip(parts, [*_GRAMMAR_TOKEN.findall(problem), ""], strict=True))
+    context = str(getattr(exc, "context", None) or "")
+    if context.startswith("while ") and not _QUOTED.search(context):
+        problem = f"{problem} {context}"
+    return problem or "unreadable"

@@ -219,6 +219,7 @@ def test_approle_mount_setting_is_used(mat: Materialize, auth_world: AuthWorld) 
            "BRUIN_VAULT_APPROLE_MOUNT": "approle-elsewhere"}
     line = mat.render(env=env).error_line()
     assert "auth/approle-elsewhere" in line
+    assert "BRUIN_VAULT_APPROLE_MOUNT" in line  # a mount naming nothing is among the likely causes
 
 
 @pytest.mark.parametrize("form", ["env", "flag"])
@@ -237,6 +238,14 @@ def test_jwt_mount_setting_is_used(mat: Materialize, auth_world: AuthWorld) -> N
            "BRUIN_VAULT_JWT_MOUNT": "oidc-elsewhere"}
     line = mat.render(env=env).error_line()
     assert "auth/oidc-elsewhere" in line and JWT_ROLE in line
+    assert "BRUIN_VAULT_JWT_MOUNT" in line
+
+
+def test_kubernetes_mount_naming_nothing_is_named(mat: Materialize, auth_world: AuthWorld) -> None:
+    jwt_file = mat.write("sa-token", auth_world.k8s_jwt)
+    line = mat.render(env={"BRUIN_VAULT_ROLE": K8S_ROLE, "BRUIN_VAULT_K8S_TOKEN_PATH": jwt_file,
+                           "BRUIN_VAULT_K8S_AUTH_MOUNT": "kubernetes-elsewhere"}).error_line()
+    assert "auth/kubernetes-elsewhere" in line and "BRUIN_VAULT_K8S_AUTH_MOUNT" in line
 
 
 def test_vault_token_fallback(mat: Materialize, auth_world: AuthWorld) -> None:

@@ -145,6 +145,20 @@ def test_subfolders_are_reported_or_read_recursively(kv: Any, env: dict[str, str
     assert [c["name"] for c in connections(load(out))["postgres"]] == ["team/nested", "top"]
 
 
+def test_a_path_holding_only_subfolders_fails_without_recursive(kv: Any, env: dict[str, str], tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """0 connections would pass `check` and give bruin a file with nothing in it."""
+    monkeypatch.setenv("BRUIN_VAULT_MOUNT_PATH", kv.mount)
+    kv.put("bruin/team", "nested", pg_secret())
+    kv.put("bruin/other", "nested", pg_secret())
+    assert main(["check"]) == 3
+    assert err_lines(capsys) == [
+        f"materialize: error: no secrets at {kv.mount}/bruin, only subfolders (other/, team/); pass --recursive to "
+        "read them as connections named FOLDER/NAME, or a --path that holds the secrets"]
+    assert main(["check", "-q", "--recursive"]) == 0
+
+
 def test_deleted_current_version_is_skipped_with_a_warning(kv2: Any, bao_server: Any, env: dict[str, str],
                                                            tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                            capsys: pytest.CaptureFixture[str]) -> None:

@@ -726,3 +726,37 @@ def test_vault_setup_policy_is_enough_for_the_tool(bao_server: BaoServer, kv: KV
                    env={"BRUIN_VAULT_TOKEN": token, "BRUIN_VAULT_MOUNT_PATH": kv.mount,
                         "BRUIN_VAULT_PATH": "bruin/staging"})
     assert proc.returncode == 3, proc.stderr
+
+
+def test_init_container_resolves_relative_paths_against_the_bruin_containers_project() -> None:
+    """The init container has no checkout and runs in /: its project root must be the bruin container's."""
+    spec = pod_spec(manifest("Job"))
+    assert spec is not None
+    [init] = spec["initContainers"]
+    [bruin] = spec["containers"]
+    project = [*bruin["command"], *bruin.get("args", [])][-1]  # `bruin run ... /workspace`
+    assert project == "/workspace"
+    assert env_of(init)["BRUIN_MATERIALIZE_PROJECT_ROOT"] == project
+
+
+def test_a_project_root_of_slash_with_relative_paths_is_a_warning(kv2: KV, vault_env: dict[str, str], tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch,
+                                                                   capsys: pytest.CaptureFixture[str],
+                                                                   schema_path: Path) -> None:
+    from bruin_materialize.cli import main
+
+    kv2.put("bruin", "lake", {"type": "duckdb", "details": {"path": "data/lake.db"}})
+    kv2.put("bruin", "abs", {"type": "duckdb", "details": {"path": "/srv/abs.db"}})
+    monkeypatch.setenv("BRUIN_MATERIALIZE_SCHEMA", str(schema_path))
+    argv = ["render", "-o", str(tmp_path / "out.yml"), "--mount-path", kv2.mount, "--path", "bruin", "--no-base"]
+    assert main([*argv, "--project-root", "/"]) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines()
+                if line.startswith("materialize: warning:") and "tmpfs" not in line]
+    assert warnings == [
+        "materialize: warning: 1 relative path in the secrets made absolute against the project root /, the "
+        "filesystem's root; is that the project? Set BRUIN_MATERIALIZE_PROJECT_ROOT to the project's path where "
+        "bruin runs (e.g. /workspace)"]
+    assert YAML(typ="safe").load((tmp_path / "out.yml").read_text())["environments"]["default"]["connections"][
+        "duckdb"][1]["path"] == "/data/lake.db"
+    assert main([*argv, "--project-root", "/workspace"]) == 0
+    assert "BRUIN_MATERIALIZE_PROJECT_ROOT" not in capsys.readouterr().err

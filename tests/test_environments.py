@@ -290,7 +290,8 @@ def test_explicit_base_and_its_errors(kv2: Any, env: dict[str, str], tmp_path: P
     assert main(["check", "-q"]) == 2
     assert errors(capsys) == [
         f"materialize: error: cannot read the base file {tmp_path / 'missing.yml'}: No such file or directory",
-        f"materialize: error: the base file {bad} is not valid YAML at line 4 (a duplicate key, perhaps)",
+        f"materialize: error: the base file {bad} is not valid YAML at line 4: a mapping has the same key twice (a "
+        "duplicate key)",
         f"materialize: error: the base file {bad} must be a mapping with `environments`, like a .bruin.yml",
         f"materialize: error: the base file {bad}: environment 'dev': connections.postgres must be a list",
     ]
@@ -317,9 +318,12 @@ def test_a_name_in_both_is_an_error_unless_one_is_preferred(kv2: Any, env: dict[
     monkeypatch.setenv("BRUIN_MATERIALIZE_PREFER", "base")
     assert main(["render", "-o", str(out), "-e", "prod"]) == 0
     assert names(load(out), "prod") == {"google_cloud_platform": ["conn1"], "postgres": ["conn3"]}
+    lines = capsys.readouterr().err.splitlines()
     assert (f"materialize: environment 'prod': connection 'conn1' (postgres in Vault, google_cloud_platform in the "
-            f"base) is both in Vault and in {project / '.bruin.yml'}; base's is kept (--prefer base)"
-            ) in capsys.readouterr().err.splitlines()
+            f"base) is both in Vault and in {project / '.bruin.yml'}; base's is kept (--prefer base)") in lines
+    # The summary counts what was written: Vault's conn1 was not.
+    assert ("materialize: 1 connection for environment 'prod': postgres 1 (1 more in Vault, not written: the base "
+            "file's kept, --prefer base)") in lines
 
 
 # --- 3. relative paths ---------------------------------------------------------------------------

@@ -582,7 +582,8 @@ def test_bad_import_settings_exit_2_before_any_vault_call(kv2: Any, env: dict[st
     ("environments:\n  default:\n    connections:\n      postgres: {name: x}\n",
      "{file}: environment default: connections.postgres must be a list"),
     (f"environments:\n  default:\n    connections:\n      generic:\n        - name: a\n          value: '{PASSWORD}\n",
-     "the file to import {file} is not valid YAML at line 7 (a duplicate key, perhaps)"),
+     "the file to import {file} is not valid YAML at line 7: found unexpected end of stream while scanning a quoted "
+     "scalar"),
 ])
 def test_a_file_that_is_not_a_bruin_config_is_exit_2(kv2: Any, env: dict[str, str], tmp_path: Path, text_: str,
                                                      message: str, capsys: pytest.CaptureFixture[str]) -> None:

@@ -167,3 +167,23 @@ def test_plan_fails_like_check_on_invalid_secrets(project: Path, kv2: Any, capsy
     code, out, err = run(["plan"], capsys)
     assert (code, out) == (4, [])
     assert err[-1] == "materialize: error: 1 invalid secret field (listed above); nothing was written"
+
+
+@pytest.mark.parametrize(("text", "problem"), [
+    ("- name: a\n- name: b\n", "must be a mapping with `environments`, like a .bruin.yml"),
+    ("replicaCount: 2\nimage:\n  tag: v1\nenvironments: [prod]\n", ": `environments` must be a mapping"),
+    ("apiVersion: v1\nkind: Secret\nenvironments:\n  prod: x\n", ": environment 'prod' must be a mapping"),
+    ("environments:\n  prod:\n    connections:\n      postgres: {name: a}\n",
+     ": environment 'prod': connections.postgres must be a list"),
+])
+def test_plan_against_a_file_that_is_not_a_bruin_config_is_a_usage_error(
+        project: Path, tmp_path: Path, text: str, problem: str, capsys: pytest.CaptureFixture[str]) -> None:
+    wrong = tmp_path / "values.yaml"
+    wrong.write_text(text)
+    code, out, err = run(["plan", "--against", str(wrong)], capsys)
+    assert (code, out) == (2, [])  # misconfigured, not drift (5)
+    sep = "" if problem.startswith(":") else " "
+    assert err == [f"materialize: error: the file to compare with {wrong}{sep}{problem}"]
+    # The same file as the base file is refused the same way.
+    code, _, err = run(["plan", "--base", str(wrong)], capsys)
+    assert code == 2 and err == [f"materialize: error: the base file {wrong}{sep}{problem}"]

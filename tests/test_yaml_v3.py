@@ -108,3 +108,20 @@ def test_any_details_read_back_by_yaml_v3(yaml_v3: Path, tmp_path: Path, details
     fields = {"name": name, **{k: v for k, v in details.items() if k != "name"}}
     got = rendered_connections(yaml_v3, [Connection("generic", name, fields)], tmp_path)
     assert same(got, {"generic": [fields]})
+
+
+def test_a_tab_before_a_comment_is_read_as_yaml_v3_reads_it(yaml_v3: Path, tmp_path: Path) -> None:
+    """`name: x<TAB># c` is YAML 1.2 (tabs separate as spaces do there) and bruin loads it: so does the base file."""
+    from bruin_materialize import merge
+
+    text = ("default_environment: dev\nenvironments:\n  dev:\t# the team's\n    connections:\n      duckdb:\n"
+            "        - name: x\t# c\n          path: /a \t \n")
+    go = go_load(yaml_v3, text, tmp_path)
+    assert go["map"]["environments"]["map"]["dev"]["map"]["connections"]["map"]["duckdb"]["seq"][0] == {
+        "map": {"name": {"str": "x"}, "path": {"str": "/a"}}}
+    base = tmp_path / "base.yml"
+    base.write_text(text)
+    loaded = merge.load_base(base)
+    assert dict(loaded.doc["environments"]["dev"]["connections"]["duckdb"][0]) == {"name": "x", "path": "/a"}
+    written = merge.dump(loaded.doc, "# h")
+    assert "# the team's" in written and "x # c" in written  # the comments stay; the tab is written as a space
