@@ -8,9 +8,10 @@ surrogate pairs that astral characters would need.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -66,19 +67,42 @@ def parse(text: str) -> Any:
 def load_file(path: Path, what: str = "", load: Callable[[str], Any] = parse) -> Any:
     """A YAML file the user named, read with `load`; errors are exit 2 and name the line, never
     quote it: the file may hold credentials, and YAML errors quote the document. `what` names the
-    file's role in messages ("the base file")."""
+    file's role in messages ("the base file"). The file is read as every local file is (files.py:
+    a regular file, bounded), and held to the bounds of yamlnodes before `load` walks it."""
+    text, _ = read_yaml(path, what)
+    with _yaml_errors(_shown(path, what)):
+        return load(text)
+
+
+def read_yaml(path: Path, what: str = "") -> tuple[str, Any]:
+    """The file's text and its document as a yamlnodes.Node (None when empty), bounds checked."""
+    from bruin_materialize.errors import usage_error
+    from bruin_materialize.files import read_text
+    from bruin_materialize.yamlnodes import TooComplex, compose
+
+    shown = _shown(path, what)
+    text = read_text(path, shown)
+    with _yaml_errors(shown):
+        try:
+            return text, compose(text)
+        except TooComplex as exc:
+            line, message = exc.args[0]
+            raise usage_error(f"{shown}{f' at line {line}' if line else ''} {message}") from None
+
+
+def _shown(path: Path, what: str) -> str:
+    return f"{what} {path}" if what else str(path)
+
+
+@contextlib.contextmanager
+def _yaml_errors(shown: str) -> Iterator[None]:
     from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
     from bruin_materialize.errors import usage_error
 
-    what = f"{what} " if what else ""
     try:
-        return load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise usage_error(f"cannot read {what}{path}: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise usage_error(f"{what}{path} is not UTF-8") from None
+        yield
     except YAMLError as exc:
         mark = exc.problem_mark if isinstance(exc, MarkedYAMLError) else None
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise usage_error(f"{what}{path} is not valid YAML{where} (a duplicate key, perhaps)") from None
+        at = f" at line {mark.line + 1}" if mark is not None else ""
+        raise usage_error(f"{shown} is not valid YAML{at} (a duplicate key, perhaps)") from None

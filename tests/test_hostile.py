@@ -134,7 +134,7 @@ def test_credential_files_must_be_small_regular_files(env: dict[str, str], run_c
     os.mkfifo(fifo)  # nobody writes: reading it would hang for ever
     over = {**DEAD_VAULT, "BRUIN_VAULT_TOKEN": None, "BRUIN_VAULT_TOKEN_FILE": str(fifo)}
     assert run_cli("check", env=over, timeout=20).error(2) == (
-        f"{fifo} (BRUIN_VAULT_TOKEN_FILE) is not a regular file")
+        f"{fifo} (BRUIN_VAULT_TOKEN_FILE) is not a regular file (a FIFO)")
     big = tmp_path / "token.big"
     big.write_text("a" * (64 * 1024 + 1))
     assert run_cli("check", env={**over, "BRUIN_VAULT_TOKEN_FILE": str(big)}).error(2) == (
