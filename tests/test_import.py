@@ -323,19 +323,15 @@ def test_invalid_connections_exit_4_listing_each_and_nothing_is_written(
     where = f"{file}: default"
     errors = [line for line in err_lines(capsys) if line.startswith("materialize: error:")]
     assert errors == [
-        f"materialize: error: {where}: connections.postgres[2]: must be a mapping with a string `name`",
-        f"materialize: error: {where}/when: details.database: is a YAML date, which a Vault secret (JSON) cannot "
-        "hold; quote it to keep it as text",
-        f"materialize: error: {where}/bad-port: details.port: expected integer, got string; bruin would fail to "
-        "load the whole file",
-        f"materialize: error: {where}/when: details.database: expected string, got value; bruin would fail to load "
-        "the whole file",
+        f"materialize: error: {where}/bad-port: details.port (line 7): is not an integer to bruin's parser; bruin "
+        "would fail to load the file",
+        f"materialize: error: {where}: connections.postgres[2] (line 13): must be a mapping with a string `name`",
         f"materialize: error: {where}/typo: type: unknown connection type 'postgress' (did you mean postgres?); "
         f"bruin knows {len(SCHEMA.types)} types",
         f"materialize: error: {where}/lake: details.path: is a relative path, which bruin resolves against "
         f"{file.parent}; pass --relative-paths absolute (resolve it there) or keep (leave it to render, which "
         "resolves it against the project root)",
-        "materialize: error: 6 invalid secret fields (listed above); nothing was written",
+        "materialize: error: 4 invalid secret fields (listed above); nothing was written",
     ]
     assert listing(kv, "") == []
 
@@ -618,3 +614,67 @@ def test_the_demo_imports_its_example_file_and_renders_it_masked(leak_guard: Lea
     assert proc.returncode == 0
     assert "materialize: import into secret/bruin (KV v2): 5 created" in proc.stderr.splitlines()
     assert "      - {name: warehouse, database: '*****', host: '*****', password: '*****', " in proc.stdout
+
+
+# --- values as bruin's parser reads them -----------------------------------------------------------------
+
+AS_WRITTEN = """\
+environments:
+  default:
+    connections:
+      postgres:
+        - name: 0012
+          host: 0x1F
+          port: 0100
+          username: 1e3
+          password: 0012345
+          database: 1.50
+          schema: yes
+          ssl_mode: 2026-11-29
+          pool_max_conns: 1_0
+      generic:
+        - name: api
+          value: ~
+          0x10: "x"
+"""
+
+
+def test_scalars_are_read_into_bruins_field_types_never_changed(kv: Any, env: dict[str, str], tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """A string field keeps the scalar's text as written; an int field takes yaml.v3's reading (`0100` is
+    octal 64, `_` dropped); null stays null; nothing is noted as converted."""
+    file = write_file(tmp_path, AS_WRITTEN)
+    assert main(["import", str(file), "--mount-path", kv.mount, "--path", "w"]) == 0
+    assert not [line for line in err_lines(capsys) if "convert" in line]
+    assert read(kv, "w/0012") == {"type": "postgres", "details": {
+        "host": "0x1F", "port": 64, "username": "1e3", "password": "0012345", "database": "1.50", "schema": "yes",
+        "ssl_mode": "2026-11-29", "pool_max_conns": 10}}
+    assert read(kv, "w/api") == {"type": "generic", "details": {"value": None, "0x10": "x"}}
+
+
+@pytest.mark.parametrize(("field", "value", "problem"), [
+    ("port", "5432.5", "is not a whole number within 64 bits, which bruin's integer field would cut or refuse; "
+                       "write the integer bruin should get"),
+    ("port", "yes", "is not an integer to bruin's parser; bruin would fail to load the file"),
+    ("port", "1e30", "is not a whole number within 64 bits, which bruin's integer field would cut or refuse; "
+                     "write the integer bruin should get"),
+    ("password", "!!binary aGVsbG8=", "has a YAML tag (!!...), which bruin's parser reads its own way; remove it; "
+                                      "quote it to keep it as text"),
+    ("extra", "2026-11-29", "is a date, a merge key, NaN or an infinity to bruin's parser, which a Vault secret "
+                            "(JSON) cannot hold; quote it to keep it as text"),
+    ("extra", "{1: a}", "has a key that is a number, a boolean or a date to bruin's parser, not text; quote it to "
+                        "keep it as text"),
+    ("extra", "{[1]: a}", "has a key that is not plain text; quote it to keep it as text"),
+    ("extra", ".nan", "is a date, a merge key, NaN or an infinity to bruin's parser, which a Vault secret (JSON) "
+                      "cannot hold; quote it to keep it as text"),
+])
+def test_values_bruin_reads_otherwise_are_refused_naming_the_field(kv2: Any, env: dict[str, str], tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str], field: str,
+                                                                   value: str, problem: str) -> None:
+    file = write_file(tmp_path, f"environments:\n  default:\n    connections:\n      postgres:\n        - name: pg\n"
+                                f"          {field}: {value}\n")
+    assert main(["import", str(file), "--mount-path", kv2.mount, "--path", "r"]) == 4
+    errors = [line for line in err_lines(capsys) if line.startswith("materialize: error:")]
+    assert errors == [f"materialize: error: {file}: default/pg: details.{field} (line 6): {problem}",
+                      "materialize: error: 1 invalid secret field (listed above); nothing was written"]
+    assert listing(kv2, "") == []

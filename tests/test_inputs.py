@@ -15,6 +15,7 @@ import resource
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -66,7 +67,7 @@ def special(tmp_path: Path) -> dict[str, tuple[Path, str]]:
 
 KINDS = ["fifo", "zero", "directory", "sparse", "bomb"]
 # How each command names the file it was given.
-COMMANDS = {
+COMMANDS: dict[str, tuple[Callable[[Path], list[str]], str]] = {
     "import": (lambda f: ["import", str(f)], "the file to import "),
     "base": (lambda f: ["check", "--base", str(f)], "the base file "),
     "against": (lambda f: ["plan", "--no-base", "--against", str(f)], ""),
