@@ -8,6 +8,7 @@ which visible() shows as escapes.
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -55,6 +56,17 @@ def say(line: str) -> None:
     try:
         print(visible(line), file=sys.stderr)
     except (OSError, ValueError):  # stderr closed or a broken pipe: there is nobody to tell
+        pass
+
+
+def silence_stdout() -> None:
+    """After a write to stdout failed (its reader left): Python flushes stdout again at exit, which
+    would fail the same way and print a traceback."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)
+        os.close(devnull)
+    except OSError:
         pass
 
 

@@ -33,8 +33,18 @@ from bruin_materialize.paths import absolutize
 from bruin_materialize.plan import changed_fields, identical
 from bruin_materialize.schema import Schema
 from bruin_materialize.settings import ImportJob, Settings
-from bruin_materialize.validate import ERROR, NOTE, Connection, Options, Outcome, Problem, leaves, validate
-from bruin_materialize.vault import KV, RawSecret, call, dig, parallel, unexpected
+from bruin_materialize.validate import (
+    ERROR,
+    NOTE,
+    Connection,
+    Options,
+    Outcome,
+    Problem,
+    leaves,
+    name_problems,
+    validate,
+)
+from bruin_materialize.vault import KV, RawSecret, call, dig, is_deleted_version, parallel, secret_data, unexpected
 from bruin_materialize.yamlnodes import Node
 from bruin_materialize.yamltext import read_yaml, show
 
@@ -238,24 +248,6 @@ def _unconverted(problems: list[Problem]) -> list[Problem]:
                        "should read it") if p.code == "value-converted" else p for p in problems]
 
 
-def name_problems(name: str, where: str) -> list[Problem]:
-    """A connection name must be a path Vault stores as it is (OpenBao 2.x, checked against a server):
-    it refuses non-printable characters in a path, and cleans empty, `.` and `..` segments, which would
-    move the secret elsewhere. A `/` between segments makes FOLDER/NAME, as `render --recursive` reads."""
-    if not name:
-        return [Problem(ERROR, f"{where}: name", "is empty; a Vault secret needs a name")]
-    if not name.isprintable():
-        return [Problem(ERROR, f"{where}: name", "holds a control, format or separator character (other than "
-                        "the space), which Vault refuses in a path; rename the connection")]
-    if any(segment in ("", ".", "..") for segment in name.split("/")):
-        return [Problem(ERROR, f"{where}: name", "has an empty, `.` or `..` segment between slashes, which "
-                        "Vault would store under another path; rename the connection")]
-    if "/" in name:
-        return [Problem(NOTE, f"{where}: name", "holds `/`: stored as FOLDER/NAME, which render reads only "
-                        "with --recursive")]
-    return []
-
-
 def _relative_paths(conn: Connection, job: ImportJob, where: str) -> list[Problem]:
     """bruin resolved these against FILE's directory; in Vault they would mean the project root."""
     folder = job.file.parent
@@ -341,11 +333,13 @@ def read_state(kv: KV, entry: Entry) -> State:
         if kv.version == 2:
             body = call(what, lambda: kv.client.secrets.kv.v2.read_secret_version(
                 path=secret_path, mount_point=kv.mount, raise_on_deleted_version=True))
-            return State(True, dig(body, "data", "data"), _version(body))
-        return State(True, dig(call(what, lambda: kv.client.secrets.kv.v1.read_secret(
-            path=secret_path, mount_point=kv.mount)), "data"))
+            if is_deleted_version(body):
+                return State(True, None, _version(body))
+            return State(True, secret_data(what, body, 2), _version(body))
+        return State(True, secret_data(what, call(what, lambda: kv.client.secrets.kv.v1.read_secret(
+            path=secret_path, mount_point=kv.mount)), 1))
     except hvac.exceptions.InvalidPath as exc:
-        deleted = kv.version == 2 and isinstance(dig(exc.json, "data", "metadata"), dict)
+        deleted = kv.version == 2 and is_deleted_version(exc.json)
         return State(True, None, _version(exc.json)) if deleted else State(False)
     except hvac.exceptions.Forbidden:
         raise vault_error(f"permission denied reading {entry.location}: import reads each secret first, to leave "

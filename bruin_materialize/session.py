@@ -13,8 +13,17 @@ import hvac
 from bruin_materialize import auth
 from bruin_materialize.adapter import RetryPolicy
 from bruin_materialize.console import Console
+from bruin_materialize.errors import vault_error
 from bruin_materialize.settings import Settings
-from bruin_materialize.vault import KV, RawSecret, detect_version, open_client, wait_until_reachable
+from bruin_materialize.vault import (
+    KV,
+    ProxyAuthRequired,
+    RawSecret,
+    detect_version,
+    open_client,
+    wait_until_reachable,
+    without_password,
+)
 
 
 @contextlib.contextmanager
@@ -32,6 +41,9 @@ def session(settings: Settings, console: Console) -> Iterator[hvac.Client]:
         client.token = auth.obtain_token(client, creds)
         token = client.token if settings.auth.logs_in else None
         yield client
+    except ProxyAuthRequired as exc:
+        raise vault_error(f"{exc.message} from {without_password(settings.proxy or '')} ({settings.proxy_source}); "
+                          f"put user:password@ in {settings.proxy_source}'s URL, or check the ones there") from None
     finally:
         client.adapter.close()
         if token is not None and not _revoke(settings, token):

@@ -344,6 +344,24 @@ def _as_float(text: str) -> Any:
     return number if math.isfinite(number) and repr(number) == text else _MISMATCH
 
 
+def name_problems(name: str, where: str) -> list[Problem]:
+    """A connection name must be a path Vault stores as it is (OpenBao 2.x, checked against a server):
+    it refuses non-printable characters in a path, and cleans empty, `.` and `..` segments, which would
+    move the secret elsewhere. A `/` between segments makes FOLDER/NAME, as `render --recursive` reads."""
+    if not name:
+        return [Problem(ERROR, f"{where}: name", "is empty; a Vault secret needs a name")]
+    if not name.isprintable():
+        return [Problem(ERROR, f"{where}: name", "holds a control, format or separator character (other than "
+                        "the space), which Vault refuses in a path; rename the connection")]
+    if any(segment in ("", ".", "..") for segment in name.split("/")):
+        return [Problem(ERROR, f"{where}: name", "has an empty, `.` or `..` segment between slashes, which "
+                        "Vault would store under another path; rename the connection")]
+    if "/" in name:
+        return [Problem(NOTE, f"{where}: name", "holds `/`: stored as FOLDER/NAME, which render reads only "
+                        "with --recursive")]
+    return []
+
+
 def _check_duplicates(connections: list[Connection], out: list[Problem]) -> None:
     seen: dict[str, Connection] = {}
     for conn in connections:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -27,11 +28,16 @@ EXAMPLE = HERE / "example.bruin.yml"  # the credentials a team starts from (made
 
 
 def main() -> int:
+    # SIGTERM and SIGINT end the demo through its cleanup (the rendered file, the server); a reader that
+    # left early (`scripts/demo | head`) ends it quietly, the same way.
+    signal.signal(signal.SIGTERM, _interrupted)
     home = Path(tempfile.mkdtemp(prefix="bruin-materialize-demo-"))
-    token, port = secrets.token_hex(16), _free_port()
-    addr = f"http://127.0.0.1:{port}"
-    server = _start_bao(home, token, port)
+    out_dir: Path | None = None
+    server: subprocess.Popen[bytes] | None = None
     try:
+        token, port = secrets.token_hex(16), _free_port()
+        addr = f"http://127.0.0.1:{port}"
+        server = _start_bao(home, token, port)
         _wait_healthy(addr, server)
         env = {**os.environ, "HOME": str(home), "BRUIN_VAULT_HOST": addr, "BRUIN_VAULT_TOKEN": token,
                "BRUIN_VAULT_MOUNT_PATH": "secret", "BRUIN_VAULT_PATH": "bruin"}
@@ -47,13 +53,34 @@ def main() -> int:
             print("demo: bruin is installed: exec bruin run on demo/pipeline", flush=True)
             return subprocess.run([*MATERIALIZE, "exec", "--", str(HERE / "pipeline")], env=env, check=False).returncode
         print("demo: bruin is not installed; the rendered file, values masked:\n", flush=True)
-        print(masked(out.read_text(encoding="utf-8")))
-        shutil.rmtree(out_dir)
+        print(masked(out.read_text(encoding="utf-8")), flush=True)
         return 0
+    except BrokenPipeError:
+        _silence_stdout()
+        return 128 + signal.SIGPIPE  # as a shell reports a writer that its reader left
+    except KeyboardInterrupt:
+        return 128 + signal.SIGINT
     finally:
-        server.terminate()
-        server.wait(timeout=10)
+        if out_dir is not None:
+            shutil.rmtree(out_dir, ignore_errors=True)  # the credentials, on every way out
+        if server is not None:
+            server.terminate()
+            server.wait(timeout=10)
         shutil.rmtree(home, ignore_errors=True)
+
+
+def _interrupted(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _silence_stdout() -> None:
+    """Python flushes stdout again at exit, which would fail the same way and print a traceback."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
 
 
 def masked(text: str) -> str:

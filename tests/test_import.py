@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import itertools
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -678,3 +679,55 @@ def test_values_bruin_reads_otherwise_are_refused_naming_the_field(kv2: Any, env
     assert errors == [f"materialize: error: {file}: default/pg: details.{field} (line 6): {problem}",
                       "materialize: error: 1 invalid secret field (listed above); nothing was written"]
     assert listing(kv2, "") == []
+
+
+def _demo(tmp_path: Path, leak_guard: LeakGuard) -> tuple[subprocess.Popen[str], Path]:
+    """demo/demo.py started with its own runtime directory (where it renders), stdout a pipe to read."""
+    demo = MATERIALIZE.parent / "demo"
+    example = YAML(typ="safe", pure=True).load((demo / "example.bruin.yml").read_text(encoding="utf-8"))
+    for conns in example["environments"]["default"]["connections"].values():
+        for conn in conns:
+            _register(leak_guard, {k: v for k, v in conn.items()
+                                   if k in ("password", "private_key", "service_account_json", "value")})
+    runtime = tmp_path / "run"
+    runtime.mkdir(mode=0o700)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BRUIN_", "VAULT_", "BAO_"))}
+    proc = subprocess.Popen([sys.executable, str(demo / "demo.py")], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
+                            env={**env, "PATH": os.defpath, "XDG_RUNTIME_DIR": str(runtime)})
+    return proc, runtime
+
+
+def _read_until(proc: subprocess.Popen[str], fragment: str) -> None:
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if fragment in line:
+            return
+    raise AssertionError(f"the demo ended before printing {fragment!r}")
+
+
+def test_the_demo_removes_its_rendered_file_when_its_reader_leaves(tmp_path: Path, leak_guard: LeakGuard) -> None:
+    """`scripts/demo | head`: the masked file meets a closed pipe; the rendered credentials still go."""
+    proc, runtime = _demo(tmp_path, leak_guard)
+    _read_until(proc, "values masked")
+    assert proc.stdout is not None
+    proc.stdout.close()  # as head does once it has its lines
+    _, err = proc.communicate(timeout=60)
+    sys.stderr.write(err)
+    assert proc.returncode == 141, err
+    assert "Traceback" not in err
+    assert list(runtime.iterdir()) == []
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_the_demo_removes_its_rendered_file_when_interrupted(tmp_path: Path, leak_guard: LeakGuard,
+                                                             sig: signal.Signals) -> None:
+    proc, runtime = _demo(tmp_path, leak_guard)
+    _read_until(proc, "materialize.py render")
+    wait_until(lambda: any(runtime.iterdir()), 30, what="the demo's render directory")
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=60)
+    sys.stdout.write(out)
+    sys.stderr.write(err)
+    assert proc.returncode == 128 + sig, err
+    assert list(runtime.iterdir()) == []

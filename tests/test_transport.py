@@ -359,3 +359,24 @@ def test_oversized_answer_is_refused_without_reading_it_all(render: Render, out:
     if framing != "length":  # without a Content-Length, reading stops past 32 MiB (and what buffers hold)
         assert rule.sent < OVERSIZE - 8 * 2**20
     out.assert_untouched()
+
+
+# --- a proxy that wants credentials ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("variable", ["HTTP_PROXY", "VAULT_PROXY_ADDR", "BRUIN_VAULT_PROXY_ADDR"])
+def test_a_proxy_asking_for_credentials_names_its_setting_never_its_password(
+        render: Render, out: OutputDir, mount: str, fault_proxy: FaultProxy, bao_server: BaoServer,
+        variable: str) -> None:
+    """HTTP 407 from the proxy is neither an empty mount nor a reason to probe further: one line naming the
+    proxy and the setting, and no second request."""
+    LEAK_GUARD.add(PROXY_PASSWORD)
+    fault_proxy.add_rule("answer", times=ALWAYS, status=407,
+                         headers=(("Proxy-Authenticate", 'Basic realm="proxy"'),))
+    proxy = f"http://user:{PROXY_PASSWORD}@127.0.0.1:{fault_proxy.port}"
+    result = render(BRUIN_VAULT_HOST=unresolvable(bao_server), **{variable: proxy})
+    assert result.error(3) == (f"inspecting mount {mount}: the proxy asks for credentials (HTTP 407) from "
+                               f"http://127.0.0.1:{fault_proxy.port} ({variable}); put user:password@ in "
+                               f"{variable}'s URL, or check the ones there")
+    assert fault_proxy.requests() == 1
+    out.assert_untouched()
