@@ -42,12 +42,20 @@ def session(settings: Settings, console: Console) -> Iterator[hvac.Client]:
         token = client.token if settings.auth.logs_in else None
         yield client
     except ProxyAuthRequired as exc:
-        raise vault_error(f"{exc.message} from {without_password(settings.proxy or '')} ({settings.proxy_source}); "
-                          f"put user:password@ in {settings.proxy_source}'s URL, or check the ones there") from None
+        raise vault_error(_proxy_auth_line(exc.message, settings)) from None
     finally:
         client.adapter.close()
         if token is not None and not _revoke(settings, token):
             console.warning("could not revoke the login token; it stays valid until its TTL ends")
+
+
+def _proxy_auth_line(message: str, settings: Settings) -> str:
+    if settings.proxy is None:
+        return (f"{message}, though no proxy is set: something between here and Vault wants credentials; set "
+                "HTTPS_PROXY/HTTP_PROXY or VAULT_PROXY_ADDR to it, with user:password@")
+    source = settings.proxy_source
+    return (f"{message} from {without_password(settings.proxy)} ({source}); put user:password@ in {source}'s URL, "
+            "or check the ones there")
 
 
 def _revoke(settings: Settings, token: str) -> bool:

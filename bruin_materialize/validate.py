@@ -177,10 +177,23 @@ def _check_keys(conn_type: str, details: dict[str, Any], report: _Report) -> Non
     """Keys YAML cannot carry: the type and field names are mapping keys in the file."""
     if _too_long_for_a_key(conn_type):
         report.add(ERROR, "type", "key-too-long", f"is longer than the {MAX_KEY} characters YAML allows for a key")
+    if not _encodable(conn_type):
+        report.add(ERROR, "type", "text-unencodable", "holds a lone UTF-16 surrogate, which cannot be written as UTF-8")
     for field, key in _keys(details, "details"):
-        if _too_long_for_a_key(key):
+        if not _encodable(key):
+            report.add(ERROR, field, "text-unencodable",
+                       "has a field name holding a lone UTF-16 surrogate, which cannot be written as UTF-8")
+        elif _too_long_for_a_key(key):
             report.add(ERROR, field, "key-too-long",
                        f"has a field name longer than the {MAX_KEY} characters YAML allows for a key")
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _too_long_for_a_key(key: str) -> bool:

@@ -128,8 +128,11 @@ def _where_to(response: Any) -> str:
     location = response.headers.get("Location") if getattr(response, "headers", None) is not None else None
     if not isinstance(location, str) or not location.strip():
         return " without a Location"
-    parts = urllib.parse.urlsplit(location.strip())
-    host = parts.hostname or ""
+    try:
+        parts = urllib.parse.urlsplit(location.strip())
+        host = parts.hostname or ""
+    except ValueError:  # an IPv6 address without its `]`, ...
+        return " to an address that is not a URL"
     port = f":{parts.port}" if _port(parts) else ""
     origin = f"{parts.scheme}://{host}{port}" if parts.scheme and host else ""
     return f" to {origin}{parts.path or '/'}"
@@ -144,9 +147,13 @@ def _port(parts: urllib.parse.SplitResult) -> int | None:
 
 def without_password(url: str) -> str:
     """A proxy URL as messages may show it: scheme, host and port; never its user or password."""
-    parts = urllib.parse.urlsplit(url)
+    try:
+        parts = urllib.parse.urlsplit(url)
+        host = parts.hostname or ""
+    except ValueError:
+        return "(a proxy URL that does not parse)"
     port = f":{parts.port}" if _port(parts) else ""
-    return f"{parts.scheme}://{parts.hostname or ''}{port}"
+    return f"{parts.scheme}://{host}{port}"
 
 
 def documented(what: str, body: Any, *path: str) -> Any:
