@@ -731,3 +731,17 @@ def test_the_demo_removes_its_rendered_file_when_interrupted(tmp_path: Path, lea
     sys.stderr.write(err)
     assert proc.returncode == 128 + sig, err
     assert list(runtime.iterdir()) == []
+
+
+@pytest.mark.parametrize(("key", "code"), [("1", 0), ("true", 0), ("0x1F", 0), ("[a, b]", 4), ("{k: v}", 4)])
+def test_keys_that_are_not_text_to_yaml_1_2_are_taken_as_bruin_takes_them(kv2: Any, env: dict[str, str],
+                                                                          tmp_path: Path, key: str, code: int) -> None:
+    """bruin decodes a connection's keys into its struct's field names, as text: `1:` is the field "1"
+    (unknown, so ignored by bruin); a collection as a key names no field at all and is refused."""
+    file = write_file(tmp_path, f"environments:\n  default:\n    connections:\n      generic:\n        - name: api\n"
+                                f"          value: v\n          {key}: x\n")
+    assert main(["import", str(file), "--mount-path", kv2.mount, "--path", "k"]) == code
+    if code == 0:
+        assert read(kv2, "k/api") == {"type": "generic", "details": {"value": "v", key: "x"}}
+    else:
+        assert listing(kv2, "") == []
