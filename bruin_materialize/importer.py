@@ -230,7 +230,8 @@ def _fields(item: Node, props: dict[str, Any], schema: Schema | None) -> tuple[d
     fields: dict[str, Any] = {}
     unreadable: list[tuple[str, str]] = []
     for key, value in item.value:
-        field = "name" if key.value == "name" else f"details.{shown(str(key.value))}"
+        text = str(key.value) if key.kind == "scalar" else "(a key that is a list or a mapping)"
+        field = "name" if text == "name" else f"details.{shown(text)}"
         try:
             name = key_text(key)
             if name in fields:

@@ -734,8 +734,8 @@ def test_the_demo_removes_its_rendered_file_when_interrupted(tmp_path: Path, lea
 
 
 @pytest.mark.parametrize(("key", "code"), [("1", 0), ("true", 0), ("0x1F", 0), ("[a, b]", 4), ("{k: v}", 4)])
-def test_keys_that_are_not_text_to_yaml_1_2_are_taken_as_bruin_takes_them(kv2: Any, env: dict[str, str],
-                                                                          tmp_path: Path, key: str, code: int) -> None:
+def test_keys_that_are_not_text_to_yaml_1_2_are_taken_as_bruin_takes_them(
+        kv2: Any, env: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str], key: str, code: int) -> None:
     """bruin decodes a connection's keys into its struct's field names, as text: `1:` is the field "1"
     (unknown, so ignored by bruin); a collection as a key names no field at all and is refused."""
     file = write_file(tmp_path, f"environments:\n  default:\n    connections:\n      generic:\n        - name: api\n"
@@ -745,3 +745,6 @@ def test_keys_that_are_not_text_to_yaml_1_2_are_taken_as_bruin_takes_them(kv2: A
         assert read(kv2, "k/api") == {"type": "generic", "details": {"value": "v", key: "x"}}
     else:
         assert listing(kv2, "") == []
+        field = 'details."(a key that is a list or a mapping)" (line 7)'
+        assert f"{file}: default/api: {field}: has a key that is not plain text; quote it to keep it as text" \
+               in capsys.readouterr().err

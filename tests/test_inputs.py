@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import resource
+import signal
 import subprocess
 import sys
 import time
@@ -120,3 +121,23 @@ def test_nested_too_deep_for_ruamels_composer_is_one_line(tmp_path: Path) -> Non
     for args in (["check", "--base", str(deep)], ["import", str(deep)], ["plan", "--no-base", "--against", str(deep)]):
         assert run_bounded(args, tmp_path).error(2).endswith("is nested more than 64 levels deep")
 
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_ends_the_reading_of_a_large_file_at_once(tmp_path: Path, sig: signal.Signals) -> None:
+    """Just under the cap, a file takes seconds to read as YAML: a signal ends that at once (128 + N)."""
+    big = tmp_path / "big.yml"
+    entries = "".join(f"        - name: c{i}\n          value: v{i}\n" for i in range(160_000))
+    big.write_text(f"environments:\n  default:\n    connections:\n      generic:\n{entries}")
+    assert 5 * 2**20 < big.stat().st_size < files.MAX_CONFIG_FILE
+    env = child_env(os.environ, {**DEAD_VAULT, "PATH": os.defpath})
+    proc = subprocess.Popen([sys.executable, str(MATERIALIZE), "import", str(big)], cwd=tmp_path, env=env,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.5)  # started, and inside the file
+    signalled = time.monotonic()
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=30)
+    sys.stderr.write(err)
+    assert proc.returncode == 128 + sig, err
+    assert time.monotonic() - signalled < 2
+    assert "Traceback" not in err
