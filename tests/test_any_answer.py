@@ -81,6 +81,7 @@ def vaults(draw: st.DrawFn) -> dict[str, Answer]:
 class FakeVault(http.server.ThreadingHTTPServer):
     daemon_threads = True
     answers: dict[str, Answer] = {}
+    otherwise: Answer = _as_answer({"errors": []}, 404)  # for every other path
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -88,7 +89,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802  (http.server's name)
         path = urllib.parse.unquote(urllib.parse.urlsplit(self.path).path)
-        answer = self.server.answers.get(path, _as_answer({"errors": []}, 404))
+        answer = self.server.answers.get(path, self.server.otherwise)
         self.send_response(answer.status)
         for name, value in answer.headers:
             self.send_header(name, value)
@@ -125,10 +126,11 @@ def settings_env(monkeypatch: pytest.MonkeyPatch, schema_path: Path, tmp_path: P
 
 
 def expected_connections(answers: dict[str, Answer]) -> set[tuple[str, str]]:
-    """(type, name) of every listed, valid name whose answer is a documented, current KV v2 secret."""
+    """(type, name) of every listed, valid name whose answer is a documented, current KV v2 secret
+    (a name ending in `/` is a folder, not read without --recursive)."""
     listing = json.loads(answers[f"/v1/{MOUNT}/metadata/bruin"].body)
     found = set()
-    for name in listing["data"]["keys"]:
+    for name in (n for n in listing["data"]["keys"] if not n.endswith("/")):
         answer = answers[f"/v1/{MOUNT}/data/bruin/{name}"]
         data = json.loads(answer.body)["data"]["data"] if answer.status == 200 else None
         if data is not None:
@@ -144,6 +146,7 @@ def test_any_answer_ends_with_a_documented_exit_and_exit_0_holds_exactly_the_lis
         fake_vault: FakeVault, settings_env: None, tmp_path: Path, capsys: pytest.CaptureFixture[str],
         answers: dict[str, Answer]) -> None:
     fake_vault.answers = answers
+    fake_vault.otherwise = _as_answer({"errors": []}, 404)
     out = tmp_path / "out" / "bruin.yml"
     out.unlink(missing_ok=True)
     code = main(["render", "-o", str(out)])
@@ -204,22 +207,25 @@ _yaml_bits = st.sampled_from(["0012", "0x1F", "1e3", "~", "yes", "&a x", "*a", "
 def bruin_files(draw: st.DrawFn) -> str:
     """Something like a .bruin.yml, with arbitrary text or YAML at any place."""
     bit = draw(_yaml_bits)
-    env_name = draw(st.sampled_from(["default", bit, "1", "~"]))
-    conn_type = draw(st.sampled_from(["generic", "postgres", bit]))
-    name = draw(st.sampled_from(["api", bit, "0012", "../x"]))
-    field = draw(st.sampled_from(["value", "port", "password", bit]))
+    env_name = draw(st.sampled_from(["default", "default", bit, "1", "~"]))
+    conn_type = draw(st.sampled_from(["generic", "generic", "postgres", bit]))
+    name = draw(st.sampled_from(["api", "api", bit, "0012", "../x"]))
+    field = draw(st.sampled_from(["value", "value", "port", "password", bit]))
     value = draw(_yaml_bits)
     text = (f"default_environment: {env_name}\nenvironments:\n  {env_name}:\n    connections:\n      {conn_type}:\n"
             f"        - name: {name}\n          {field}: {value}\n")
-    return draw(st.sampled_from([text, bit, text + bit]))
+    return draw(st.sampled_from([text, text, text, bit, text + bit]))
 
 
 @settings(max_examples=examples(1 / 10, at_least=30),
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-@given(text=bruin_files())
+@given(text=bruin_files(), mount=_mount, otherwise=_read)
 def test_any_file_to_import_ends_with_a_documented_exit(fake_vault: FakeVault, settings_env: None, tmp_path: Path,
-                                                        capsys: pytest.CaptureFixture[str], text: str) -> None:
-    fake_vault.answers = {}  # every request is a 404: Vault holds nothing, and the mount is no KV engine
+                                                        capsys: pytest.CaptureFixture[str], text: str, mount: Answer,
+                                                        otherwise: Answer) -> None:
+    """Any file, and any answer to the import's reads and writes (one answer for all of them)."""
+    fake_vault.answers = {f"/v1/sys/internal/ui/mounts/{MOUNT}": mount}
+    fake_vault.otherwise = otherwise
     file = tmp_path / "import.bruin.yml"
     file.write_text(text, encoding="utf-8", errors="surrogatepass")
     code = main(["import", str(file), "--relative-paths", "keep"])
