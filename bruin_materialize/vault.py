@@ -104,6 +104,8 @@ def call(what: str, operation: Callable[[], T]) -> T:
     try:
         result = operation()
     except TransportError as exc:
+        if getattr(exc, "status", None) == 407:  # a CONNECT refused by an https proxy
+            raise ProxyAuthRequired(f"{what}: the proxy asks for credentials (HTTP 407)") from None
         raise vault_error(f"{what}: {exc}") from None
     except hvac.exceptions.VaultError as exc:
         if status(exc) == 407:

@@ -380,3 +380,17 @@ def test_a_proxy_asking_for_credentials_names_its_setting_never_its_password(
                                f"{variable}'s URL, or check the ones there")
     assert fault_proxy.requests() == 1
     out.assert_untouched()
+
+
+def test_a_proxy_refusing_the_tunnel_for_credentials_names_its_setting(render: Render, out: OutputDir, mount: str,
+                                                                       forward_proxy: ForwardProxy) -> None:
+    """An https Vault through a proxy that answers the CONNECT with 407: the same line, no retries."""
+    LEAK_GUARD.add(PROXY_PASSWORD)
+    forward_proxy.refuse_connect = 407
+    proxy = forward_proxy.url.replace("http://", f"http://user:{PROXY_PASSWORD}@")
+    result = render(BRUIN_VAULT_HOST="https://elsewhere.invalid:8200", HTTPS_PROXY=proxy, BRUIN_VAULT_MAX_RETRIES="3")
+    assert result.error(3) == (f"inspecting mount {mount}: the proxy asks for credentials (HTTP 407) from "
+                               f"{forward_proxy.url} (HTTPS_PROXY); put user:password@ in HTTPS_PROXY's URL, or check "
+                               "the ones there")
+    assert [s.method for s in forward_proxy.seen()] == ["CONNECT"]
+    out.assert_untouched()
