@@ -103,7 +103,7 @@ def import_(settings: Settings, environ: Mapping[str, str], console: Console) ->
     with session(settings, console) as client:
         kv = open_kv(settings, client, sources[0][1])
         if kv.version == 2:  # numbers KV v2 would change; reported before anything is read or written
-            pipeline.report_all([("", Outcome([], importer.kv2_problems(entries)))], console)
+            pipeline.report_all([("", Outcome([], importer.kv2_problems(entries, found)))], console)
         states = importer.current_states(kv, entries, settings.concurrency)
         if job.dry_run:
             return importer.show_plan(entries, states, job.overwrite, kv.version, console)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import decimal
 import json
+import math
 import re
 import sys
 from pathlib import Path
@@ -304,22 +305,35 @@ def as_stored(value: Any, version: int) -> Any:
     return number
 
 
-def kv2_problems(entries: list[Entry]) -> list[Problem]:
-    """Numbers KV v2 would not give back as written: a rounded integer is an error, a float that loses
-    only its `.0` a note (bruin reads an integer into a number field alike)."""
+def kv2_problems(entries: list[Entry], schema: Schema | None) -> list[Problem]:
+    """Numbers KV v2 would not give back as written: a rounded integer is an error; a float that comes
+    back without its `.0` is a note in a number field (bruin reads an integer there alike), and an error
+    anywhere else (bruin would get an integer where the file has a float)."""
     problems: list[Problem] = []
     for entry in entries:
-        for field, value in leaves(entry.secret["details"], "details"):
-            if not isinstance(value, (int, float)) or isinstance(value, bool):
-                continue
-            if isinstance(value, int) and as_stored(value, 2) != value:
-                problems.append(Problem(ERROR, f"{entry.location}: {field}", "is an integer beyond 2**53, which KV "
-                                        "v2 stores rounded (as a float64); use a KV v1 mount, or a string if "
-                                        "the field takes one"))
-            elif isinstance(value, float) and type(as_stored(value, 2)) is int:
-                problems.append(Problem(NOTE, f"{entry.location}: {field}", "KV v2 stores this number as an "
-                                        "integer (without its `.0`); bruin reads it alike into a number field"))
+        props = ((schema.types.get(entry.conn.type) if schema else None) or {}).get("properties") or {}
+        for key, top in entry.secret["details"].items():
+            number_field = isinstance(props.get(key), dict) and schema is not None and \
+                schema.resolve(props[key]).get("type") == "number"
+            for field, value in leaves(top, f"details.{shown(key)}"):
+                problem = _kv2_problem(value, number_field and field == f"details.{shown(key)}")
+                if problem is not None:
+                    problems.append(problem._replace(where=f"{entry.location}: {field}"))
     return problems
+
+
+def _kv2_problem(value: Any, number_field: bool) -> Problem | None:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or as_stored(value, 2) == value and \
+            type(as_stored(value, 2)) is type(value):
+        return None
+    if isinstance(value, int):
+        return Problem(ERROR, "", "is an integer beyond 2**53, which KV v2 stores rounded (as a float64); use a KV "
+                       "v1 mount, or a string if the field takes one")
+    if number_field and not (value == 0 and math.copysign(1.0, value) < 0):  # -0.0 would come back as 0
+        return Problem(NOTE, "", "KV v2 stores this number as an integer (without its `.0`); bruin reads it alike "
+                       "into a number field")
+    return Problem(ERROR, "", "is a whole float that KV v2 gives back as an integer, so bruin would read an integer "
+                   "here; write it without its fraction if an integer is meant, or use a KV v1 mount")
 
 
 def current_states(kv: KV, entries: list[Entry], concurrency: int) -> list[State]:

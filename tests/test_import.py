@@ -748,3 +748,24 @@ def test_keys_that_are_not_text_to_yaml_1_2_are_taken_as_bruin_takes_them(
         field = 'details."(a key that is a list or a mapping)" (line 7)'
         assert f"{file}: default/api: {field}: has a key that is not plain text; quote it to keep it as text" \
                in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("field", "value", "level"), [
+    ("max_query_cost", "2.0", "note"), ("max_query_cost", "-0.0", "error"), ("extra", "2.0", "error"),
+    ("extra", "[1.0]", "error"), ("extra", "2.5", None)])
+def test_floats_kv2_gives_back_as_integers_are_refused_where_bruin_would_see_the_difference(
+        kv2: Any, env: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str], field: str, value: str,
+        level: str | None) -> None:
+    """KV v2 keeps no `.0`: a number field reads 2 as 2.0 alike, an untyped one would get an integer."""
+    file = write_file(tmp_path, "environments:\n  default:\n    connections:\n      google_cloud_platform:\n"
+                                f"        - name: bq\n          {field}: {value}\n")
+    code = main(["import", str(file), "--mount-path", kv2.mount, "--path", "f"])
+    lines = [line for line in err_lines(capsys) if "KV v2 " in line]
+    if level is None:
+        assert (code, lines) == (0, [])
+    elif level == "note":
+        assert code == 0 and lines == [f"materialize: {kv2.mount}/f/bq: details.{field}: KV v2 stores this number as "
+                                       "an integer (without its `.0`); bruin reads it alike into a number field"]
+    else:
+        assert code == 4 and len(lines) == 1 and lines[0].startswith(f"materialize: error: {kv2.mount}/f/bq: details.")
+        assert "is a whole float that KV v2 gives back as an integer" in lines[0]
