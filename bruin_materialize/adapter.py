@@ -25,6 +25,7 @@ import email.utils
 import http.client
 import json
 import random
+import re
 import socket
 import ssl
 import threading
@@ -60,7 +61,12 @@ class RetryPolicy(NamedTuple):
 
 
 class TransportError(Exception):
-    """Vault could not be asked, or did not answer usably; the text is safe to print, never a body."""
+    """Vault could not be asked, or did not answer usably; the text is safe to print, never a body.
+    `status` is a proxy's answer to a CONNECT it refused, when known (vault.call explains a 407)."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class _Transient(Exception):
@@ -366,6 +372,8 @@ class Transport:
         if time.monotonic() >= deadline or _first(chain, TimeoutError, socket.timeout) is not None:
             return self._timed_out()
         if self.proxy and _first(chain, urllib3.exceptions.ProxyError) is not None:
+            if _tunnel_status(chain) == 407:  # no retry can help: it wants credentials
+                return TransportError(f"the proxy {_without_password(self.proxy)} refused the tunnel", status=407)
             refused = _first(chain, ConnectionRefusedError) is not None
             return _Transient(f"cannot reach Vault through the proxy {_without_password(self.proxy)} "
                               f"({'connection refused' if refused else 'no connection or tunnel'}); check "
@@ -444,6 +452,15 @@ def _chain(exc: BaseException) -> list[BaseException]:
         pending.extend(arg for arg in current.args if isinstance(arg, BaseException))
         pending.extend(e for e in (current.__cause__, current.__context__) if e is not None)
     return found
+
+
+def _tunnel_status(chain: list[BaseException]) -> int | None:
+    """The status of a refused CONNECT: http.client says `Tunnel connection failed: 407 ...`."""
+    for exc in chain:
+        found = re.search(r"Tunnel connection failed: (\d{3})", str(exc)) if isinstance(exc, OSError) else None
+        if found:
+            return int(found.group(1))
+    return None
 
 
 def _first(chain: list[BaseException], *types: type[BaseException]) -> BaseException | None:

@@ -7,15 +7,13 @@ secrets are read; a token we were given belongs to someone else and is never rev
 
 from __future__ import annotations
 
-import os
-import stat
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import hvac
 import hvac.exceptions
 
-from bruin_materialize import settings
+from bruin_materialize import files, settings
 from bruin_materialize.errors import MaterializeError, usage_error, vault_error
 from bruin_materialize.settings import Auth, check_credential
 from bruin_materialize.vault import call, dig, status, unexpected
@@ -133,24 +131,7 @@ def _read_secret_file(path: Path | None, source: str) -> str:
     at most 64 KiB, holding one printable token."""
     if path is None:
         raise usage_error(f"{source} names no file")
-    try:
-        # O_NONBLOCK: should a FIFO be swapped in after the check, opening it does not hang either.
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError as exc:
-        raise usage_error(f"cannot read {path} ({source}): {exc.strerror}") from None
-    with os.fdopen(fd, "rb") as handle:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise usage_error(f"{path} ({source}) is not a regular file")
-        if st.st_size > MAX_CREDENTIAL_FILE:
-            raise usage_error(f"{path} ({source}) is larger than {MAX_CREDENTIAL_FILE // 1024} KiB; is it the right "
-                              "file?")
-        try:
-            data = handle.read(MAX_CREDENTIAL_FILE + 1)
-        except OSError as exc:
-            raise usage_error(f"cannot read {path} ({source}): {exc.strerror}") from None
-    if len(data) > MAX_CREDENTIAL_FILE:
-        raise usage_error(f"{path} ({source}) is larger than {MAX_CREDENTIAL_FILE // 1024} KiB; is it the right file?")
+    data = files.read_bytes(path, f"{path} ({source})", MAX_CREDENTIAL_FILE)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:

@@ -20,6 +20,7 @@ from bruin_materialize.console import (
     install_signal_handlers,
     restore_signal_handlers,
     say,
+    silence_stdout,
     where_it_failed,
 )
 from bruin_materialize.errors import ExitCode, MaterializeError
@@ -64,6 +65,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if console.document is None:
             console.document = _document_asked_for(args)  # a setting was wrong: settings never came
         return _emit(console, exc.exit_code, exc.message)
+    except BrokenPipeError:  # stdout's reader left (`check --format json | true`): nobody to tell
+        return stdout_gone()
     except (Interrupted, KeyboardInterrupt) as exc:
         signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
         # import writes secret by secret: the ones written before the signal stay (a rerun finds them the same)
@@ -98,8 +101,21 @@ def _fail(console: Console, exit_code: int, message: str) -> int:
 def _emit(console: Console, exit_code: int, error: str | None = None) -> int:
     """--format json: the one document on stdout, whatever happened; stderr has the text lines as ever."""
     if console.document is not None:
-        print(console.document.to_json(int(exit_code), error), flush=True)
+        try:
+            print(console.document.to_json(int(exit_code), error), flush=True)
+        except BrokenPipeError:
+            return stdout_gone()
     return exit_code
+
+
+# A write to stdout met a reader that had left: the run ends quietly with the code a shell shows for a
+# process SIGPIPE ended, as `head` expects of any writer (Python ignores SIGPIPE, so it is ours to say).
+STDOUT_GONE = 128 + signal.SIGPIPE
+
+
+def stdout_gone() -> int:
+    silence_stdout()
+    return STDOUT_GONE
 
 
 def _document_asked_for(args: Sequence[str]) -> Document | None:

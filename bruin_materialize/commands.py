@@ -8,14 +8,13 @@ it privately and runs bruin on it, `plan` compares it; `import` goes the other w
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 
 from bruin_materialize import handover, importer, pipeline, preflight, write
-from bruin_materialize.console import Console, Progress
+from bruin_materialize.console import Console, Progress, silence_stdout
 from bruin_materialize.environments import layout, load_against
 from bruin_materialize.errors import ExitCode, usage_error
 from bruin_materialize.settings import Settings
@@ -114,7 +113,7 @@ def import_(settings: Settings, environ: Mapping[str, str], console: Console) ->
     with session(settings, console) as client:
         kv = open_kv(settings, client, sources[0][1])
         if kv.version == 2:  # numbers KV v2 would change; reported before anything is read or written
-            pipeline.report_all([("", Outcome([], importer.kv2_problems(entries)))], console)
+            pipeline.report_all([("", Outcome([], importer.kv2_problems(entries, found)))], console)
         shown = ", ".join(dict.fromkeys("/".join(p for p in (settings.mount, path) if p) for _, path in sources))
         with Progress(console, "read", len(entries), f"from {shown}") as progress:
             states = importer.current_states(kv, entries, settings.concurrency, progress.tick)
@@ -157,19 +156,9 @@ def _print_path(config_file: Path) -> None:
         print(config_file, file=sys.stdout, flush=True)
     except (OSError, ValueError):  # EPIPE, EBADF, a closed stream
         shutil.rmtree(config_file.parent, ignore_errors=True)
-        _silence_stdout()
+        silence_stdout()
         raise usage_error("stdout is closed or nobody reads it, so the path of the rendered file could not be "
                           "delivered; the file was removed. Read stdout, or pass --output FILE") from None
-
-
-def _silence_stdout() -> None:
-    """Python flushes stdout again at exit, which would fail the same way and print a traceback."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, 1)
-        os.close(devnull)
-    except OSError:
-        pass
 
 
 COMMANDS = {"check": check, "render": render, "plan": plan, "exec": exec_, "import": import_}

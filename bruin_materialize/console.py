@@ -14,6 +14,7 @@ Long work (reading or importing many secrets) says how far it got: see Progress.
 from __future__ import annotations
 
 import datetime
+import os
 import signal
 import sys
 import threading
@@ -149,6 +150,17 @@ class Progress:
             else:
                 self.console.info(self.line())
             wait = self.IN_PLACE_EVERY if self._in_place else self.EVERY
+
+
+def silence_stdout() -> None:
+    """After a write to stdout failed (its reader left): Python flushes stdout again at exit, which
+    would fail the same way and print a traceback."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)
+        os.close(devnull)
+    except OSError:
+        pass
 
 
 def where_it_failed(exc: BaseException) -> str:

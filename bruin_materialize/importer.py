@@ -1,10 +1,11 @@
 """`import FILE`: a bruin config's connections into Vault, one secret each; render's inverse.
 
-FILE is read as bruin reads it (YAML 1.2) and every connection is checked as `check` checks a
-secret (validate.py), with three checks of its own: the name must be a path Vault stores as it is,
-a relative path must be resolved on purpose (bruin resolved it against FILE's directory), and a
-`${NAME}` is kept as written, with a note. Only then is Vault asked anything (and, on KV v2, numbers
-it would not give back as written are checked: `as_stored`); nothing is written unless all passed.
+FILE is read as bruin reads it (yaml.v3 into bruin's typed fields: bruinread.py) and every
+connection is checked as `check` checks a secret (validate.py), with three checks of its own: the
+name must be a path Vault stores as it is, a relative path must be resolved on purpose (bruin
+resolved it against FILE's directory), and a `${NAME}` is kept as written, with a note. Only then is
+Vault asked anything (and, on KV v2, numbers it would not give back as written are checked:
+`as_stored`); nothing is written unless all passed.
 
 Nothing existing is replaced by accident: each secret is read first, one that differs is left alone
 without --overwrite, and on KV v2 every write is a check-and-set against the version read (0: the
@@ -27,15 +28,27 @@ from typing import Any, NamedTuple
 import hvac
 import hvac.exceptions
 
+from bruin_materialize.bruinread import Unreadable, decode, key_text
 from bruin_materialize.console import Console
 from bruin_materialize.errors import ExitCode, usage_error, vault_error
 from bruin_materialize.paths import absolutize
 from bruin_materialize.plan import changed_fields, identical
 from bruin_materialize.schema import Schema
 from bruin_materialize.settings import ImportJob, Settings
-from bruin_materialize.validate import ERROR, NOTE, Connection, Options, Outcome, Problem, leaves, validate
-from bruin_materialize.vault import KV, RawSecret, call, dig, parallel, unexpected
-from bruin_materialize.yamltext import load_file, show
+from bruin_materialize.validate import (
+    ERROR,
+    NOTE,
+    Connection,
+    Options,
+    Outcome,
+    Problem,
+    leaves,
+    name_problems,
+    validate,
+)
+from bruin_materialize.vault import KV, RawSecret, call, dig, is_deleted_version, parallel, secret_data, unexpected
+from bruin_materialize.yamlnodes import Node
+from bruin_materialize.yamltext import read_yaml, show
 
 CREATE, UPDATE, SAME, LEAVE, RACED = "create", "update", "same", "leave", "raced"
 _ENV_REF = re.compile(r"\$\{[^}]+\}")  # what bruin expands on load (validate.py refuses it in secrets)
@@ -73,27 +86,57 @@ def shown(name: str) -> str:
 
 
 def load(file: Path) -> dict[str, Any]:
-    """FILE parsed as YAML 1.2; its shape is a usage error (exit 2), its connections are checked later."""
-    doc = load_file(file, "the file to import")
-    environments = doc.get("environments") if isinstance(doc, dict) else None
-    if not isinstance(environments, dict):
+    """FILE's layout as bruin reads it (yaml.v3: environment and type names are the keys' text); its
+    shape is a usage error (exit 2). Each connection stays a node, decoded once the schema gives its
+    fields' types (_raw_secrets)."""
+    _, root = read_yaml(file, "the file to import")
+    try:
+        return _layout(root, file)
+    except Unreadable as exc:
+        raise usage_error(f"{file}: {exc.args[0]}") from None
+
+
+def _layout(root: Node | None, file: Path) -> dict[str, Any]:
+    top = _pairs(root)
+    environments = top.get("environments")
+    if environments is None or environments.kind != "mapping":
         raise usage_error(f"{file} must be a bruin config: a mapping with `environments`, like a .bruin.yml")
-    default = doc.get("default_environment")
-    if default is not None and not isinstance(default, str):
+    default = top.get("default_environment")
+    if default is not None and default.kind != "scalar":
         raise usage_error(f"{file}: `default_environment` must be a string")
-    for name, env in environments.items():
-        where = f"{file}: environment {shown(str(name))}"
-        if env is not None and not isinstance(env, dict):
+    default_name = decode(default, {"type": "string"}, None)
+    envs: dict[str, Any] = {}
+    for name, env in _pairs(environments).items():
+        where = f"{file}: environment {shown(name)}"
+        if env.kind != "mapping" and not _is_null(env):
             raise usage_error(f"{where} must be a mapping")
-        connections = (env or {}).get("connections")
-        if connections is not None and not isinstance(connections, dict):
+        connections = _pairs(env).get("connections") if env.kind == "mapping" else None
+        if connections is not None and connections.kind != "mapping" and not _is_null(connections):
             raise usage_error(f"{where}: `connections` must be a mapping of type to a list")
-        for conn_type, entries in (connections or {}).items():
-            if entries is not None and not isinstance(entries, list):
-                raise usage_error(f"{where}: connections.{shown(str(conn_type))} must be a list")
-    assert isinstance(doc, dict)
-    doc["environments"] = {str(name): env for name, env in environments.items()}  # `1:` is environment "1"
-    return doc
+        types: dict[str, list[Node]] = {}
+        for conn_type, entries in (_pairs(connections) if connections is not None else {}).items():
+            if entries.kind != "sequence" and not _is_null(entries):
+                raise usage_error(f"{where}: connections.{shown(conn_type)} must be a list")
+            types[conn_type] = list(entries.value) if entries.kind == "sequence" else []
+        envs[name] = {"connections": types}
+    return {"default_environment": default_name, "environments": envs}
+
+
+def _pairs(node: Node | None) -> dict[str, Node]:
+    """A mapping node's entries by their keys' text (bruin decodes these keys into Go strings)."""
+    if node is None or node.kind != "mapping":
+        return {}
+    found: dict[str, Node] = {}
+    for key, value in node.value:
+        text = key_text(key)
+        if text in found:
+            raise Unreadable(f"line {key.line}: the key {shown(text)} comes twice, which bruin's parser refuses")
+        found[text] = value
+    return found
+
+
+def _is_null(node: Node) -> bool:
+    return node.plain and node.value in ("", "~", "null", "Null", "NULL")
 
 
 def sources(doc: dict[str, Any], settings: Settings) -> list[tuple[str, str]]:
@@ -138,9 +181,9 @@ def check(doc: dict[str, Any], pairs: list[tuple[str, str]], schema: Schema | No
     outcomes: list[tuple[str, Outcome]] = []
     entries: list[Entry] = []
     for env, path in pairs:
-        raw, problems = _raw_secrets(doc["environments"][env], env, job.file)
+        raw, problems = _raw_secrets(doc["environments"][env], env, job.file, schema)
         outcome = validate(raw, schema, options)
-        problems.extend(outcome.problems)
+        problems.extend(_unconverted(outcome.problems))
         locations = {s.name: s.location for s in raw}
         for conn in outcome.connections:
             where = locations[conn.name]
@@ -156,66 +199,56 @@ def check(doc: dict[str, Any], pairs: list[tuple[str, str]], schema: Schema | No
     return outcomes, entries
 
 
-def _raw_secrets(env: Any, environment: str, file: Path) -> tuple[list[RawSecret], list[Problem]]:
-    """The environment's connections as the secrets they will be: {type, details}, named by `name`."""
+def _raw_secrets(env: Any, environment: str, file: Path,
+                 schema: Schema | None) -> tuple[list[RawSecret], list[Problem]]:
+    """The environment's connections as the secrets they will be: {type, details}, named by `name`,
+    every value as bruin's yaml.v3 decodes it into its field (bruinread.py)."""
     raw: list[RawSecret] = []
     problems: list[Problem] = []
-    connections = (env or {}).get("connections") or {}
-    for conn_type, items in connections.items():
-        for i, item in enumerate(items or ()):
-            where = f"{file}: {shown(environment)}: connections.{shown(str(conn_type))}[{i}]"
-            name = item.get("name") if isinstance(item, dict) else None
+    for conn_type, items in env["connections"].items():
+        spec = schema.types.get(conn_type) if schema is not None else None
+        props = (spec or {}).get("properties") or {}
+        for i, item in enumerate(items):
+            where = f"{file}: {shown(environment)}: connections.{shown(conn_type)}[{i}] (line {item.line})"
+            fields, unreadable = _fields(item, props, schema)
+            name = (fields or {}).get("name")
             if not isinstance(name, str):
                 problems.append(Problem(ERROR, where, "must be a mapping with a string `name`"))
                 continue
-            where = f"{file}: {shown(environment)}/{shown(name)}"
-            details = {k: v for k, v in item.items() if k != "name"}
-            raw.append(RawSecret(name, where, {"type": str(conn_type), "details": _plain(details, where, problems)}))
+            location = f"{file}: {shown(environment)}/{shown(name)}"
+            problems.extend(Problem(ERROR, f"{location}: {field}", message, location, field, "field-unreadable")
+                            for field, message in unreadable)
+            details = {k: v for k, v in (fields or {}).items() if k != "name"}
+            raw.append(RawSecret(name, location, {"type": conn_type, "details": details}))
     return raw, problems
 
 
-def _plain(value: Any, where: str, problems: list[Problem], field: str = "details") -> Any:
-    """A copy in the types JSON (Vault) holds; YAML's others (timestamps, binary, sets, non-finite
-    numbers, non-string keys) are errors: quoting them in FILE keeps bruin's reading of them."""
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return bool(value)
-    if isinstance(value, str):
-        return str(value)
-    if isinstance(value, int):
-        return int(value)
-    if isinstance(value, float) and math.isfinite(value):
-        return float(value)
-    if isinstance(value, list):
-        return [_plain(v, where, problems, f"{field}[{i}]") for i, v in enumerate(value)]
-    if isinstance(value, dict):
-        if all(isinstance(k, str) for k in value):
-            return {str(k): _plain(v, where, problems, f"{field}.{k}") for k, v in value.items()}
-        problems.append(Problem(ERROR, f"{where}: {field}", "has a key that is not a string; quote it"))
-        return value
-    what = "a number that is not finite" if isinstance(value, float) else f"a YAML {type(value).__name__}"
-    problems.append(Problem(ERROR, f"{where}: {field}", f"is {what}, which a Vault secret (JSON) cannot hold; "
-                            "quote it to keep it as text"))
-    return value
+def _fields(item: Node, props: dict[str, Any], schema: Schema | None) -> tuple[dict[str, Any] | None,
+                                                                               list[tuple[str, str]]]:
+    """One connection's fields decoded by their types, and (field, why) for each bruin would read
+    otherwise than Vault could hold."""
+    if item.kind != "mapping":
+        return None, []
+    fields: dict[str, Any] = {}
+    unreadable: list[tuple[str, str]] = []
+    for key, value in item.value:
+        text = str(key.value) if key.kind == "scalar" else "(a key that is a list or a mapping)"
+        field = "name" if text == "name" else f"details.{shown(text)}"
+        try:
+            name = key_text(key)
+            if name in fields:
+                raise Unreadable("comes twice, which bruin's parser refuses")
+            fields[name] = decode(value, props.get(name), schema)
+        except Unreadable as exc:
+            unreadable.append((f"{field} (line {key.line})", str(exc.args[0])))
+    return fields, unreadable
 
 
-def name_problems(name: str, where: str) -> list[Problem]:
-    """A connection name must be a path Vault stores as it is (OpenBao 2.x, checked against a server):
-    it refuses non-printable characters in a path, and cleans empty, `.` and `..` segments, which would
-    move the secret elsewhere. A `/` between segments makes FOLDER/NAME, as `render --recursive` reads."""
-    if not name:
-        return [Problem(ERROR, f"{where}: name", "is empty; a Vault secret needs a name")]
-    if not name.isprintable():
-        return [Problem(ERROR, f"{where}: name", "holds a control, format or separator character (other than "
-                        "the space), which Vault refuses in a path; rename the connection")]
-    if any(segment in ("", ".", "..") for segment in name.split("/")):
-        return [Problem(ERROR, f"{where}: name", "has an empty, `.` or `..` segment between slashes, which "
-                        "Vault would store under another path; rename the connection")]
-    if "/" in name:
-        return [Problem(NOTE, f"{where}: name", "holds `/`: stored as FOLDER/NAME, which render reads only "
-                        "with --recursive")]
-    return []
+def _unconverted(problems: list[Problem]) -> list[Problem]:
+    """Values are decoded as bruin decodes them, so a conversion validate() would make means bruin
+    and Vault would disagree: an error, never a note."""
+    return [p._replace(level=ERROR, message=f"{p.message}, which import never does: write it as bruin "
+                       "should read it") if p.code == "value-converted" else p for p in problems]
 
 
 def _relative_paths(conn: Connection, job: ImportJob, where: str) -> list[Problem]:
@@ -273,22 +306,35 @@ def as_stored(value: Any, version: int) -> Any:
     return number
 
 
-def kv2_problems(entries: list[Entry]) -> list[Problem]:
-    """Numbers KV v2 would not give back as written: a rounded integer is an error, a float that loses
-    only its `.0` a note (bruin reads an integer into a number field alike)."""
+def kv2_problems(entries: list[Entry], schema: Schema | None) -> list[Problem]:
+    """Numbers KV v2 would not give back as written: a rounded integer is an error; a float that comes
+    back without its `.0` is a note in a number field (bruin reads an integer there alike), and an error
+    anywhere else (bruin would get an integer where the file has a float)."""
     problems: list[Problem] = []
     for entry in entries:
-        for field, value in leaves(entry.secret["details"], "details"):
-            if not isinstance(value, (int, float)) or isinstance(value, bool):
-                continue
-            if isinstance(value, int) and as_stored(value, 2) != value:
-                problems.append(Problem(ERROR, f"{entry.location}: {field}", "is an integer beyond 2**53, which KV "
-                                        "v2 stores rounded (as a float64); use a KV v1 mount, or a string if "
-                                        "the field takes one"))
-            elif isinstance(value, float) and type(as_stored(value, 2)) is int:
-                problems.append(Problem(NOTE, f"{entry.location}: {field}", "KV v2 stores this number as an "
-                                        "integer (without its `.0`); bruin reads it alike into a number field"))
+        props = ((schema.types.get(entry.conn.type) if schema else None) or {}).get("properties") or {}
+        for key, top in entry.secret["details"].items():
+            number_field = isinstance(props.get(key), dict) and schema is not None and \
+                schema.resolve(props[key]).get("type") == "number"
+            for field, value in leaves(top, f"details.{shown(key)}"):
+                problem = _kv2_problem(value, number_field and field == f"details.{shown(key)}")
+                if problem is not None:
+                    problems.append(problem._replace(where=f"{entry.location}: {field}"))
     return problems
+
+
+def _kv2_problem(value: Any, number_field: bool) -> Problem | None:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or as_stored(value, 2) == value and \
+            type(as_stored(value, 2)) is type(value):
+        return None
+    if isinstance(value, int):
+        return Problem(ERROR, "", "is an integer beyond 2**53, which KV v2 stores rounded (as a float64); use a KV "
+                       "v1 mount, or a string if the field takes one")
+    if number_field and not (value == 0 and math.copysign(1.0, value) < 0):  # -0.0 would come back as 0
+        return Problem(NOTE, "", "KV v2 stores this number as an integer (without its `.0`); bruin reads it alike "
+                       "into a number field")
+    return Problem(ERROR, "", "is a whole float that KV v2 gives back as an integer, so bruin would read an integer "
+                   "here; write it without its fraction if an integer is meant, or use a KV v1 mount")
 
 
 def current_states(kv: KV, entries: list[Entry], concurrency: int,
@@ -311,11 +357,13 @@ def read_state(kv: KV, entry: Entry) -> State:
         if kv.version == 2:
             body = call(what, lambda: kv.client.secrets.kv.v2.read_secret_version(
                 path=secret_path, mount_point=kv.mount, raise_on_deleted_version=True))
-            return State(True, dig(body, "data", "data"), _version(body))
-        return State(True, dig(call(what, lambda: kv.client.secrets.kv.v1.read_secret(
-            path=secret_path, mount_point=kv.mount)), "data"))
+            if is_deleted_version(body):
+                return State(True, None, _version(body))
+            return State(True, secret_data(what, body, 2), _version(body))
+        return State(True, secret_data(what, call(what, lambda: kv.client.secrets.kv.v1.read_secret(
+            path=secret_path, mount_point=kv.mount)), 1))
     except hvac.exceptions.InvalidPath as exc:
-        deleted = kv.version == 2 and isinstance(dig(exc.json, "data", "metadata"), dict)
+        deleted = kv.version == 2 and is_deleted_version(exc.json)
         return State(True, None, _version(exc.json)) if deleted else State(False)
     except hvac.exceptions.Forbidden:
         raise vault_error(f"permission denied reading {entry.location}: import reads each secret first, to leave "

@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from bruin_materialize import files
 from bruin_materialize.errors import MaterializeError, usage_error
 from bruin_materialize.settings import Settings
 
@@ -60,10 +61,7 @@ def parse_schema(doc: Any, source: str, raw: bytes = b"") -> Schema:
 
 
 def load_schema_file(path: Path, source: str | None = None) -> Schema:
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise usage_error(f"cannot read the schema file {path}: {exc.strerror}") from None
+    raw = files.read_bytes(path, f"the schema file {path}")
     try:
         doc = json.loads(raw)
     except ValueError:
@@ -80,9 +78,9 @@ def schema_from_bruin(bruin: str, cache_dir: Path | None, env: Mapping[str, str]
     cache = _cache_file(bruin, cache_dir)
     if cache is not None:
         try:
-            raw = cache.read_bytes()
+            raw = files.read_bytes(cache, "the cached schema")
             return parse_schema(json.loads(raw), f"`{bruin} internal connections` (cached)", raw)
-        except (OSError, ValueError):
+        except (MaterializeError, ValueError):  # missing, unreadable or damaged: ask bruin again
             pass
     try:
         proc = subprocess.run(

@@ -19,12 +19,14 @@ from bruin_materialize.settings import Settings
 from bruin_materialize.vault import (
     KV,
     Listing,
+    ProxyAuthRequired,
     RawSecret,
     call,
     detect_version,
     open_client,
     parallel,
     wait_until_reachable,
+    without_password,
 )
 from bruin_materialize.yamltext import show
 
@@ -52,6 +54,8 @@ def session(settings: Settings, console: Console,
         kept = lifetime.TokenLifetime(client, creds, login, lambda: _look_up(settings, client.token))
         lifetime.attach(client, kept)
         yield client
+    except ProxyAuthRequired as exc:
+        raise vault_error(_proxy_auth_line(exc.message, settings)) from None
     finally:
         client.adapter.close()
         # The token current now: a login during the reads may have replaced the first (lifetime.py); one
@@ -61,6 +65,15 @@ def session(settings: Settings, console: Console,
                 console.info("the login token is left to its TTL: the leases listed above end with it")
             elif not _revoke(settings, client.token):
                 console.warning("could not revoke the login token; it stays valid until its TTL ends")
+
+
+def _proxy_auth_line(message: str, settings: Settings) -> str:
+    if settings.proxy is None:
+        return (f"{message}, though no proxy is set: something between here and Vault wants credentials; set "
+                "HTTPS_PROXY/HTTP_PROXY or VAULT_PROXY_ADDR to it, with user:password@")
+    source = settings.proxy_source
+    return (f"{message} from {without_password(settings.proxy)} ({source}); put user:password@ in {source}'s URL, "
+            "or check the ones there")
 
 
 def _revoke(settings: Settings, token: str) -> bool:

@@ -140,6 +140,7 @@ class Settings(NamedTuple):
     output_format: OutputFormat = "text"  # check, plan, render: "json" puts one JSON document on stdout
     exec_mode: ExecMode = "child"  # exec: "child" (wait, then remove the file) or "replace" (execve)
     importing: ImportJob | None = None  # import: the file and its options
+    proxy_source: str = ""  # the setting that named `proxy` (HTTPS_PROXY, --proxy, ...)
 
     @property
     def environment(self) -> str:
@@ -285,6 +286,15 @@ def _text_or_none(value: str | None, source: str) -> str | None:
 
 def _path_or_none(value: str | None, source: str) -> Path | None:
     return Path(value) if value else None
+
+
+def _output_file(value: str | None, source: str) -> Path | None:
+    """A file to write: a path ending in `/` (or `.`, `..`) names a directory, which pathlib would drop
+    silently, leaving a file named like the directory."""
+    if value and (value.endswith("/") or Path(value).name in ("", ".", "..") or value.endswith(("/.", "/.."))):
+        raise usage_error(f"{source} names a directory ({value!r} ends in /, . or ..); name the file, such as "
+                          "DIR/bruin.yml")
+    return _path_or_none(value, source)
 
 
 def _runtime_dir(value: str | None, source: str) -> Path:
@@ -510,7 +520,7 @@ BRUIN_BIN = _declare(Option(
 
 OUTPUT = _declare(Option(
     "output", ("--output", "-o"), None, "file", "the file to write (mode 0600; missing directories are made 0700)",
-    _path_or_none, "PATH", commands=("render",), shown_default="a new private directory on tmpfs, the file's path "
+    _output_file, "PATH", commands=("render",), shown_default="a new private directory on tmpfs, the file's path "
     "printed on stdout"))
 RUNTIME_DIR = _declare(Option(
     "runtime_dir", ("--runtime-dir",), "BRUIN_MATERIALIZE_RUNTIME_DIR", "file", "where exec's (and `render` "
@@ -704,10 +714,11 @@ def _resolve(ns: argparse.Namespace, bruin_args: list[str], environ: Mapping[str
     timeout = v(TIMEOUT)
     auth = _auth(v, environ)
     root = _project_root(v(PROJECT_ROOT), cwd)
+    proxy, proxy_source = _proxy(address, *v.raw(PROXY), environ)
     return Settings(
         command=command, address=address, mount=mount, paths=paths, auth=auth, namespace=v(NAMESPACE),
         tls=TLS(v(CA_CERT), v(CA_PATH), v(CLIENT_CERT), v(CLIENT_KEY), v(SKIP_VERIFY)),
-        proxy=_proxy(address, *v.raw(PROXY), environ), timeout=timeout, max_retries=v(MAX_RETRIES_OPTION),
+        proxy=proxy, proxy_source=proxy_source, timeout=timeout, max_retries=v(MAX_RETRIES_OPTION),
         retry_wait_min=retry_min, retry_wait_max=retry_max, wait=v(WAIT), kv_version=v(KV_VERSION),
         concurrency=v(CONCURRENCY), recursive=v(RECURSIVE), schema_file=v(SCHEMA), strict=v(STRICT),
         expand_env=v(EXPAND_ENV), output=v(OUTPUT), runtime_dir=v(RUNTIME_DIR), allow_repo=v(ALLOW_REPO),
@@ -897,19 +908,21 @@ def bruin_environment(args: Sequence[str]) -> str | None:
     return found
 
 
-def _proxy(address: VaultAddress, value: str | None, source: str, environ: Mapping[str, str]) -> str | None:
-    """The proxy for Vault's address, chosen as the Vault CLI (Go's ProxyFromEnvironment) chooses it.
+def _proxy(address: VaultAddress, value: str | None, source: str,
+           environ: Mapping[str, str]) -> tuple[str | None, str]:
+    """The proxy for Vault's address, chosen as the Vault CLI (Go's ProxyFromEnvironment) chooses it, and
+    the setting that named it (for messages: a proxy asking for credentials names where to put them).
 
     VAULT_PROXY_ADDR (or ours) is used for every request; otherwise HTTPS_PROXY or HTTP_PROXY by the
     address's scheme, unless NO_PROXY matches the host. Loopback hosts and unix sockets are never proxied.
     """
     if address.scheme == "unix":
-        return None
+        return None, ""
     if not value:
         variable = "HTTPS_PROXY" if address.scheme == "https" else "HTTP_PROXY"
         value, source = _either_case(variable, environ)
         if not value or _bypasses_proxy(address, _either_case("NO_PROXY", environ)[0] or ""):
-            return None
+            return None, ""
     url = value if "://" in value else "http://" + value
     try:
         parts = urllib.parse.urlsplit(url)
@@ -918,7 +931,7 @@ def _proxy(address: VaultAddress, value: str | None, source: str, environ: Mappi
         raise usage_error(f"{source} is not a valid proxy URL") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise usage_error(f"{source} must be an http:// or https:// proxy URL")
-    return url
+    return url, source
 
 
 def _either_case(name: str, environ: Mapping[str, str]) -> tuple[str | None, str]:

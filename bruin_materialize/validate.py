@@ -177,10 +177,23 @@ def _check_keys(conn_type: str, details: dict[str, Any], report: _Report) -> Non
     """Keys YAML cannot carry: the type and field names are mapping keys in the file."""
     if _too_long_for_a_key(conn_type):
         report.add(ERROR, "type", "key-too-long", f"is longer than the {MAX_KEY} characters YAML allows for a key")
+    if not _encodable(conn_type):
+        report.add(ERROR, "type", "text-unencodable", "holds a lone UTF-16 surrogate, which cannot be written as UTF-8")
     for field, key in _keys(details, "details"):
-        if _too_long_for_a_key(key):
+        if not _encodable(key):
+            report.add(ERROR, field, "text-unencodable",
+                       "has a field name holding a lone UTF-16 surrogate, which cannot be written as UTF-8")
+        elif _too_long_for_a_key(key):
             report.add(ERROR, field, "key-too-long",
                        f"has a field name longer than the {MAX_KEY} characters YAML allows for a key")
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _too_long_for_a_key(key: str) -> bool:
@@ -342,6 +355,24 @@ def _as_float(text: str) -> Any:
     except ValueError:
         return _MISMATCH
     return number if math.isfinite(number) and repr(number) == text else _MISMATCH
+
+
+def name_problems(name: str, where: str) -> list[Problem]:
+    """A connection name must be a path Vault stores as it is (OpenBao 2.x, checked against a server):
+    it refuses non-printable characters in a path, and cleans empty, `.` and `..` segments, which would
+    move the secret elsewhere. A `/` between segments makes FOLDER/NAME, as `render --recursive` reads."""
+    if not name:
+        return [Problem(ERROR, f"{where}: name", "is empty; a Vault secret needs a name")]
+    if not name.isprintable():
+        return [Problem(ERROR, f"{where}: name", "holds a control, format or separator character (other than "
+                        "the space), which Vault refuses in a path; rename the connection")]
+    if any(segment in ("", ".", "..") for segment in name.split("/")):
+        return [Problem(ERROR, f"{where}: name", "has an empty, `.` or `..` segment between slashes, which "
+                        "Vault would store under another path; rename the connection")]
+    if "/" in name:
+        return [Problem(NOTE, f"{where}: name", "holds `/`: stored as FOLDER/NAME, which render reads only "
+                        "with --recursive")]
+    return []
 
 
 def _check_duplicates(connections: list[Connection], out: list[Problem]) -> None:

@@ -20,9 +20,11 @@ import hvac
 import hvac.exceptions
 
 from bruin_materialize.adapter import RetryPolicy, Transport, TransportError, VaultAdapter
-from bruin_materialize.errors import MaterializeError, usage_error, vault_error
+from bruin_materialize.errors import ExitCode, MaterializeError, usage_error, vault_error
 from bruin_materialize.settings import TLS, Settings
 from bruin_materialize.threads import start_daemon
+from bruin_materialize.validate import ERROR, name_problems
+from bruin_materialize.yamltext import show
 
 
 class RawSecret(NamedTuple):
@@ -95,12 +97,76 @@ def call(what: str, operation: Callable[[], T]) -> T:
     """Run one hvac call; a failure to get an answer at all becomes one line naming `what`.
 
     hvac's status exceptions pass through for the caller to explain (403 on a LIST means something
-    else than 403 on a login); their texts (URLs, Vault's error strings) are never printed.
+    else than 403 on a login); their texts (URLs, Vault's error strings) are never printed. Answers
+    Vault never gives are refused here, whatever the call: a redirect (never followed: it could lead
+    the token elsewhere) and a proxy's 407.
     """
     try:
-        return operation()
+        result = operation()
     except TransportError as exc:
+        if getattr(exc, "status", None) == 407:  # a CONNECT refused by an https proxy
+            raise ProxyAuthRequired(f"{what}: the proxy asks for credentials (HTTP 407)") from None
         raise vault_error(f"{what}: {exc}") from None
+    except hvac.exceptions.VaultError as exc:
+        if status(exc) == 407:
+            raise ProxyAuthRequired(f"{what}: the proxy asks for credentials (HTTP 407)") from None
+        raise
+    code = getattr(result, "status_code", None)
+    if isinstance(code, int) and 300 <= code < 400:
+        raise vault_error(f"{what}: Vault answered with a redirect (HTTP {code}){_where_to(result)}, which is never "
+                          "followed; set BRUIN_VAULT_HOST to the active node or the load balancer") from None
+    return result
+
+
+class ProxyAuthRequired(MaterializeError):
+    """A proxy answered 407; the session, which knows which setting named the proxy, completes the line."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, ExitCode.VAULT)
+
+
+def _where_to(response: Any) -> str:
+    """ to URL, without credentials, query or fragment (a redirect can carry a token in them)."""
+    location = response.headers.get("Location") if getattr(response, "headers", None) is not None else None
+    if not isinstance(location, str) or not location.strip():
+        return " without a Location"
+    try:
+        parts = urllib.parse.urlsplit(location.strip())
+        host = parts.hostname or ""
+    except ValueError:  # an IPv6 address without its `]`, ...
+        return " to an address that is not a URL"
+    port = f":{parts.port}" if _port(parts) else ""
+    origin = f"{parts.scheme}://{host}{port}" if parts.scheme and host else ""
+    return f" to {origin}{parts.path or '/'}"
+
+
+def _port(parts: urllib.parse.SplitResult) -> int | None:
+    try:
+        return parts.port
+    except ValueError:  # a port that is not a number: left out
+        return None
+
+
+def without_password(url: str) -> str:
+    """A proxy URL as messages may show it: scheme, host and port; never its user or password."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        host = parts.hostname or ""
+    except ValueError:
+        return "(a proxy URL that does not parse)"
+    port = f":{parts.port}" if _port(parts) else ""
+    return f"{parts.scheme}://{host}{port}"
+
+
+def documented(what: str, body: Any, *path: str) -> Any:
+    """body[path...] where Vault documents an object; anything else (a list, a string, an answer with no
+    such key) is not Vault's answer: exit 3 naming `what`."""
+    value = dig(body, *path)
+    if not isinstance(value, dict):
+        shown = ".".join(path)
+        raise vault_error(f"{what}: the answer holds no `{shown}` object, as Vault's does; is BRUIN_VAULT_HOST "
+                          "Vault itself, or is a proxy answering in its place?")
+    return value
 
 
 def status(exc: BaseException) -> int | None:
@@ -136,6 +202,8 @@ def wait_until_reachable(client: hvac.Client, budget: float, progress: Callable[
                 # Any HTTP answer means reachable; sealed or standby shows in the real requests.
                 client.sys.read_health_status(method="GET", standby_ok=True, sealed_code=200, uninit_code=200)
                 return
+            except hvac.exceptions.VaultError:
+                return  # an error status is an answer too: the real requests explain it
             except TransportError as exc:
                 now = time.monotonic()
                 if now >= deadline:
@@ -179,6 +247,7 @@ class KV:
         while pending:
             folder = pending.pop()
             for key in self._list_keys(path, folder, top=(folder == "")):
+                _check_listed(key, "/".join(p for p in (self.mount, path, folder.rstrip("/")) if p))
                 if not key.endswith("/"):
                     names.append(folder + key)
                 elif recursive:
@@ -223,16 +292,16 @@ class KV:
             raise vault_error(f"permission denied reading {location}: the token's policy needs the `read` "
                               f"capability on {_policy_path(self.mount, self.version, 'data', path)}/*") from None
         except hvac.exceptions.InvalidPath as exc:
-            if self.version == 2 and _is_deleted_version(exc.json):
+            if self.version == 2 and is_deleted_version(exc.json):
                 return RawSecret(name, location, None)
             raise vault_error(f"{what}: not found, though it was listed; was it removed meanwhile?") from None
         except hvac.exceptions.VaultError as exc:
             raise unexpected(what, exc) from None
         if self.guard is not None:
             self.guard.read_done()
-        if self.version == 2 and _is_deleted_version(body):
+        if self.version == 2 and is_deleted_version(body):
             return RawSecret(name, location, None)
-        return RawSecret(name, location, dig(body, "data", "data") if self.version == 2 else dig(body, "data"))
+        return RawSecret(name, location, secret_data(what, body, self.version))
 
     def _token_expired(self) -> None:
         """A 403 from a token that has run out is that, not a policy without the capability."""
@@ -260,6 +329,17 @@ class KV:
             return secret
 
         return parallel(read, names, concurrency)
+
+
+def _check_listed(key: str, listed: str) -> None:
+    """A listed name is read as mount/path/NAME: one that is empty, absolute, holds `.`, `..` or empty
+    segments or control characters would read elsewhere than the path (or be no name Vault stores), so
+    it stops the run before anything is read. The rules are import's, for the names it writes."""
+    name = key[:-1] if key.endswith("/") else key
+    if any(p.level == ERROR for p in name_problems(name, "")):
+        raise vault_error(f"listing {listed}: the answer lists {show(key) if key else 'an empty name'}, which is "
+                          "no name of a secret under it (empty, absolute, `.`, `..`, `//` or a control character); "
+                          "is BRUIN_VAULT_HOST Vault itself?")
 
 
 def parallel(work: Callable[[T], R], items: list[T], workers: int) -> list[R]:
@@ -322,17 +402,31 @@ def detect_version(client: hvac.Client, mount: str, path: str) -> int:
 
 
 def _version_from_mount_info(body: Any, mount: str) -> int:
-    data = dig(body, "data") or {}
-    engine = data.get("type") if isinstance(data, dict) else None
+    data = documented(f"inspecting mount {mount}", body, "data")
+    engine = data.get("type")
     if engine not in ("kv", "generic"):
-        raise vault_error(f"mount {mount} is not a KV secrets engine (it is {engine or 'unknown'})")
+        shown = engine if isinstance(engine, str) and engine else "unknown"
+        raise vault_error(f"mount {mount} is not a KV secrets engine (it is {shown})")
     options = data.get("options") or {}
+    if not isinstance(options, dict):
+        raise vault_error(f"inspecting mount {mount}: the answer's `data.options` is not an object, as Vault's is")
     return 2 if str(options.get("version", "1")) == "2" else 1
 
 
-def _is_deleted_version(body: Any) -> bool:
-    """KV v2 answers a deleted or destroyed current version with its metadata and no data."""
-    return isinstance(dig(body, "data", "metadata"), dict) and dig(body, "data", "data") is None
+def is_deleted_version(body: Any) -> bool:
+    """KV v2's documented answer for a deleted or destroyed current version: its metadata, saying so
+    (a deletion_time, or destroyed), and no data. Nothing else counts as deleted."""
+    metadata = dig(body, "data", "metadata")
+    if not isinstance(metadata, dict) or dig(body, "data", "data") is not None:
+        return False
+    deleted = metadata.get("deletion_time")
+    return (isinstance(deleted, str) and deleted != "") or metadata.get("destroyed") is True
+
+
+def secret_data(what: str, body: Any, version: int) -> dict[str, Any]:
+    """A read's payload, in the shape Vault documents: KV v2's `data.data`, KV v1's `data`, an object."""
+    data: dict[str, Any] = documented(what, body, "data", "data") if version == 2 else documented(what, body, "data")
+    return data
 
 
 def _join(*parts: str) -> str:

@@ -7,7 +7,8 @@ import stat
 import tempfile
 from pathlib import Path
 
-from bruin_materialize.errors import usage_error
+from bruin_materialize import files
+from bruin_materialize.errors import MaterializeError, usage_error
 from bruin_materialize.settings import RUNTIME_DIR
 
 CONFIG_NAME = "bruin.yml"
@@ -238,8 +239,8 @@ def make_runtime_dir(base: Path, *, allow_non_tmpfs: bool) -> Path:
 def filesystem_type(path: Path) -> str | None:
     """The type of the filesystem holding `path`, from /proc/self/mountinfo (Linux); None if unknown."""
     try:
-        lines = Path("/proc/self/mountinfo").read_text().splitlines()
-    except OSError:
+        lines = files.read_text(Path("/proc/self/mountinfo"), "/proc/self/mountinfo").splitlines()
+    except MaterializeError:  # not Linux, or no /proc
         return None
     real = os.path.realpath(path)
     best, best_type = "", None

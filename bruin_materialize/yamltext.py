@@ -8,10 +8,11 @@ surrogate pairs that astral characters would need.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -67,27 +68,48 @@ def parse(text: str) -> Any:
 def load_file(path: Path, what: str = "", load: Callable[[str], Any] = parse) -> Any:
     """A YAML file the user named, read with `load`; errors are exit 2 and name the line, never
     quote it: the file may hold credentials, and YAML errors quote the document. `what` names the
-    file's role in messages ("the base file")."""
+    file's role in messages ("the base file"). The file is read as every local file is (files.py:
+    a regular file, bounded), and held to the bounds of yamlnodes before `load` walks it."""
+    text, _ = read_yaml(path, what)
+    with _yaml_errors(_shown(path, what), text), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ruamel warns of a reused anchor by printing the lines around it
+        return load(text)
+
+
+def read_yaml(path: Path, what: str = "") -> tuple[str, Any]:
+    """The file's text and its document as a yamlnodes.Node (None when empty), bounds checked."""
+    from bruin_materialize.errors import usage_error
+    from bruin_materialize.files import read_text
+    from bruin_materialize.yamlnodes import TooComplex, compose
+
+    shown = _shown(path, what)
+    text = read_text(path, shown)
+    with _yaml_errors(shown, text):
+        try:
+            return text, compose(text)
+        except TooComplex as exc:
+            line, message = exc.args[0]
+            raise usage_error(f"{shown}{f' at line {line}' if line else ''} {message}") from None
+
+
+def _shown(path: Path, what: str) -> str:
+    return f"{what} {path}" if what else str(path)
+
+
+@contextlib.contextmanager
+def _yaml_errors(shown: str, text: str) -> Iterator[None]:
     from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
     from bruin_materialize.errors import usage_error
 
-    what = f"{what} " if what else ""
     try:
-        text = path.read_text(encoding="utf-8")
-        with warnings.catch_warnings():  # ruamel warns of a reused anchor by printing the lines around it
-            warnings.simplefilter("ignore")
-            return load(text)
-    except OSError as exc:
-        raise usage_error(f"cannot read {what}{path}: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise usage_error(f"{what}{path} is not UTF-8") from None
+        yield
     except YAMLError as exc:
         mark = exc.problem_mark if isinstance(exc, MarkedYAMLError) else None
         where = f" at line {mark.line + 1}" if mark is not None else ""
         index = getattr(mark, "index", None)
         at_tab = isinstance(index, int) and text[index:index + 1] == "\t"  # the C loader does not name it
-        raise usage_error(f"{what}{path} is not valid YAML{where}: {yaml_problem(exc, at_tab)}") from None
+        raise usage_error(f"{shown} is not valid YAML{where}: {yaml_problem(exc, at_tab)}") from None
 
 
 # Quoted in ruamel's problems: the grammar's own tokens, kept; anything else is the document's text.

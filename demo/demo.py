@@ -15,6 +15,7 @@ import argparse
 import os
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -31,11 +32,16 @@ EXAMPLE = HERE / "example.bruin.yml"  # the credentials a team starts from (made
 
 def main(argv: list[str] | None = None) -> int:
     keep = _arguments(argv).keep
+    # SIGTERM and SIGINT end the demo through its cleanup (the rendered file, the server); a reader that
+    # left early (`scripts/demo | head`) ends it quietly, the same way.
+    signal.signal(signal.SIGTERM, _interrupted)
     home = Path(tempfile.mkdtemp(prefix="bruin-materialize-demo-"))
-    token, port = secrets.token_hex(16), _free_port()
-    addr = f"http://127.0.0.1:{port}"
-    server = _start_bao(home, token, port, keep)
+    out_dir: Path | None = None
+    server: subprocess.Popen[bytes] | None = None
     try:
+        token, port = secrets.token_hex(16), _free_port()
+        addr = f"http://127.0.0.1:{port}"
+        server = _start_bao(home, token, port, keep)
         _wait_healthy(addr, server)
         env = {**os.environ, "HOME": str(home), "BRUIN_VAULT_HOST": addr, "BRUIN_VAULT_TOKEN": token,
                "BRUIN_VAULT_MOUNT_PATH": "secret", "BRUIN_VAULT_PATH": "bruin"}
@@ -48,17 +54,26 @@ def main(argv: list[str] | None = None) -> int:
         out = out_dir / "bruin.yml"
         _run([*MATERIALIZE, "render", "--output", str(out)], env)
         code = _show(out, env)
-        shutil.rmtree(out_dir)
         if keep:
             _print_how_to_use(addr, token, home, server.pid)
         return code
+    except BrokenPipeError:
+        keep = False
+        _silence_stdout()
+        return 128 + signal.SIGPIPE  # as a shell reports a writer that its reader left
+    except KeyboardInterrupt:
+        keep = False
+        return 128 + signal.SIGINT
     except BaseException:
         keep = False  # nothing worth keeping: the demo failed
         raise
     finally:
-        if not keep:
+        if out_dir is not None:
+            shutil.rmtree(out_dir, ignore_errors=True)  # the credentials, on every way out
+        if server is not None and not keep:
             server.terminate()
             server.wait(timeout=10)
+        if not keep:
             shutil.rmtree(home, ignore_errors=True)
 
 
@@ -77,7 +92,7 @@ def _show(out: Path, env: dict[str, str]) -> int:
         print("demo: bruin is installed: exec bruin run on demo/pipeline", flush=True)
         return subprocess.run([*MATERIALIZE, "exec", "--", str(HERE / "pipeline")], env=env, check=False).returncode
     print("demo: bruin is not installed; the rendered file, values masked:\n", flush=True)
-    print(masked(out.read_text(encoding="utf-8")))
+    print(masked(out.read_text(encoding="utf-8")), flush=True)  # a reader that left is seen here, in the try
     return 0
 
 
@@ -101,6 +116,20 @@ Next steps:
   .venv/bin/python materialize.py --help                   # and docs/settings.md for every setting
 Stop the server when done:
   kill {pid} && rm -r {home}""", flush=True)
+
+
+def _interrupted(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _silence_stdout() -> None:
+    """Python flushes stdout again at exit, which would fail the same way and print a traceback."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
 
 
 def masked(text: str) -> str:

@@ -16,7 +16,7 @@ README = REPO_DIR / "README.md"
 DOCS = sorted((REPO_DIR / "docs").glob("*.md"))
 PAGES = [README, *DOCS]
 # A signal's code (128+N) is the shell's, not ours: HUP, INT, QUIT, KILL, TERM.
-SIGNAL_CODES = {129, 130, 131, 137, 143}
+SIGNAL_CODES = {129, 130, 131, 137, 141, 143}
 # What each code means, in the words the docs use for it: a sentence giving a code for one of these
 # meanings must give that code.
 MEANINGS = {

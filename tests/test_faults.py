@@ -10,6 +10,7 @@ docs/reliability.md lists every scenario with the test that proves it.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -22,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from testsupport.cli import PG, SLACK, OutputDir, Render, reading, seed_mount
+from testsupport.cli import PASSWORD, PG, SLACK, OutputDir, Render, reading, seed_mount
 from testsupport.fault_proxy import ALWAYS, FaultProxy
 from testsupport.paths import MATERIALIZE
 from testsupport.wait import wait_until
@@ -276,6 +277,68 @@ def test_corrupt_json_fails_without_retry(render: Render, out: OutputDir, mount:
     result = render()
     result.assert_failed(3, reading(mount), "not valid JSON")
     assert fault_proxy.requests(PG) == 1
+    out.assert_untouched()
+
+
+# --- answers that are not Vault's ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("code", [301, 302, 307, 308])
+def test_a_redirect_is_never_followed_and_names_where_it_pointed(render: Render, out: OutputDir, mount: str,
+                                                                 fault_proxy: FaultProxy, code: int) -> None:
+    """A standby node or a captive portal redirects: exit 3 naming where, without its credentials or query."""
+    out.plant_previous()
+    location = f"http://user:{PASSWORD}@standby.invalid:8200/v1/{mount}/data/{PG}?token={PASSWORD}#frag"
+    fault_proxy.add_rule("answer", path=PG, times=ALWAYS, status=code, headers=(("Location", location),))
+    result = render()
+    assert result.error(3) == (f"{reading(mount)}Vault answered with a redirect (HTTP {code}) to "
+                               f"http://standby.invalid:8200/v1/{mount}/data/{PG}, which is never followed; set "
+                               "BRUIN_VAULT_HOST to the active node or the load balancer")
+    assert fault_proxy.requests(PG) == 1
+    assert fault_proxy.requests("standby") == 0
+    out.assert_untouched()
+
+
+@pytest.mark.parametrize("body", [b'{"data": [1, 2, 3]}', b"[1, 2, 3]", b'{"data": {"data": "text"}}', b"{}",
+                                  b'"a string"', b"", b'{"data": {"data": null, "metadata": {"version": 1}}}',
+                                  b'{"data": {"data": null, "metadata": {"deletion_time": ""}}}'],
+                         ids=["data-list", "list", "data-string", "empty-object", "string", "empty", "no-deletion",
+                              "empty-deletion-time"])
+def test_an_answer_not_shaped_as_vaults_is_an_error_not_a_deleted_secret(render: Render, out: OutputDir, mount: str,
+                                                                         fault_proxy: FaultProxy,
+                                                                         body: bytes) -> None:
+    """Only KV v2's documented deleted or destroyed answer skips a connection; any other shape is exit 3."""
+    out.plant_previous()
+    fault_proxy.add_rule("answer", path=PG, times=ALWAYS, status=200, body=body,
+                         headers=(("Content-Type", "application/json"),))
+    assert render().error(3) == (f"{reading(mount)}the answer holds no `data.data` object, as Vault's does; is "
+                                 "BRUIN_VAULT_HOST Vault itself, or is a proxy answering in its place?")
+    out.assert_untouched()
+
+
+@pytest.mark.parametrize("code", [200, 404])
+def test_the_documented_deleted_answer_skips_the_connection(render: Render, out: OutputDir, mount: str,
+                                                            fault_proxy: FaultProxy, code: int) -> None:
+    body = b'{"data": {"data": null, "metadata": {"version": 2, "deletion_time": "2026-01-01T00:00:00Z"}}}'
+    fault_proxy.add_rule("answer", path=PG, times=ALWAYS, status=code, body=body,
+                         headers=(("Content-Type", "application/json"),))
+    result = render()
+    assert result.returncode == 0, result.stderr
+    assert f"{mount}/{PG}" in result.stderr and "deleted" in result.stderr
+
+
+@pytest.mark.parametrize("name", ["../x", "a/../../b", "", "/abs", "a//b", ".", "ctl\u001b[31m", "../"])
+def test_listed_names_that_leave_the_path_stop_the_run_before_any_read(render: Render, out: OutputDir, mount: str,
+                                                                       fault_proxy: FaultProxy, name: str) -> None:
+    out.plant_previous()
+    listed = json.dumps({"data": {"keys": ["pg", name]}}).encode()
+    fault_proxy.add_rule("answer", path="metadata/bruin", times=ALWAYS, status=200, body=listed,
+                         headers=(("Content-Type", "application/json"),))
+    message = render(BRUIN_MATERIALIZE_CONCURRENCY="1").error(3)
+    assert message.startswith(f"listing {mount}/bruin: the answer lists "), message
+    assert "which is no name of a secret under it" in message
+    assert "\x1b" not in message
+    assert fault_proxy.requests("/data/") == 0  # nothing was read, not even the valid name
     out.assert_untouched()
 
 

@@ -134,7 +134,7 @@ def test_credential_files_must_be_small_regular_files(env: dict[str, str], run_c
     os.mkfifo(fifo)  # nobody writes: reading it would hang for ever
     over = {**DEAD_VAULT, "BRUIN_VAULT_TOKEN": None, "BRUIN_VAULT_TOKEN_FILE": str(fifo)}
     assert run_cli("check", env=over, timeout=20).error(2) == (
-        f"{fifo} (BRUIN_VAULT_TOKEN_FILE) is not a regular file")
+        f"{fifo} (BRUIN_VAULT_TOKEN_FILE) is not a regular file (a FIFO)")
     big = tmp_path / "token.big"
     big.write_text("a" * (64 * 1024 + 1))
     assert run_cli("check", env={**over, "BRUIN_VAULT_TOKEN_FILE": str(big)}).error(2) == (
@@ -249,3 +249,56 @@ def test_with_stderr_closed_stdout_carries_only_the_path(env: dict[str, str], tm
     [line] = proc.stdout.splitlines()
     config_file = Path(line)
     assert config_file.parent.parent == tmp_path / "runtime" and config_file.is_file()
+
+
+# --- stdout that nobody reads, outputs that name a directory, recipes ------------------------------------
+
+
+def run_into_a_closed_pipe(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """materialize.py ARGS with stdout a pipe whose reader is gone (`... | true`)."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        proc = subprocess.run([sys.executable, str(MATERIALIZE), *args], stdin=subprocess.DEVNULL, stdout=write,
+                              stderr=subprocess.PIPE, text=True, timeout=60, env={**os.environ, **(env or {})})
+    finally:
+        os.close(write)
+    sys.stderr.write(proc.stderr)
+    return proc
+
+
+@pytest.mark.parametrize("args", [("check", "--format", "json"), ("plan", "--no-base", "--format", "json"),
+                                  ("check", "--format", "json", "--mount-path", "nothing-there")],
+                         ids=["check", "plan", "failing-check"])
+def test_a_reader_that_left_ends_the_run_quietly(env: dict[str, str], tmp_path: Path, args: tuple[str, ...]) -> None:
+    """`check --format json | true`: no traceback, exit 141 (128 + SIGPIPE), as a shell shows for `head`'s
+    writers; what stderr says otherwise stays as it was."""
+    proc = run_into_a_closed_pipe(*args)
+    assert proc.returncode == 141, proc.stderr
+    assert "Traceback" not in proc.stderr and "internal error" not in proc.stderr
+
+
+def test_plan_lines_into_a_closed_pipe_end_quietly(env: dict[str, str], tmp_path: Path) -> None:
+    against = tmp_path / "against.yml"
+    against.write_text("environments:\n  default:\n    connections: {}\n")
+    proc = run_into_a_closed_pipe("plan", "--no-base", "--against", str(against))
+    assert proc.returncode == 141, proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("output", ["{dir}/new/", "{dir}/new/.", "{dir}/new/..", "{dir}/", "./"])
+def test_an_output_naming_a_directory_is_refused_before_vault(env: dict[str, str], run_cli: Any, tmp_path: Path,
+                                                               output: str) -> None:
+    path = output.format(dir=tmp_path)
+    message = run_cli("render", "-o", path, env=DEAD_VAULT).error(2)
+    assert message == (f"--output names a directory ({path!r} ends in /, . or ..); name the file, such as "
+                       "DIR/bruin.yml")
+    assert not (tmp_path / "new").exists()
+
+
+def test_the_documented_local_recipes_never_write_to_a_bare_runtime_variable() -> None:
+    """With XDG_RUNTIME_DIR unset, `"$XDG_RUNTIME_DIR/bruin"` is `/bruin`, on disk: recipes use `${VAR:?}`."""
+    docs = [MATERIALIZE.parent / "README.md", *sorted((MATERIALIZE.parent / "docs").glob("*.md"))]
+    bare = [f"{doc.name}:{n}" for doc in docs for n, line in enumerate(doc.read_text().splitlines(), 1)
+            if "$XDG_RUNTIME_DIR/" in line]
+    assert bare == []

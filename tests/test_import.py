@@ -325,19 +325,15 @@ def test_invalid_connections_exit_4_listing_each_and_nothing_is_written(
     where = f"{file}: default"
     errors = [line for line in err_lines(capsys) if line.startswith("materialize: error:")]
     assert errors == [
-        f"materialize: error: {where}: connections.postgres[2]: must be a mapping with a string `name`",
-        f"materialize: error: {where}/when: details.database: is a YAML date, which a Vault secret (JSON) cannot "
-        "hold; quote it to keep it as text",
-        f"materialize: error: {where}/bad-port: details.port: expected integer, got string; bruin would fail to "
-        "load the whole file",
-        f"materialize: error: {where}/when: details.database: expected string, got value; bruin would fail to load "
-        "the whole file",
+        f"materialize: error: {where}/bad-port: details.port (line 7): is not an integer to bruin's parser; bruin "
+        "would fail to load the file",
+        f"materialize: error: {where}: connections.postgres[2] (line 13): must be a mapping with a string `name`",
         f"materialize: error: {where}/typo: type: unknown connection type 'postgress' (did you mean postgres?); "
         f"bruin knows {len(SCHEMA.types)} types",
         f"materialize: error: {where}/lake: details.path: is a relative path, which bruin resolves against "
         f"{file.parent}; pass --relative-paths absolute (resolve it there) or keep (leave it to render, which "
         "resolves it against the project root)",
-        "materialize: error: 6 invalid secret fields (listed above); nothing was written",
+        "materialize: error: 4 invalid secret fields (listed above); nothing was written",
     ]
     assert listing(kv, "") == []
 
@@ -666,3 +662,157 @@ def test_the_demo_keeps_its_server_and_says_how_to_use_it(leak_guard: LeakGuard,
     finally:
         os.kill(pid, signal.SIGTERM)
         shutil.rmtree(Path(exports["BRUIN_VAULT_TOKEN_FILE"]).parent, ignore_errors=True)
+
+
+# --- values as bruin's parser reads them -----------------------------------------------------------------
+
+AS_WRITTEN = """\
+environments:
+  default:
+    connections:
+      postgres:
+        - name: 0012
+          host: 0x1F
+          port: 0100
+          username: 1e3
+          password: 0012345
+          database: 1.50
+          schema: yes
+          ssl_mode: 2026-11-29
+          pool_max_conns: 1_0
+      generic:
+        - name: api
+          value: ~
+          0x10: "x"
+"""
+
+
+def test_scalars_are_read_into_bruins_field_types_never_changed(kv: Any, env: dict[str, str], tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """A string field keeps the scalar's text as written; an int field takes yaml.v3's reading (`0100` is
+    octal 64, `_` dropped); null stays null; nothing is noted as converted."""
+    file = write_file(tmp_path, AS_WRITTEN)
+    assert main(["import", str(file), "--mount-path", kv.mount, "--path", "w"]) == 0
+    assert not [line for line in err_lines(capsys) if "convert" in line]
+    assert read(kv, "w/0012") == {"type": "postgres", "details": {
+        "host": "0x1F", "port": 64, "username": "1e3", "password": "0012345", "database": "1.50", "schema": "yes",
+        "ssl_mode": "2026-11-29", "pool_max_conns": 10}}
+    assert read(kv, "w/api") == {"type": "generic", "details": {"value": None, "0x10": "x"}}
+
+
+@pytest.mark.parametrize(("field", "value", "problem"), [
+    ("port", "5432.5", "is not a whole number within 64 bits, which bruin's integer field would cut or refuse; "
+                       "write the integer bruin should get"),
+    ("port", "yes", "is not an integer to bruin's parser; bruin would fail to load the file"),
+    ("port", "1e30", "is not a whole number within 64 bits, which bruin's integer field would cut or refuse; "
+                     "write the integer bruin should get"),
+    ("password", "!!binary aGVsbG8=", "has a YAML tag (!!...), which bruin's parser reads its own way; remove it; "
+                                      "quote it to keep it as text"),
+    ("extra", "2026-11-29", "is a date, a merge key, NaN or an infinity to bruin's parser, which a Vault secret "
+                            "(JSON) cannot hold; quote it to keep it as text"),
+    ("extra", "{1: a}", "has a key that is a number, a boolean or a date to bruin's parser, not text; quote it to "
+                        "keep it as text"),
+    ("extra", "{[1]: a}", "has a key that is not plain text; quote it to keep it as text"),
+    ("extra", ".nan", "is a date, a merge key, NaN or an infinity to bruin's parser, which a Vault secret (JSON) "
+                      "cannot hold; quote it to keep it as text"),
+])
+def test_values_bruin_reads_otherwise_are_refused_naming_the_field(kv2: Any, env: dict[str, str], tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str], field: str,
+                                                                   value: str, problem: str) -> None:
+    file = write_file(tmp_path, f"environments:\n  default:\n    connections:\n      postgres:\n        - name: pg\n"
+                                f"          {field}: {value}\n")
+    assert main(["import", str(file), "--mount-path", kv2.mount, "--path", "r"]) == 4
+    errors = [line for line in err_lines(capsys) if line.startswith("materialize: error:")]
+    assert errors == [f"materialize: error: {file}: default/pg: details.{field} (line 6): {problem}",
+                      "materialize: error: 1 invalid secret field (listed above); nothing was written"]
+    assert listing(kv2, "") == []
+
+
+def _demo(tmp_path: Path, leak_guard: LeakGuard) -> tuple[subprocess.Popen[str], Path]:
+    """demo/demo.py started with its own runtime directory (where it renders), stdout a pipe to read."""
+    demo = MATERIALIZE.parent / "demo"
+    example = YAML(typ="safe", pure=True).load((demo / "example.bruin.yml").read_text(encoding="utf-8"))
+    for conns in example["environments"]["default"]["connections"].values():
+        for conn in conns:
+            _register(leak_guard, {k: v for k, v in conn.items()
+                                   if k in ("password", "private_key", "service_account_json", "value")})
+    runtime = tmp_path / "run"
+    runtime.mkdir(mode=0o700)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BRUIN_", "VAULT_", "BAO_"))}
+    proc = subprocess.Popen([sys.executable, str(demo / "demo.py")], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
+                            env={**env, "PATH": os.defpath, "XDG_RUNTIME_DIR": str(runtime)})
+    return proc, runtime
+
+
+def _read_until(proc: subprocess.Popen[str], fragment: str) -> None:
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if fragment in line:
+            return
+    raise AssertionError(f"the demo ended before printing {fragment!r}")
+
+
+def test_the_demo_removes_its_rendered_file_when_its_reader_leaves(tmp_path: Path, leak_guard: LeakGuard) -> None:
+    """`scripts/demo | head`: the masked file meets a closed pipe; the rendered credentials still go."""
+    proc, runtime = _demo(tmp_path, leak_guard)
+    _read_until(proc, "values masked")
+    assert proc.stdout is not None
+    proc.stdout.close()  # as head does once it has its lines
+    _, err = proc.communicate(timeout=60)
+    sys.stderr.write(err)
+    assert proc.returncode == 141, err
+    assert "Traceback" not in err
+    assert list(runtime.iterdir()) == []
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_the_demo_removes_its_rendered_file_when_interrupted(tmp_path: Path, leak_guard: LeakGuard,
+                                                             sig: signal.Signals) -> None:
+    proc, runtime = _demo(tmp_path, leak_guard)
+    _read_until(proc, "materialize.py render")
+    wait_until(lambda: any(runtime.iterdir()), 30, what="the demo's render directory")
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=60)
+    sys.stdout.write(out)
+    sys.stderr.write(err)
+    assert proc.returncode == 128 + sig, err
+    assert list(runtime.iterdir()) == []
+
+
+@pytest.mark.parametrize(("key", "code"), [("1", 0), ("true", 0), ("0x1F", 0), ("[a, b]", 4), ("{k: v}", 4)])
+def test_keys_that_are_not_text_to_yaml_1_2_are_taken_as_bruin_takes_them(
+        kv2: Any, env: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str], key: str, code: int) -> None:
+    """bruin decodes a connection's keys into its struct's field names, as text: `1:` is the field "1"
+    (unknown, so ignored by bruin); a collection as a key names no field at all and is refused."""
+    file = write_file(tmp_path, f"environments:\n  default:\n    connections:\n      generic:\n        - name: api\n"
+                                f"          value: v\n          {key}: x\n")
+    assert main(["import", str(file), "--mount-path", kv2.mount, "--path", "k"]) == code
+    if code == 0:
+        assert read(kv2, "k/api") == {"type": "generic", "details": {"value": "v", key: "x"}}
+    else:
+        assert listing(kv2, "") == []
+        field = 'details."(a key that is a list or a mapping)" (line 7)'
+        assert f"{file}: default/api: {field}: has a key that is not plain text; quote it to keep it as text" \
+               in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("field", "value", "level"), [
+    ("max_query_cost", "2.0", "note"), ("max_query_cost", "-0.0", "error"), ("extra", "2.0", "error"),
+    ("extra", "[1.0]", "error"), ("extra", "2.5", None)])
+def test_floats_kv2_gives_back_as_integers_are_refused_where_bruin_would_see_the_difference(
+        kv2: Any, env: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str], field: str, value: str,
+        level: str | None) -> None:
+    """KV v2 keeps no `.0`: a number field reads 2 as 2.0 alike, an untyped one would get an integer."""
+    file = write_file(tmp_path, "environments:\n  default:\n    connections:\n      google_cloud_platform:\n"
+                                f"        - name: bq\n          {field}: {value}\n")
+    code = main(["import", str(file), "--mount-path", kv2.mount, "--path", "f"])
+    lines = [line for line in err_lines(capsys) if "KV v2 " in line]
+    if level is None:
+        assert (code, lines) == (0, [])
+    elif level == "note":
+        assert code == 0 and lines == [f"materialize: {kv2.mount}/f/bq: details.{field}: KV v2 stores this number as "
+                                       "an integer (without its `.0`); bruin reads it alike into a number field"]
+    else:
+        assert code == 4 and len(lines) == 1 and lines[0].startswith(f"materialize: error: {kv2.mount}/f/bq: details.")
+        assert "is a whole float that KV v2 gives back as an integer" in lines[0]

@@ -359,3 +359,38 @@ def test_oversized_answer_is_refused_without_reading_it_all(render: Render, out:
     if framing != "length":  # without a Content-Length, reading stops past 32 MiB (and what buffers hold)
         assert rule.sent < OVERSIZE - 8 * 2**20
     out.assert_untouched()
+
+
+# --- a proxy that wants credentials ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("variable", ["HTTP_PROXY", "VAULT_PROXY_ADDR", "BRUIN_VAULT_PROXY_ADDR"])
+def test_a_proxy_asking_for_credentials_names_its_setting_never_its_password(
+        render: Render, out: OutputDir, mount: str, fault_proxy: FaultProxy, bao_server: BaoServer,
+        variable: str) -> None:
+    """HTTP 407 from the proxy is neither an empty mount nor a reason to probe further: one line naming the
+    proxy and the setting, and no second request."""
+    LEAK_GUARD.add(PROXY_PASSWORD)
+    fault_proxy.add_rule("answer", times=ALWAYS, status=407,
+                         headers=(("Proxy-Authenticate", 'Basic realm="proxy"'),))
+    proxy = f"http://user:{PROXY_PASSWORD}@127.0.0.1:{fault_proxy.port}"
+    result = render(BRUIN_VAULT_HOST=unresolvable(bao_server), **{variable: proxy})
+    assert result.error(3) == (f"inspecting mount {mount}: the proxy asks for credentials (HTTP 407) from "
+                               f"http://127.0.0.1:{fault_proxy.port} ({variable}); put user:password@ in "
+                               f"{variable}'s URL, or check the ones there")
+    assert fault_proxy.requests() == 1
+    out.assert_untouched()
+
+
+def test_a_proxy_refusing_the_tunnel_for_credentials_names_its_setting(render: Render, out: OutputDir, mount: str,
+                                                                       forward_proxy: ForwardProxy) -> None:
+    """An https Vault through a proxy that answers the CONNECT with 407: the same line, no retries."""
+    LEAK_GUARD.add(PROXY_PASSWORD)
+    forward_proxy.refuse_connect = 407
+    proxy = forward_proxy.url.replace("http://", f"http://user:{PROXY_PASSWORD}@")
+    result = render(BRUIN_VAULT_HOST="https://elsewhere.invalid:8200", HTTPS_PROXY=proxy, BRUIN_VAULT_MAX_RETRIES="3")
+    assert result.error(3) == (f"inspecting mount {mount}: the proxy asks for credentials (HTTP 407) from "
+                               f"{forward_proxy.url} (HTTPS_PROXY); put user:password@ in HTTPS_PROXY's URL, or check "
+                               "the ones there")
+    assert [s.method for s in forward_proxy.seen()] == ["CONNECT"]
+    out.assert_untouched()

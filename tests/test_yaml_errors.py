@@ -23,7 +23,6 @@ SECRET = "Yaml-err0r-Secret"
     (f"a: {SECRET}: c\n", "at line 1: mapping values are not allowed"),
     (f"a:\n\t- {SECRET}\n", "at line 2: a tab where YAML allows only spaces (indentation is spaces only)"),
     (f"a: [1, {SECRET}\n", "at line 2: "),
-    (f"a: *{SECRET}\n", "at line 1: found undefined alias"),
     (f"a: @{SECRET}\n", "at line 1: found character that cannot start any token while scanning for the next token"),
     (f'a: "{SECRET}\\q"\n', "at line 1: found unknown escape character while"),
 ])
@@ -44,6 +43,20 @@ def test_yaml_errors_say_what_is_wrong_without_quoting_the_file(tmp_path: Path, 
     assert message.startswith(f"{what} {path} is not valid YAML {problem}")
     assert "perhaps" not in message
     assert SECRET[:4] not in message and "@" not in message and "\\q" not in message  # nothing of the document
+
+
+@pytest.mark.parametrize("reader", ["safe", "round-trip"])
+def test_an_alias_without_its_anchor_is_named_without_quoting_it(tmp_path: Path, reader: str, leak_guard: Any) -> None:
+    """Found by the bounds walk (yamlnodes) before either reader composes the document."""
+    leak_guard.add(SECRET)
+    path = tmp_path / "f.yml"
+    path.write_text(f"a: *{SECRET}\n")
+    with pytest.raises(MaterializeError) as info:
+        load_file(path, "the file to compare with") if reader == "safe" else merge.load_base(path)
+    what = "the file to compare with" if reader == "safe" else "the base file"
+    assert info.value.exit_code == ExitCode.USAGE
+    assert info.value.message == (f"{what} {path} at line 1 uses an alias (*NAME) whose anchor (&NAME) is not "
+                                  "complete before it")
 
 
 def test_a_reused_anchor_prints_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str], leak_guard: Any) -> None:

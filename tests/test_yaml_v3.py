@@ -8,6 +8,7 @@ locally and fail in CI, so they cannot silently stop running there.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -19,15 +20,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bruin_materialize.cli import main
 from bruin_materialize.validate import Connection
 from testsupport.skips import GOPATH, go_yaml_v3
 from testsupport.values import BASE_TEXT, HOSTILE, SCALARS, examples, merged_text, rendered, text, values
 
 SOURCE = Path(__file__).resolve().parent / "yamlv3" / "decode.go"
+TYPED_SOURCE = Path(__file__).resolve().parent / "yamlv3" / "typed" / "typed.go"
 
 
-@pytest.fixture(scope="session")
-def yaml_v3(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def go_build(source: Path, out: Path) -> Path:
     message = go_yaml_v3()
     if message is not None:
         if os.environ.get("CI"):
@@ -35,11 +37,21 @@ def yaml_v3(tmp_path_factory: pytest.TempPathFactory) -> Path:
         pytest.skip(message)
     go = shutil.which("go")
     assert go is not None
-    out = tmp_path_factory.mktemp("yamlv3")
     env = {**os.environ, "GO111MODULE": "off", "GOPATH": str(GOPATH), "GOCACHE": str(out / "cache")}
-    subprocess.run([go, "build", "-o", str(out / "decode"), str(SOURCE)], check=True, env=env,
+    subprocess.run([go, "build", "-o", str(out / source.stem), str(source)], check=True, env=env,
                    capture_output=True, cwd=out)
-    return out / "decode"
+    return out / source.stem
+
+
+@pytest.fixture(scope="session")
+def yaml_v3(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return go_build(SOURCE, tmp_path_factory.mktemp("yamlv3"))
+
+
+@pytest.fixture(scope="session")
+def yaml_v3_typed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """tests/yamlv3/typed: a config decoded into bruin's field types, as bruin decodes it."""
+    return go_build(TYPED_SOURCE, tmp_path_factory.mktemp("yamlv3typed"))
 
 
 def go_load(decoder: Path, text: str, tmp_path: Path) -> Any:
@@ -125,3 +137,91 @@ def test_a_tab_before_a_comment_is_read_as_yaml_v3_reads_it(yaml_v3: Path, tmp_p
     assert dict(loaded.doc["environments"]["dev"]["connections"]["duckdb"][0]) == {"name": "x", "path": "/a"}
     written = merge.dump(loaded.doc, "# h")
     assert "# the team's" in written and "x # c" in written  # the comments stay; the tab is written as a space
+
+
+# --- import reads a file as bruin reads it ---------------------------------------------------------------
+
+# Plain scalars YAML readers disagree on: YAML 1.1 and 1.2, yaml.v3's own rules, Go's and Python's numbers.
+AMBIGUOUS = ["0012345", "0x1F", "0X1f", "0o17", "0b101", "-0b11", "0100", "08", "09.5", "1_000", "0x_1F", "+5",
+             "-0", "-0.", "-0.0", "1e3", "1E+3", "1.50", ".5", "-.5", "._5", "1e400", "1e-400", "+.inf", "-.Inf",
+             ".nan", "~",
+             "null", "Null", "yes", "no", "on", "off", "y", "N", "true", "False", "TRUE", "2001-12-14",
+             "2001-12-14t21:59:43.10-05:00", "2001-12-14 21:59:43.10", "12:30:45", "1:20", "0.", "00", "0",
+             "9223372036854775807", "9223372036854775808", "18446744073709551616", "-9223372036854775809", "1.0",
+             "5432.9", "0x8000000000000000", "0b", "+", "0o8", "1__0", "<<", "abc", "0012345abc"]
+_ambiguous = st.sampled_from(AMBIGUOUS) | st.from_regex(
+    r"[+-]?(0[xXoObB])?[0-9_]{1,8}(\.[0-9_]{0,3})?([eE][+-]?[0-9]{1,3})?", fullmatch=True)
+# google_cloud_platform has a field of each type; kalshi's query_params is a map of strings; `extra`
+# is unknown to bruin (an untyped value, as bruin would ignore it).
+GCP_FIELDS = ("project_id", "location", "max_billable_bytes", "max_query_cost",
+              "use_application_default_credentials", "extra")
+
+
+def config_text(values: list[tuple[str, str]]) -> str:
+    """A connection per (field, value): one ambiguous value each, so that one refusal hides no other."""
+    lines = ["default_environment: default", "environments:", "  default:", "    connections:",
+             "      google_cloud_platform:"]
+    for i, (field, value) in enumerate(values):
+        lines += [f"        - name: c{i}", f"          {field}: {value}"]
+    lines += ["      kalshi:", "        - name: k", "          query_params:"]
+    lines.extend(f"            q{i}: {value}" for i, (_, value) in enumerate(values))
+    return "\n".join(lines) + "\n"
+
+
+def typed(decoder: Path, schema: Path, file: Path) -> Any:
+    proc = subprocess.run([str(decoder), str(schema), str(file)], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def refused_somewhere(value: Any) -> bool:
+    if isinstance(value, dict):
+        return "error" in value or any(refused_somewhere(v) for v in value.values())
+    return isinstance(value, list) and any(refused_somewhere(v) for v in value)
+
+
+_runs = itertools.count()
+
+
+@settings(max_examples=examples(1 / 20, at_least=15),
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(values=st.lists(st.tuples(st.sampled_from(GCP_FIELDS), _ambiguous), min_size=1, max_size=3))
+def test_import_then_render_gives_bruin_the_same_typed_values(yaml_v3_typed: Path, kv: Any, vault_env: Any,
+                                                              schema_path: Path, tmp_path: Path,
+                                                              values: list[tuple[str, str]]) -> None:
+    """yaml.v3 decodes FILE into bruin's field types; import then render must give the same typed values,
+    or import refuses with exit 4: never a silent difference (KV v2 included, which keeps no float's `.0`)."""
+    run = next(_runs)
+    file = tmp_path / f"{run}.bruin.yml"
+    file.write_text(config_text(values), encoding="utf-8")
+    before = typed(yaml_v3_typed, schema_path, file)
+    common = ["--mount-path", kv.mount, "--path", f"v3/{run}", "--schema", str(schema_path), "-q"]
+    code = main(["import", str(file), *common])
+    if refused_somewhere(before):
+        assert code == 4  # bruin could not load FILE: import must not store what it cannot know
+        return
+    assert code in (0, 4)
+    if code == 0:
+        out = tmp_path / f"{run}.rendered" / "bruin.yml"
+        assert main(["render", "-o", str(out), "--no-base", *common]) == 0
+        assert typed(yaml_v3_typed, schema_path, out) == before
+
+
+def test_import_takes_string_fields_as_written_in_bruins_parser(yaml_v3_typed: Path, kv1: Any, vault_env: Any,
+                                                                schema_path: Path, tmp_path: Path) -> None:
+    """The values that YAML 1.2 readers change, as bruin's string, int, float and bool fields take them."""
+    values = list(zip(GCP_FIELDS, ("0012345", "1.50", "0100", "1e3", "yes", "0x1F"), strict=True))
+    file = tmp_path / "fixed.bruin.yml"
+    file.write_text(config_text(values), encoding="utf-8")
+    before = typed(yaml_v3_typed, schema_path, file)
+    assert [c["map"] for c in before["default"]["google_cloud_platform"]] == [
+        {"name": {"str": f"c{i}"}, field: value} for i, (field, value) in enumerate([
+            ("project_id", {"str": "0012345"}), ("location", {"str": "1.50"}), ("max_billable_bytes", {"int": "64"}),
+            ("max_query_cost", {"float": "1000"}), ("use_application_default_credentials", {"bool": True}),
+            ("extra", {"int": "31"})])]
+    assert before["default"]["kalshi"][0]["map"]["query_params"]["map"]["q0"] == {"str": "0012345"}
+    common = ["--mount-path", kv1.mount, "--path", "fixed", "--schema", str(schema_path), "-q"]
+    assert main(["import", str(file), *common]) == 0
+    out = tmp_path / "rendered" / "bruin.yml"
+    assert main(["render", "-o", str(out), "--no-base", *common]) == 0
+    assert typed(yaml_v3_typed, schema_path, out) == before

@@ -33,7 +33,7 @@ from testsupport.harness import BaoServer
 
 ACTIONS = frozenset({"refuse", "reset", "close", "delay", "hang", "status", "retry_after", "truncate", "corrupt",
                      "trickle_head", "trickle_body", "trickle_body_close", "oversize_length", "oversize_chunked",
-                     "oversize_unframed"})
+                     "oversize_unframed", "answer"})
 ALWAYS: Literal["always"] = "always"
 
 IDLE_TIMEOUT = 30.0  # a keep-alive client connection left idle this long is closed
@@ -60,6 +60,8 @@ class Rule:
     seconds: float
     status: int
     sent: int = 0  # body bytes an oversize answer got out before the client stopped reading
+    headers: tuple[tuple[str, str], ...] = ()  # answer: its headers
+    body: bytes = b""  # answer: its body
 
     def matches(self, method: str, target: str) -> bool:
         if self.remaining == 0:
@@ -144,6 +146,8 @@ class FaultProxy:
         times: int | Literal["always"] = 1,
         seconds: float = 0.0,
         status: int = 503,
+        headers: tuple[tuple[str, str], ...] = (),
+        body: bytes = b"",
     ) -> Rule:
         """Misbehave on the next `times` matching requests (or "always").
 
@@ -154,6 +158,8 @@ class FaultProxy:
         delay: forward the request after `seconds`;
         hang: never answer, until the client closes the connection;
         status: answer `status` (a Vault-shaped JSON error body) instead of forwarding;
+        answer: answer `status` with `headers` and `body` as given (a redirect, a proxy's 407, a body
+            that is JSON but not Vault's), instead of forwarding;
         retry_after: answer 429 with `Retry-After: seconds`;
         truncate: forward, answer with the real Content-Length but only half the body, then close;
         corrupt: forward, answer with the real status and Content-Length but garbage bytes;
@@ -173,7 +179,7 @@ class FaultProxy:
             raise ValueError(f"unknown action {action!r}; one of {sorted(ACTIONS)}")
         if times != ALWAYS and (not isinstance(times, int) or times < 1):
             raise ValueError("times must be a positive count or 'always'")
-        rule = Rule(action, path, method, None if times == ALWAYS else int(times), seconds, status)
+        rule = Rule(action, path, method, None if times == ALWAYS else int(times), seconds, status, 0, headers, body)
         with self._lock:
             self._rules.append(rule)
         return rule
@@ -308,6 +314,9 @@ class FaultProxy:
             return False
         if action == "status":
             return _send(client, _vault_error(rule.status), request.keep_alive)
+        if action == "answer":
+            reason = http.client.responses.get(rule.status, "Other")
+            return _send(client, Answer(rule.status, reason, list(rule.headers), rule.body), request.keep_alive)
         if action == "retry_after":
             answer = _vault_error(429, [("Retry-After", f"{rule.seconds:g}")])
             return _send(client, answer, request.keep_alive)

@@ -50,6 +50,7 @@ class ForwardProxy:
         # through a tunnel (its TLS handshake first) a byte at a time; 0: at full speed.
         self.trickle_connect = 0.0
         self.trickle_tunnel = 0.0
+        self.refuse_connect: int | None = None  # a status to answer every CONNECT with (407: credentials)
         self._lock = threading.Lock()
         self._seen: list[Seen] = []
         proxy = self
@@ -108,6 +109,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         host, _, port = self.path.rpartition(":")
         self.owner._record(Seen("CONNECT", self.path, self.path, self._headers()))
         address = self.owner._resolve(host.strip("[]"))
+        if self.owner.refuse_connect is not None:
+            self._refuse(self.owner.refuse_connect)
+            return
         try:
             if address is None or not port.isdigit():
                 raise OSError("not a loopback destination")

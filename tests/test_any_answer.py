@@ -1,0 +1,234 @@
+"""No internal error is reachable from input: whatever a server answers, whatever a file to import holds.
+
+The one place a fake Vault is right: a small HTTP server on 127.0.0.1, run by the test, serving
+what hypothesis makes up for the mount inspection, the LIST and every read: arbitrary JSON, arbitrary
+bytes, any status, Vault's documented shapes among them. The real CLI runs in-process against it.
+Every run must end with a documented exit code (0, 2, 3, 4, 5), never 1 and never a traceback; and
+an exit 0 means the file holds exactly the listed secrets whose answers are valid connections.
+The same holds for arbitrary YAML given to `import`.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import threading
+import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from ruamel.yaml import YAML
+
+from bruin_materialize.cli import main
+from testsupport.harness import clear_vault_env
+from testsupport.values import examples
+
+MOUNT = "kv"
+DOCUMENTED_MOUNT = {"data": {"type": "kv", "options": {"version": "2"}}}
+DOCUMENTED_EXIT = {0, 2, 3, 4, 5}
+# Any code point, lone surrogates included: JSON carries them escaped (`\udc80`), and Vault's text may.
+_text = st.text(st.characters(codec=None, exclude_categories=()), max_size=12)
+_json = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | _text,
+                     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_text, inner, max_size=3),
+                     max_leaves=8)
+_plain = st.text(st.sampled_from("abcxyz0129-_."), min_size=1, max_size=6)
+_names = st.one_of(st.sampled_from(["pg", "lake", "../x", "a/../../b", "", "/abs", "a//b", ".", "..", "sub/",
+                                    "ctl\x1b[2J", "sp ace", "ünï"]), _plain, _plain, _text)
+
+
+class Answer(NamedTuple):
+    status: int
+    body: bytes
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+def _as_answer(value: Any, status: int = 200) -> Answer:
+    return Answer(status, json.dumps(value).encode(), (("Content-Type", "application/json"),))
+
+
+_statuses = st.sampled_from([200, 200, 200, 200, 204, 301, 307, 400, 403, 404, 405, 407, 412, 429, 500, 501, 503])
+_headers = st.sampled_from([(), (("Location", "http://user:pw@standby.invalid:8200/v1/x?token=t#f"),),
+                            (("Location", "/relative"),), (("Location", "http://[::1"),), (("Location", ""),),
+                            (("Retry-After", "0"),), (("Content-Length", "0"),)])
+_odd = st.builds(Answer, _statuses, st.binary(max_size=40), _headers) | st.builds(_as_answer, _json, _statuses)
+_fields = st.sampled_from(["value", "host", "port"]) | _plain | _text
+_secret = st.fixed_dictionaries({"type": st.sampled_from(["generic", "postgres"]) | _text,
+                                 "details": st.dictionaries(_fields, _json, max_size=3)})
+_documented_read = st.builds(lambda s: _as_answer({"data": {"data": s, "metadata": {"version": 1}}}), _secret)
+_deleted = st.just(_as_answer({"data": {"data": None, "metadata": {"deletion_time": "2026-01-01T00:00:00Z"}}}, 404))
+# Vault's documented answers most of the time, so that runs get far enough to write a file.
+_read = st.one_of(_documented_read, _documented_read, _deleted,
+                  st.builds(lambda s: _as_answer({"data": {"data": s}}), _json), _odd)
+_mount = st.one_of(*[st.just(_as_answer(DOCUMENTED_MOUNT))] * 4, _odd)
+
+
+@st.composite
+def vaults(draw: st.DrawFn) -> dict[str, Answer]:
+    """path (unquoted, without the query) -> the answer; anything else is a 404."""
+    names = draw(st.lists(_names, max_size=4, unique=True))
+    listed = st.just(_as_answer({"data": {"keys": names}}))
+    listing = draw(st.one_of(listed, listed, listed, listed, _odd))
+    answers = {f"/v1/sys/internal/ui/mounts/{MOUNT}": draw(_mount), f"/v1/{MOUNT}/metadata/bruin": listing}
+    for name in names:
+        answers[f"/v1/{MOUNT}/data/bruin/{name}"] = draw(_read)
+    return answers
+
+
+class FakeVault(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    answers: dict[str, Answer] = {}
+    otherwise: Answer = _as_answer({"errors": []}, 404)  # for every other path
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    server: FakeVault
+
+    def do_GET(self) -> None:  # noqa: N802  (http.server's name)
+        path = urllib.parse.unquote(urllib.parse.urlsplit(self.path).path)
+        answer = self.server.answers.get(path, self.server.otherwise)
+        self.send_response(answer.status)
+        for name, value in answer.headers:
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(answer.body)))
+        self.end_headers()
+        self.wfile.write(answer.body)
+
+    do_POST = do_PUT = do_DELETE = do_GET  # noqa: N815
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002  (the base class's name)
+        pass
+
+
+@pytest.fixture
+def fake_vault() -> Iterator[FakeVault]:
+    server = FakeVault(("127.0.0.1", 0), _Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def settings_env(monkeypatch: pytest.MonkeyPatch, schema_path: Path, tmp_path: Path, fake_vault: FakeVault) -> None:
+    clear_vault_env(monkeypatch)
+    for name, value in {"BRUIN_VAULT_HOST": f"http://127.0.0.1:{fake_vault.server_address[1]}",
+                        "BRUIN_VAULT_TOKEN": "s.fake-token", "BRUIN_VAULT_MOUNT_PATH": MOUNT,
+                        "BRUIN_VAULT_PATH": "bruin", "BRUIN_VAULT_MAX_RETRIES": "0", "BRUIN_VAULT_TIMEOUT": "3s",
+                        "BRUIN_MATERIALIZE_SCHEMA": str(schema_path), "HOME": str(tmp_path)}.items():
+        monkeypatch.setenv(name, value)
+
+
+def expected_connections(answers: dict[str, Answer]) -> set[tuple[str, str]]:
+    """(type, name) of every listed, valid name whose answer is a documented, current KV v2 secret
+    (a name ending in `/` is a folder, not read without --recursive)."""
+    listing = json.loads(answers[f"/v1/{MOUNT}/metadata/bruin"].body)
+    found = set()
+    for name in (n for n in listing["data"]["keys"] if not n.endswith("/")):
+        answer = answers[f"/v1/{MOUNT}/data/bruin/{name}"]
+        data = json.loads(answer.body)["data"]["data"] if answer.status == 200 else None
+        if data is not None:
+            found.add((data["type"], name))
+    return found
+
+
+@settings(max_examples=examples(1 / 10, at_least=30),
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
+                                 HealthCheck.data_too_large])
+@given(answers=vaults())
+def test_any_answer_ends_with_a_documented_exit_and_exit_0_holds_exactly_the_listed_secrets(
+        fake_vault: FakeVault, settings_env: None, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        answers: dict[str, Answer]) -> None:
+    fake_vault.answers = answers
+    fake_vault.otherwise = _as_answer({"errors": []}, 404)
+    out = tmp_path / "out" / "bruin.yml"
+    out.unlink(missing_ok=True)
+    code = main(["render", "-o", str(out)])
+    err = capsys.readouterr().err
+    assert code in DOCUMENTED_EXIT, err
+    assert "Traceback" not in err and "internal error" not in err
+    assert all(line.startswith("materialize: ") for line in err.splitlines()), err
+    if code != 0:
+        assert not out.exists()
+        return
+    doc = YAML(typ="safe", pure=True).load(out.read_text(encoding="utf-8"))
+    connections = doc["environments"]["default"]["connections"] or {}
+    written = {(conn_type, conn["name"]) for conn_type, items in connections.items() for conn in items}
+    assert written == expected_connections(answers)
+
+
+def test_documented_answers_render_exactly_the_listed_secrets(fake_vault: FakeVault, settings_env: None,
+                                                             tmp_path: Path) -> None:
+    """The harness itself: Vault's documented answers make a file, a deleted secret skipped."""
+    fake_vault.answers = {
+        f"/v1/sys/internal/ui/mounts/{MOUNT}": _as_answer(DOCUMENTED_MOUNT),
+        f"/v1/{MOUNT}/metadata/bruin": _as_answer({"data": {"keys": ["api", "gone"]}}),
+        f"/v1/{MOUNT}/data/bruin/api": _as_answer({"data": {"data": {"type": "generic", "details": {"value": "v"}}}}),
+        f"/v1/{MOUNT}/data/bruin/gone": _as_answer(
+            {"data": {"data": None, "metadata": {"deletion_time": "2026-01-01T00:00:00Z"}}}, 404),
+    }
+    out = tmp_path / "bruin.yml"
+    assert main(["render", "-o", str(out)]) == 0
+    doc = YAML(typ="safe", pure=True).load(out.read_text(encoding="utf-8"))
+    assert doc["environments"]["default"]["connections"] == {"generic": [{"name": "api", "value": "v"}]}
+    assert expected_connections(fake_vault.answers) == {("generic", "api")}
+
+
+@pytest.mark.parametrize("details", [{"\udc80": "x"}, {"value": "\udc80"}, {"extra": {"\ud800k": 1}}],
+                         ids=["field-name", "value", "nested-key"])
+def test_a_lone_surrogate_from_vault_is_an_invalid_secret_not_an_internal_error(
+        fake_vault: FakeVault, settings_env: None, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        details: dict[str, Any]) -> None:
+    fake_vault.answers = {
+        f"/v1/sys/internal/ui/mounts/{MOUNT}": _as_answer(DOCUMENTED_MOUNT),
+        f"/v1/{MOUNT}/metadata/bruin": _as_answer({"data": {"keys": ["api"]}}),
+        f"/v1/{MOUNT}/data/bruin/api": _as_answer({"data": {"data": {"type": "generic", "details": details}}}),
+    }
+    for command in (["render", "-o", str(tmp_path / "bruin.yml")], ["check"], ["check", "--format", "json"]):
+        assert main(command) == 4
+        err = capsys.readouterr().err.splitlines()
+        assert err[-1] == "materialize: error: 1 invalid secret field (listed above); nothing was written"
+        assert any("lone UTF-16 surrogate" in line for line in err), err
+    assert not (tmp_path / "bruin.yml").exists()
+
+
+_yaml_bits = st.sampled_from(["0012", "0x1F", "1e3", "~", "yes", "&a x", "*a", "!!binary aGk=", "!!str 1", "<<: *a",
+                              "[1, {a: b}]", "{1: 2}", "? [x]\n  : y", "'quoted'", '"\\u00e9"', "|\n  text", ".nan",
+                              "2001-12-14", "- item", "", "null", "{", "\t", "%YAML 1.2\n---", "--- a\n--- b"]) | _text
+
+
+@st.composite
+def bruin_files(draw: st.DrawFn) -> str:
+    """Something like a .bruin.yml, with arbitrary text or YAML at any place."""
+    bit = draw(_yaml_bits)
+    env_name = draw(st.sampled_from(["default", "default", bit, "1", "~"]))
+    conn_type = draw(st.sampled_from(["generic", "generic", "postgres", bit]))
+    name = draw(st.sampled_from(["api", "api", bit, "0012", "../x"]))
+    field = draw(st.sampled_from(["value", "value", "port", "password", bit]))
+    value = draw(_yaml_bits)
+    text = (f"default_environment: {env_name}\nenvironments:\n  {env_name}:\n    connections:\n      {conn_type}:\n"
+            f"        - name: {name}\n          {field}: {value}\n")
+    return draw(st.sampled_from([text, text, text, bit, text + bit]))
+
+
+@settings(max_examples=examples(1 / 10, at_least=30),
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(text=bruin_files(), mount=_mount, otherwise=_read)
+def test_any_file_to_import_ends_with_a_documented_exit(fake_vault: FakeVault, settings_env: None, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str], text: str, mount: Answer,
+                                                        otherwise: Answer) -> None:
+    """Any file, and any answer to the import's reads and writes (one answer for all of them)."""
+    fake_vault.answers = {f"/v1/sys/internal/ui/mounts/{MOUNT}": mount}
+    fake_vault.otherwise = otherwise
+    file = tmp_path / "import.bruin.yml"
+    file.write_text(text, encoding="utf-8", errors="surrogatepass")
+    code = main(["import", str(file), "--relative-paths", "keep"])
+    err = capsys.readouterr().err
+    assert code in DOCUMENTED_EXIT, err
+    assert "Traceback" not in err and "internal error" not in err
