@@ -398,7 +398,9 @@ _CUT_SHORT, _NOT_HTTP, _NOTHING, _SEND, _RECV = 18, 8, 52, 55, 56
 _TOO_LARGE = 63
 _PROXY_HANDSHAKE = 97
 _TLS_VERIFY = frozenset({51, 60})
-_TLS_HANDSHAKE = frozenset({35, 53, 54, 58, 59, 64, 66, 77, 80, 82, 83, 90, 91, 98})
+_TLS_HANDSHAKE = {35: "handshake error", 58: "the client certificate or key was not accepted",
+                  59: "no cipher in common", 77: "the CA bundle was not accepted",
+                  98: "the server asks for a client certificate"}
 # OpenSSL's X509_V_ERR_* numbers, as libcurl reports them (CURLINFO_SSL_VERIFYRESULT).
 _X509_REASONS = {2: "unable to get issuer certificate", 9: "certificate is not yet valid",
                  10: "certificate has expired", 18: "self-signed certificate",
@@ -426,7 +428,7 @@ def failure(code: int, os_errno: int, connect_code: int, verify_result: int, add
         return TransportError(f"TLS verification of {shown} failed ({reason}); check the CA (VAULT_CACERT or "
                               "VAULT_CAPATH) or the host name")
     if code in _TLS_HANDSHAKE:
-        return TransportError(f"TLS handshake with {shown} failed (libcurl error {code}); check the client "
+        return TransportError(f"TLS handshake with {shown} failed ({_TLS_HANDSHAKE[code]}); check the client "
                               "certificate (VAULT_CLIENT_CERT/KEY) and the server's TLS settings")
     if proxy and (code in (_RESOLVE_PROXY, _CONNECT, _PROXY_HANDSHAKE) or connect_code not in (0, 200)):
         refused = code == _CONNECT and os_errno == errno.ECONNREFUSED
