@@ -17,7 +17,7 @@ from bruin_materialize.errors import ExitCode, MaterializeError
 from bruin_materialize.plan import identical
 from bruin_materialize.session import read_secrets
 from bruin_materialize.settings import Settings
-from bruin_materialize.validate import ERROR, NOTE, Connection, Options, Outcome, validate
+from bruin_materialize.validate import ERROR, NOTE, Checked, Connection, Options, Outcome, check_secret, combine
 from bruin_materialize.vault import RawSecret
 from bruin_materialize.yamltext import parse, show
 
@@ -33,12 +33,19 @@ def build(settings: Settings, layout: Layout, console: Console, *, bruin: str | 
     checked_against = schema.choose(settings, bruin, bruin_env, console.info, console.warning)
     if console.document is not None:
         console.document.schema = checked_against.describe()
-    secrets, source = read_secrets(settings, layout.sources, console)
     # exec knows bruin's environment exactly; render/check write for a bruin that may run elsewhere.
     env_names = frozenset(bruin_env) if settings.command == "exec" else None
     options = Options(settings.strict, settings.expand_env, env_names)
-    # Pure, so once per environment: a name is unique within its environment only.
-    outcomes = [(env, validate(found, checked_against, options))
+    # Each secret is checked on its reading thread as it arrives, while others are on the wire (the
+    # reads wait for Vault more than they use the CPU); its location (mount/path/name) is unique.
+    checked: dict[str, Checked] = {}
+
+    def check(secret: RawSecret) -> None:
+        checked[secret.location] = check_secret(secret, checked_against, options)
+
+    secrets, source = read_secrets(settings, layout.sources, console, each=check)
+    # Then once per environment: a name is unique within its environment only.
+    outcomes = [(env, combine(checked[s.location] for s in found))
                 for (env, _), found in zip(layout.sources, secrets, strict=True)]
     if console.document is not None:
         console.document.add_outcomes(outcomes)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import hvac
 
@@ -53,25 +53,27 @@ def open_kv(settings: Settings, client: hvac.Client, path: str) -> KV:
     return KV(client, settings.mount, settings.kv_version or detect_version(client, settings.mount, path))
 
 
-def read_secrets(settings: Settings, sources: list[tuple[str, str]],
-                 console: Console) -> tuple[list[list[RawSecret]], str]:
-    """Every source's secrets, in order, over one session and one login; and where they came from."""
+def read_secrets(settings: Settings, sources: list[tuple[str, str]], console: Console,
+                 each: Callable[[RawSecret], None] | None = None) -> tuple[list[list[RawSecret]], str]:
+    """Every source's secrets, in order, over one session and one login; and where they came from.
+    `each` is called with every secret as it arrives, on the thread that read it."""
     started = time.monotonic()
     with session(settings, console) as client:
         kv = open_kv(settings, client, sources[0][1])
         by_path: dict[str, list[RawSecret]] = {}
         for _, path in sources:
             if path not in by_path:  # two environments may share a path
-                by_path[path] = _read_path(settings, kv, path, console)
+                by_path[path] = _read_path(settings, kv, path, console, each)
     shown = ", ".join(f"{settings.mount}/{path}" for path in by_path)
     console.debug(f"read {sum(map(len, by_path.values()))} secrets from {shown} (KV v{kv.version}) in "
                   f"{time.monotonic() - started:.2f}s")
     return [by_path[path] for _, path in sources], f"{shown} (KV v{kv.version})"
 
 
-def _read_path(settings: Settings, kv: KV, path: str, console: Console) -> list[RawSecret]:
+def _read_path(settings: Settings, kv: KV, path: str, console: Console,
+               each: Callable[[RawSecret], None] | None) -> list[RawSecret]:
     listing = kv.list_secrets(path, recursive=settings.recursive)
     for folder in listing.skipped_folders:
         console.warning(f"{settings.mount}/{path}/{folder}: subfolder not read; pass --recursive to "
                         "read its secrets as connections named FOLDER/NAME")
-    return kv.read_all(path, listing.names, concurrency=settings.concurrency)
+    return kv.read_all(path, listing.names, concurrency=settings.concurrency, each=each)

@@ -232,9 +232,18 @@ class KV:
                                                                  raise_on_deleted_version=True)
         return self.client.secrets.kv.v1.read_secret(path=secret_path, mount_point=self.mount)
 
-    def read_all(self, path: str, names: list[str], *, concurrency: int) -> list[RawSecret]:
-        """Read every secret, in order; the first Vault error stops the rest."""
-        return parallel(lambda name: self.read(path, name), names, concurrency)
+    def read_all(self, path: str, names: list[str], *, concurrency: int,
+                 each: Callable[[RawSecret], None] | None = None) -> list[RawSecret]:
+        """Read every secret, in order; the first Vault error stops the rest. `each` is called with
+        every secret as it arrives, on the thread that read it."""
+
+        def read(name: str) -> RawSecret:
+            secret = self.read(path, name)
+            if each is not None:
+                each(secret)
+            return secret
+
+        return parallel(read, names, concurrency)
 
 
 def parallel(work: Callable[[T], R], items: list[T], workers: int) -> list[R]:
