@@ -126,7 +126,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         tool.say(f"wrote {args.plot}")
     if args.fleet:
         tool.say("the fleet scenario (bench/fleet.py --repeat 1)")
-        subprocess.run([sys.executable, str(tool.BENCH / "fleet.py"), "--repeat", "1"], check=True)
+        fleet = [sys.executable, str(tool.BENCH / "fleet.py"), "--repeat", "1"]
+        if args.json:
+            fleet += ["--json", str(Path(args.json).with_suffix("")) + "-fleet.json"]
+        subprocess.run(fleet, check=True)
     return 0
 
 
