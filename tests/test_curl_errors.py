@@ -4,16 +4,20 @@
 the proxy's answer to CONNECT, the certificate check's result), never libcurl's own text, which can
 quote a proxy URL with its password. Each class of code must give our line, and say whether retrying
 can help (a TransportError ends the operation; anything else is retried by bruin's rules). The
-end-to-end proofs of the same messages are in test_transport.py and test_faults.py.
+end-to-end proofs of the same messages are in test_transport.py and test_faults.py. Below them, the
+answers libcurl must hand back untouched for vault.py to explain: a redirect (never followed) and a
+proxy's 407 (to a plain request, or to the CONNECT of a tunnel).
 """
 
 from __future__ import annotations
 
 import errno
+import socket
+import threading
 
 import pytest
 
-from bruin_materialize.adapter import TransportError, failure, without_password
+from bruin_materialize.adapter import RetryPolicy, TLSOptions, Transport, TransportError, failure, without_password
 from bruin_materialize.settings import VaultAddress
 from testsupport.leak import LEAK_GUARD
 
@@ -86,3 +90,74 @@ def test_each_curl_error_class_is_our_message(code: int, os_errno: int, connect_
 ])
 def test_proxy_is_named_without_its_credentials(url: str, shown: str) -> None:
     assert without_password(url) == shown
+
+
+# --- answers libcurl must hand back as they came: redirects and a proxy's 407 ----------------------------
+
+
+class OneAnswer:
+    """A loopback server that answers every request, CONNECT included, with `answer`, and counts them."""
+
+    def __init__(self, answer: bytes) -> None:
+        self.answer = answer
+        self.requests: list[bytes] = []
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(5)
+                head = b""
+                while b"\r\n\r\n" not in head:
+                    chunk = conn.recv(4096)
+                    if not chunk:
+                        break
+                    head += chunk
+                self.requests.append(head.split(b"\r\n", 1)[0])
+                conn.sendall(self.answer)
+
+    def close(self) -> None:
+        self._listener.close()
+
+
+def _transport(address: VaultAddress, proxy: str | None = None) -> Transport:
+    return Transport(address, RetryPolicy(5.0, 0, 0.01, 0.01), proxy=proxy,
+                     tls=TLSOptions(None, None, None, None, None, True) if address.scheme == "https" else None)
+
+
+@pytest.mark.parametrize("status", [301, 307, 308])
+def test_a_redirect_is_handed_back_not_followed(status: int) -> None:
+    server = OneAnswer(f"HTTP/1.1 {status} Moved\r\nLocation: http://elsewhere.invalid/v1/x\r\n"
+                       "Content-Length: 0\r\n\r\n".encode())
+    transport = _transport(VaultAddress("http", "127.0.0.1", server.port))
+    try:
+        reply = transport.send("GET", "/v1/kv/data/x", None, [])
+    finally:
+        transport.close()
+        server.close()
+    assert (reply.status, reply.headers["location"]) == (status, "http://elsewhere.invalid/v1/x")
+    assert server.requests == [b"GET /v1/kv/data/x HTTP/1.1"]
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_a_proxys_407_is_handed_back_as_an_answer(scheme: str) -> None:
+    # For https the 407 answers the CONNECT: libcurl reports it as CURLINFO_HTTP_CONNECTCODE, not as
+    # the answer's status; the adapter hands it back as a 407 answer all the same, headers and all.
+    proxy = OneAnswer(b"HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm=\"p\"\r\n"
+                      b"Content-Length: 0\r\n\r\n")
+    transport = _transport(VaultAddress(scheme, "vault.invalid", 8200), f"http://127.0.0.1:{proxy.port}")
+    try:
+        reply = transport.send("GET", "/v1/kv/data/x", None, [])
+    finally:
+        transport.close()
+        proxy.close()
+    assert (reply.status, reply.headers["proxy-authenticate"]) == (407, 'Basic realm="p"')
+    expected = b"CONNECT vault.invalid:8200 HTTP/1.1" if scheme == "https" else \
+        b"GET http://vault.invalid:8200/v1/kv/data/x HTTP/1.1"
+    assert proxy.requests == [expected]
