@@ -2,7 +2,7 @@
 """The benchmark: this tool against the wire, on an OpenBao dev server of its own.
 
     python bench/run.py [--sizes 20,1000,5000] [--repeat 5] [--json out.json] [--profile] [--plot] [--rev HEAD]
-    python bench/run.py --sizes 20,1000,5000 --repeat 3 --fleet     # the documented run (a few minutes)
+    python bench/run.py --rev HEAD --against d372955 --sizes 20,1000,5000 --repeat 3 --fleet   # the documented run
 
 For each size N it seeds N connection secrets (KV v2, bench/shapes.py) and measures, round-robin
 so that a noisy neighbour hits every contestant alike:
@@ -62,6 +62,7 @@ class Context(NamedTuple):
     out_dir: Path  # where render writes (tmpfs when there is one)
     schema: Path
     tool_env: dict[str, str]  # extra environment for the tool (--tool-env)
+    against: str | None  # --against REV: a warm render of that version in every round
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -80,6 +81,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="extra environment for the tool, e.g. BRUIN_MATERIALIZE_CONCURRENCY=4")
     parser.add_argument("--rev", help="benchmark the tool as committed at this git revision (default: the work "
                         "tree as it is, edits included)")
+    parser.add_argument("--against", metavar="REV", help="also run a warm render of the tool as committed at REV "
+                        "in every round (`render warm@REV`), e.g. the commit before a change")
     parser.add_argument("--bao", help="the bao binary (default: next to this Python, else on PATH)")
     parser.add_argument("--keep", action="store_true", help="keep the work dir (logs, profiles)")
     parser.add_argument("--fleet", action="store_true", help="then run bench/fleet.py once (20 pods x 100 secrets, "
@@ -96,10 +99,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     report: dict[str, Any] = {"meta": _meta(args), "sizes": {}}
     server = tool.start_server(work, args.bao)
     try:
-        ctx = Context(server, work, out_dir, tool.schema_file(), dict(e.split("=", 1) for e in args.tool_env))
+        ctx = Context(server, work, out_dir, tool.schema_file(), dict(e.split("=", 1) for e in args.tool_env),
+                      args.against)
         report["meta"].update(schema=str(ctx.schema), tool_env=ctx.tool_env, bao=tool.bao_version(args.bao))
         profile_sizes = [int(s) for s in args.profile_sizes.split(",") if s] if args.profile else []
-        _prepare(ctx, sorted(set(sizes + profile_sizes)), args.rev)
+        _prepare(ctx, sorted(set(sizes + profile_sizes)), args.rev, args.against)
         report["python_startup"] = _python_startup(ctx, args.repeat)
         for n in sizes:
             report["sizes"][str(n)] = _measure_size(ctx, n, args.repeat, threads, not args.no_hvac)
@@ -113,6 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print_table(report)
     print_table(report, "min")
     print_adapters(report)
+    print_against(report)
     print_goals(report)
     for profile in report["profile"].values():
         print_profile(profile, report)
@@ -136,7 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 # --- set-up --------------------------------------------------------------------------------------
 
 
-def _prepare(ctx: Context, sizes: list[int], rev: str | None) -> None:
+def _prepare(ctx: Context, sizes: list[int], rev: str | None, against: str | None) -> None:
     seed.enable_kv2(ctx.server, MOUNT)
     for n in sizes:
         started = time.perf_counter()
@@ -144,6 +149,8 @@ def _prepare(ctx: Context, sizes: list[int], rev: str | None) -> None:
         tool.say(f"seeded {n} secrets ({written / 1e6:.1f} MB of JSON) in {time.perf_counter() - started:.1f}s")
     for variant in ("cold", "warm"):
         tool.copy_tool(ctx.work / f"tool-{variant}", rev)
+    if against:
+        tool.copy_tool(ctx.work / "tool-against", against)
 
 
 def _meta(args: argparse.Namespace) -> dict[str, Any]:
@@ -156,7 +163,8 @@ def _meta(args: argparse.Namespace) -> dict[str, Any]:
 def _tool(ctx: Context, n: int, variant: str) -> tuple[measure.Sample, float | None]:
     """The run, and for render the read phase it reported (-v: `read N secrets from ... in S s`)."""
     command, temperature = variant.split()
-    copy = ctx.work / f"tool-{temperature}"
+    temperature, _, against = temperature.partition("@")
+    copy = ctx.work / ("tool-against" if against else f"tool-{temperature}")
     run_dir = Path(tempfile.mkdtemp(prefix=f"{command}-{temperature}-", dir=ctx.work))
     env = tool.tool_env(ctx.server, MOUNT, f"n{n}", run_dir, ctx.tool_env)
     if temperature == "cold":
@@ -200,7 +208,8 @@ def _measure_size(ctx: Context, n: int, repeat: int, threads: list[int], with_hv
     _warm_up(ctx, n, threads, with_hvac)
     floors: dict[int, list[float]] = {t: [] for t in threads}
     floor_cpu: dict[int, list[float]] = {t: [] for t in threads}
-    variants = ("stack floor", "hvac loop", *TOOL_VARIANTS) if with_hvac else ("stack floor", *TOOL_VARIANTS)
+    variants = ["stack floor", *(["hvac loop"] if with_hvac else []), *TOOL_VARIANTS,
+                *([f"render warm@{ctx.against}"] if ctx.against else [])]
     processes: dict[str, list[measure.Sample]] = {v: [] for v in variants}
     stacks: dict[str, list[adapters.Timing]] = {name: [] for name in adapters.ADAPTERS}
     reads: list[float] = []
@@ -237,6 +246,8 @@ def _warm_up(ctx: Context, n: int, threads: list[int], with_hvac: bool) -> None:
     if with_hvac:
         _script(ctx, n, SCRIPTS["hvac loop"])
     _tool(ctx, n, "render warm")
+    if ctx.against:
+        _tool(ctx, n, f"render warm@{ctx.against}")
     for name in adapters.ADAPTERS:
         adapters.read_all(ctx.server, MOUNT, f"n{n}", name, n)
     _verify_output(ctx, n)
@@ -384,6 +395,19 @@ def print_adapters(report: dict[str, Any]) -> None:
         print(f"| {n} | " + " | ".join(cells) + " |")
     print(f"\nin-process, {adapters.THREADS} threads, interleaved with the floor in every round; ratios to the "
           "median floor of the run; CPU: the whole process's, per request\n")
+
+
+def print_against(report: dict[str, Any]) -> None:
+    """--against REV: this version's warm render against that one's, round by round."""
+    for n, size in report["sizes"].items():
+        other = next((k for k in size if k.startswith("render warm@")), None)
+        if other is None:
+            continue
+        pairs = zip(size["render warm"]["samples"], size[other]["samples"], strict=True)
+        ratios = ", ".join(f"{ours / theirs:.2f}" for ours, theirs in pairs)
+        ours, theirs, floor = (size[k]["median"] for k in ("render warm", other, "floor"))
+        print(f"N={n}: render warm / {other}: {ours / theirs:.2f} (medians; per round {ratios}); "
+              f"{other} against the floor: {theirs / floor:.2f}x")
 
 
 def print_goals(report: dict[str, Any]) -> None:
