@@ -242,6 +242,8 @@ class Transport:
         finally:
             if body:
                 handle.setopt(pycurl.POSTFIELDS, b"")  # the handle lets go of the request body
+            if method == "HEAD":
+                handle.setopt(pycurl.NOBODY, 0)  # back to GET: later requests set only what they change
             self._give(handle)
 
     def _perform(self, handle: pycurl.Curl) -> int:
@@ -379,6 +381,9 @@ def _prepare(handle: pycurl.Curl, method: str, url: str, body: bytes | None, hea
     if method == "GET":
         handle.setopt(pycurl.HTTPGET, 1)
         handle.setopt(pycurl.CUSTOMREQUEST, None)
+    elif method == "HEAD":  # an answer without a body: libcurl must not wait for one
+        handle.setopt(pycurl.CUSTOMREQUEST, None)
+        handle.setopt(pycurl.NOBODY, 1)
     elif body is None and method == "DELETE":
         handle.setopt(pycurl.HTTPGET, 1)
         handle.setopt(pycurl.CUSTOMREQUEST, method)

@@ -161,3 +161,20 @@ def test_a_proxys_407_is_handed_back_as_an_answer(scheme: str) -> None:
     expected = b"CONNECT vault.invalid:8200 HTTP/1.1" if scheme == "https" else \
         b"GET http://vault.invalid:8200/v1/kv/data/x HTTP/1.1"
     assert proxy.requests == [expected]
+
+
+def test_head_waits_for_no_body_and_the_handle_serves_a_get_after_it() -> None:
+    # A HEAD answer announces a body it does not send; libcurl must not wait for it (NOBODY), and the
+    # reused handle must send the next GET as a GET, body and all.
+    server = OneAnswer(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n"
+                       b"Connection: close\r\n\r\n")
+    transport = _transport(VaultAddress("http", "127.0.0.1", server.port))
+    try:
+        head = transport.send("HEAD", "/v1/sys/health", None, [])
+        server.answer += b'{"ok":true}'
+        get = transport.send("GET", "/v1/sys/health", None, [])
+    finally:
+        transport.close()
+        server.close()
+    assert (head.status, head.body, get.status, get.body) == (200, b"", 200, b'{"ok":true}')
+    assert server.requests == [b"HEAD /v1/sys/health HTTP/1.1", b"GET /v1/sys/health HTTP/1.1"]
