@@ -28,9 +28,17 @@ RUN apt-get update \
 WORKDIR /src
 
 # Dependencies first, pinned: this layer stays cached while the code changes.
+# pycurl only as a wheel (--only-binary): its manylinux_2_28 wheels (glibc 2.28+, x86_64 and aarch64)
+# bundle libcurl and OpenSSL, so neither a compiler nor libcurl is needed here or at run time, and a
+# platform without a wheel fails this step instead of half-building. On musl (Alpine) there is no
+# such wheel: pycurl builds from source against the system's libcurl there, e.g.
+#   apk add --no-cache build-base curl-dev openssl-dev
+#   PYCURL_SSL_LIBRARY=openssl pip install --no-binary pycurl -r requirements.txt
+# and the runtime stage needs `apk add libcurl` (docs/performance.md, "Platforms").
 COPY requirements.txt ./
 RUN python3 -m venv /opt/bruin-materialize/venv \
- && /opt/bruin-materialize/venv/bin/pip install --no-cache-dir --disable-pip-version-check -r requirements.txt
+ && /opt/bruin-materialize/venv/bin/pip install --no-cache-dir --disable-pip-version-check \
+    --only-binary pycurl -r requirements.txt
 
 # The package itself (--no-deps: its dependencies are the pinned ones above), bytecode compiled by pip.
 # Then pip and setuptools leave the venv: nothing needs them at run time.

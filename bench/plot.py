@@ -14,7 +14,7 @@ from typing import Any
 # (key in the JSON, legend, style)
 SERIES: tuple[tuple[str, str, dict[str, Any]], ...] = (
     ("floor", "floor: bare http.client, best of 1-8 threads (in-process)", {"color": "black", "marker": "o"}),
-    ("stack floor", "stack floor: imports of hvac, jinja2, ruamel.yaml + keep-alive reads (process)",
+    ("stack floor", "stack floor: imports of hvac, pycurl, jinja2, ruamel.yaml + keep-alive reads (process)",
      {"color": "gray", "marker": "o", "linestyle": ":"}),
     ("hvac loop", "hvac, one secret after another (process)", {"color": "tab:red", "marker": "s"}),
     ("render cold", "materialize.py render, cold (process)", {"color": "tab:blue", "marker": "^", "linestyle": "--"}),

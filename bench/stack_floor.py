@@ -1,6 +1,6 @@
 """The stack floor: the least a process on this tool's stack can take to read the secrets.
 
-It imports the runtime stack (hvac, jinja2, ruamel.yaml), then LISTs the path and GETs every secret
+It imports the runtime stack (hvac, pycurl, jinja2, ruamel.yaml), then LISTs the path and GETs every secret
 one after another over one keep-alive connection: what remains of a run once every line of the
 tool's own code is free. Settings from the environment (BENCH_ADDR, BENCH_TOKEN, BENCH_MOUNT,
 BENCH_PATH); prints only the count.
@@ -15,6 +15,7 @@ import urllib.parse
 
 import hvac  # noqa: F401  (imported for its cost: the stack's imports are part of the floor)
 import jinja2  # noqa: F401
+import pycurl  # noqa: F401  (the tool's transport, imported by every run)
 import ruamel.yaml  # noqa: F401
 
 

@@ -1,33 +1,32 @@
-"""hvac's HTTP side: an adapter that sends hvac's requests over urllib3 keep-alive pools.
+"""hvac's HTTP side: an adapter that sends hvac's requests through libcurl (pycurl).
 
 hvac's API (`client.secrets.kv`, `client.auth`, `client.sys`) builds every request and raises its
 exceptions; this adapter, handed to `hvac.Client`, sends them. hvac's default adapter goes through
 requests, which rebuilds each request and rescans the environment for proxies on every call: about
-1 ms of CPU per secret under the GIL (docs/performance.md). urllib3, the library requests itself
-sends with, does the HTTP, TLS, proxies and keep-alive here. This module adds what neither does:
+1.5 ms of CPU per secret under the GIL (docs/performance.md). libcurl does the HTTP, TLS, proxies,
+unix sockets, keep-alive and reconnecting (a request that finds its reused connection dead before
+any answer is sent again on a fresh one), a total deadline per request (`TIMEOUT_MS`, which holds
+against a server trickling its answer) and the size cap. This module adds what libcurl does not decide:
 
+- which proxy: chosen by the settings (Go's ProxyFromEnvironment rules) and given to libcurl
+  explicitly, with `NOPROXY` set too, so that libcurl never reads a proxy variable itself.
 - bruin's retry rules (connection errors, 412, 5xx but 501; exponential backoff with jitter;
-  `Retry-After`), inside one deadline per operation. urllib3's `Retry` has no overall deadline and
-  its waits cannot be cut short by a signal.
+  `Retry-After`), inside one deadline per operation, each attempt given what is left of it.
 - 429 as back-pressure: waited out until the deadline without spending an error retry, and the
   number of parallel requests adapted to it (Gate).
-- a deadline that also holds against a server trickling its answer: a socket timeout bounds each
-  read, not their sum, so a watchdog shuts the socket of a request still running at its deadline.
-- a GET that fails on a reused keep-alive connection before any answer is resent once on a fresh
-  one without spending a retry, as Go's HTTP client does.
+- one line per failure: libcurl's error codes mapped to our messages. libcurl's own error text is
+  never shown (it can quote a proxy URL with its password), nor a URL's query, a token, a request
+  body or a response body.
 
-Nothing here puts a URL's query, a token, a request body or a response body into an exception text.
+Redirects are never followed: a 3xx answer is handed to hvac as it came, as is a proxy's 407.
 """
 
 from __future__ import annotations
 
 import email.utils
-import http.client
+import errno
 import json
 import random
-import re
-import socket
-import ssl
 import threading
 import time
 import urllib.parse
@@ -37,20 +36,17 @@ from typing import Any, NamedTuple, NoReturn
 import hvac.adapters
 import hvac.exceptions
 import hvac.utils
+import pycurl
 import requests
-import urllib3
-import urllib3.connection
-import urllib3.exceptions
 from requests.structures import CaseInsensitiveDict
 
 from bruin_materialize import __version__
 from bruin_materialize.settings import VaultAddress
-from bruin_materialize.threads import start_daemon
 
 USER_AGENT = f"bruin-materialize/{__version__}"
 MAX_ANSWER = 32 * 1024 * 1024  # Vault's own default max request size; a secrets answer is far smaller
 _RETRY_STATUSES = frozenset({412, 429}) | (frozenset(range(500, 600)) - {501})
-_IDEMPOTENT = frozenset({"GET", "HEAD"})
+_MAIN_THREAD_POLL = 0.1  # seconds: how soon the main thread runs a signal's handler during a request
 
 
 class RetryPolicy(NamedTuple):
@@ -60,145 +56,23 @@ class RetryPolicy(NamedTuple):
     wait_max: float
 
 
-class TransportError(Exception):
-    """Vault could not be asked, or did not answer usably; the text is safe to print, never a body.
-    `status` is a proxy's answer to a CONNECT it refused, when known (vault.call explains a 407)."""
+class TLSOptions(NamedTuple):
+    """What libcurl needs to check Vault's certificate and to present ours."""
 
-    def __init__(self, message: str, status: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
+    ca_pem: bytes | None  # the CAs the settings name, as one PEM bundle; None: the system store
+    system_ca_file: str | None  # the system store, as Python's OpenSSL finds it
+    system_ca_dir: str | None
+    client_cert: str | None
+    client_key: str | None
+    verify: bool
+
+
+class TransportError(Exception):
+    """Vault could not be asked, or did not answer usably; the text is safe to print, never a body."""
 
 
 class _Transient(Exception):
     """A failure worth retrying; its text is a safe description."""
-
-
-# --- the deadline watchdog ------------------------------------------------------------------------
-
-
-class _Watchdog:
-    """Shuts the socket of any request still running at its operation's deadline.
-
-    One daemon thread for all requests. Each request is armed with (deadline, socket) once it is sent
-    and disarmed when its body has been read (the socket, not the connection: with `Connection:
-    close` http.client hands the socket over to the response); `abort` shuts every armed one at once (signals).
-    The thread is woken only when it sleeps with nothing armed: a later request's deadline is never
-    earlier than one it already sleeps towards (every operation has the same budget), and a thread
-    switch per request would cost more than the request's own work.
-    """
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._armed: dict[int, tuple[float, socket.socket]] = {}
-        self._idle = False
-        self._thread: threading.Thread | None = None
-
-    def arm(self, deadline: float, sock: socket.socket) -> None:
-        with self._cond:
-            self._armed[threading.get_ident()] = (deadline, sock)
-            if self._thread is None:
-                self._thread = start_daemon(self._run, "vault-deadlines")
-            elif self._idle:
-                self._cond.notify()
-
-    def disarm(self) -> None:
-        with self._cond:
-            self._armed.pop(threading.get_ident(), None)
-
-    def abort(self) -> None:
-        with self._cond:
-            socks = [sock for _, sock in self._armed.values()]
-        for sock in socks:
-            _shut(sock)
-
-    def _run(self) -> None:
-        with self._cond:
-            while True:
-                now = time.monotonic()
-                for key in [key for key, (deadline, _) in self._armed.items() if deadline <= now]:
-                    _shut(self._armed.pop(key)[1])
-                nearest = min((deadline for deadline, _ in self._armed.values()), default=None)
-                self._idle = nearest is None
-                self._cond.wait(None if nearest is None else nearest - now)
-
-
-def _shut(sock: socket.socket) -> None:
-    try:
-        sock.shutdown(socket.SHUT_RDWR)  # close() alone does not wake a thread blocked in recv
-    except OSError:
-        pass
-
-
-_WATCHDOG = _Watchdog()
-_current = threading.local()  # per thread: the operation's deadline, and whether its connection was reused
-
-
-class _Watched:
-    """Mixed into urllib3's connection classes: arms the watchdog and notes connection reuse."""
-
-    sock: socket.socket | None
-    sent = 0  # requests sent since this connection (re)connected
-
-    def connect(self) -> None:
-        self.sent = 0
-        super().connect()  # type: ignore[misc]
-
-    def _new_conn(self) -> socket.socket:
-        # Watched from the moment the socket exists: a proxy's CONNECT answer and the TLS handshake
-        # come before request(), and could be trickled too.
-        sock: socket.socket = super()._new_conn()  # type: ignore[misc]
-        _WATCHDOG.arm(_current.deadline, sock)
-        return sock
-
-    def request(self, *args: Any, **kwargs: Any) -> None:
-        _current.reused = self.sock is not None and self.sent > 0
-        super().request(*args, **kwargs)  # type: ignore[misc]  # connects first if need be
-        self.sent += 1
-        if self.sock is not None:  # sent: from here on the answer is awaited
-            _WATCHDOG.arm(_current.deadline, self.sock)
-
-
-class _HTTPConnection(_Watched, urllib3.connection.HTTPConnection):
-    pass
-
-
-class _HTTPSConnection(_Watched, urllib3.connection.HTTPSConnection):
-    pass
-
-
-class _UnixConnection(_Watched, urllib3.connection.HTTPConnection):
-    """HTTP over a unix socket (`unix:///path.sock`): urllib3's connection, another socket family."""
-
-    def __init__(self, *args: Any, socket_path: str, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.socket_path = socket_path
-
-    def connect(self) -> None:
-        self.sent = 0
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        _WATCHDOG.arm(_current.deadline, sock)
-        try:
-            sock.connect(self.socket_path)
-        except BaseException:
-            sock.close()
-            raise
-        self.sock = sock
-
-
-class _HTTPPool(urllib3.HTTPConnectionPool):
-    ConnectionCls = _HTTPConnection
-
-
-class _HTTPSPool(urllib3.HTTPSConnectionPool):
-    ConnectionCls = _HTTPSConnection
-
-
-class _UnixPool(urllib3.HTTPConnectionPool):
-    ConnectionCls = _UnixConnection
-
-
-# --- the transport ----------------------------------------------------------------------------------
 
 
 class Gate:
@@ -245,37 +119,64 @@ class Gate:
 class Reply(NamedTuple):
     status: int
     body: bytes
-    headers: Any  # urllib3's HTTPHeaderDict (case-insensitive)
+    header_lines: list[bytes]  # as libcurl saw them: every block (a proxy's CONNECT answer first)
+
+    @property
+    def headers(self) -> CaseInsensitiveDict[str]:
+        """The last block's headers (the answer's own): parsed only when asked for, on errors."""
+        found: CaseInsensitiveDict[str] = CaseInsensitiveDict()
+        for raw in self.header_lines:
+            line = raw.decode("latin-1").rstrip("\r\n")
+            if line.startswith("HTTP/"):
+                found = CaseInsensitiveDict()
+            elif ":" in line:
+                name, _, value = line.partition(":")
+                found[name.strip()] = value.strip()
+        return found
 
 
 _ACTIVE: set[Transport] = set()
 
 
 def abort_all() -> None:
-    """From a signal handler: stop retrying and wake every thread blocked on a socket."""
+    """From a signal handler: stop retrying (a request on the main thread stops at the handler)."""
     for transport in list(_ACTIVE):
         transport.cancel.set()
-    _WATCHDOG.abort()
 
 
 class Transport:
-    """urllib3 pools to one Vault address (directly, through a proxy, or over a unix socket)."""
+    """libcurl handles to one Vault address (directly, through a proxy, or over a unix socket).
 
-    def __init__(self, address: VaultAddress, policy: RetryPolicy, *, tls: ssl.SSLContext | None = None,
+    One Easy handle per thread at a time, kept for the next request (its connection stays alive):
+    handles go back to a pool, not to the thread, so a later round of reading threads reuses them.
+    """
+
+    def __init__(self, address: VaultAddress, policy: RetryPolicy, *, tls: TLSOptions | None = None,
                  proxy: str | None = None, connections: int = 8, note: Callable[[str], None] | None = None) -> None:
         self.address = address
         self.policy = policy
         self.proxy = proxy
         self.cancel = threading.Event()
         self.gate = Gate(connections, note or (lambda _: None))
-        self._http, self._base = _opener(address, tls, proxy, connections)
+        self._tls = tls
+        self._base = "http://localhost" if address.scheme == "unix" else address.display()
+        self._idle: list[pycurl.Curl] = []
+        self._lock = threading.Lock()
+        self._multi: pycurl.CurlMulti | None = None  # the main thread's (see _perform_interruptibly)
         _ACTIVE.add(self)
 
     def close(self) -> None:
-        self._http.clear() if isinstance(self._http, urllib3.PoolManager) else self._http.close()
+        """Close the idle handles; one still busy on a thread a signal left behind is left to it."""
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for handle in idle:
+            handle.close()
+        if self._multi is not None:
+            self._multi.close()
+            self._multi = None
         _ACTIVE.discard(self)
 
-    def send(self, method: str, target: str, body: bytes | None, headers: dict[str, str]) -> Reply:
+    def send(self, method: str, target: str, body: bytes | None, headers: list[str]) -> Reply:
         """One operation: retried by bruin's rules until it succeeds or its deadline passes.
 
         A 429 is back-pressure, not a failure: it is waited out (Retry-After, else backoff with full
@@ -310,8 +211,7 @@ class Transport:
             errors += 1
         raise TransportError(last + _retry_note(errors))
 
-    def _gated(self, method: str, target: str, body: bytes | None, headers: dict[str, str],
-               deadline: float) -> Reply:
+    def _gated(self, method: str, target: str, body: bytes | None, headers: list[str], deadline: float) -> Reply:
         started = self.gate.acquire()
         status = None
         try:
@@ -321,70 +221,84 @@ class Transport:
         finally:
             self.gate.release(started, status)
 
-    def _attempt(self, method: str, target: str, body: bytes | None, headers: dict[str, str],
-                 deadline: float) -> Reply:
-        try:
-            return self._exchange(method, target, body, headers, deadline)
-        except _Transient:
-            if not (getattr(_current, "stale", False) and method in _IDEMPOTENT):
-                raise
-        # The server closed the idle keep-alive connection: nothing was processed, so send again on
-        # a fresh connection without spending a retry.
-        return self._exchange(method, target, body, headers, deadline)
-
-    def _exchange(self, method: str, target: str, body: bytes | None, headers: dict[str, str],
-                  deadline: float) -> Reply:
+    def _attempt(self, method: str, target: str, body: bytes | None, headers: list[str], deadline: float) -> Reply:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise self._timed_out()
-        _current.deadline, _current.reused, _current.stale = deadline, False, False
-        timeout = urllib3.Timeout(connect=remaining, read=remaining)
+        handle = self._take()
         try:
-            try:
-                resp = self._http.urlopen(method, self._base + target, body=body, headers=headers, retries=False,
-                                          redirect=False, timeout=timeout, preload_content=False)
-            except _FAILURES as exc:
-                _current.stale = _current.reused and _is_stale(exc)  # nothing was answered yet
-                raise self._failure(exc, deadline) from None
-            try:
-                return Reply(resp.status, _read_bounded(resp), resp.headers)
-            except _FAILURES as exc:
-                raise self._failure(exc, deadline) from None
-            finally:
-                resp.release_conn()
+            chunks: list[bytes] = []
+            header_lines: list[bytes] = []
+            _prepare(handle, method, self._base + target, body, headers, remaining)
+            handle.setopt(pycurl.WRITEFUNCTION, chunks.append)
+            handle.setopt(pycurl.HEADERFUNCTION, header_lines.append)
+            code = self._perform(handle)
+            if code:
+                connect_code = handle.getinfo(pycurl.HTTP_CONNECTCODE)
+                if connect_code == 407:  # the proxy refused the tunnel: its answer, as a plain proxy's
+                    return Reply(407, b"", header_lines)
+                raise self._failure(code, handle, connect_code, deadline)
+            return Reply(handle.getinfo(pycurl.RESPONSE_CODE), b"".join(chunks), header_lines)
         finally:
-            _WATCHDOG.disarm()
+            if body:
+                handle.setopt(pycurl.POSTFIELDS, b"")  # the handle lets go of the request body
+            if method == "HEAD":
+                handle.setopt(pycurl.NOBODY, 0)  # back to GET: later requests set only what they change
+            self._give(handle)
 
-    def _failure(self, exc: BaseException, deadline: float) -> Exception:
-        """Our text for a failed exchange: TransportError when retrying cannot help, else _Transient."""
-        chain = _chain(exc)
-        shown = self._shown()
-        cert = _first(chain, ssl.SSLCertVerificationError)
-        if cert is not None:
-            reason = getattr(cert, "verify_message", None) or "host name mismatch"
-            return TransportError(f"TLS verification of {shown} failed ({reason}); check the CA (VAULT_CACERT or "
-                                  "VAULT_CAPATH) or the host name")
-        tls = _first(chain, ssl.SSLError)
-        if tls is not None and not isinstance(tls, (ssl.SSLEOFError, ssl.SSLZeroReturnError)):
-            reason = getattr(tls, "reason", None) or type(tls).__name__
-            return TransportError(f"TLS handshake with {shown} failed ({reason}); check the client certificate "
-                                  "(VAULT_CLIENT_CERT/KEY) and the server's TLS settings")
-        if time.monotonic() >= deadline or _first(chain, TimeoutError, socket.timeout) is not None:
+    def _perform(self, handle: pycurl.Curl) -> int:
+        """libcurl's error code for the transfer, 0 when it got an answer."""
+        if threading.current_thread() is threading.main_thread():
+            return self._perform_interruptibly(handle)
+        try:
+            handle.perform()
+        except pycurl.error as exc:  # its text is libcurl's, never shown: the code says enough
+            return int(exc.args[0])
+        return 0
+
+    def _perform_interruptibly(self, handle: pycurl.Curl) -> int:
+        """The main thread never blocks inside libcurl: a signal's handler must run within moments
+        (it raises Interrupted, which unwinds from here). So the request goes through a multi handle
+        whose wait is Python's, cut into short slices; its connections stay in the multi handle."""
+        if self._multi is None:
+            self._multi = pycurl.CurlMulti()
+        multi = self._multi
+        multi.add_handle(handle)
+        try:
+            while True:
+                while multi.perform()[0] == pycurl.E_CALL_MULTI_PERFORM:
+                    pass
+                _, done, failed = multi.info_read()
+                if done:
+                    return 0
+                if failed:
+                    return int(failed[0][1])
+                wait = multi.timeout()
+                multi.select(_MAIN_THREAD_POLL if wait < 0 else min(wait / 1000, _MAIN_THREAD_POLL))
+        finally:
+            multi.remove_handle(handle)
+
+    def _take(self) -> pycurl.Curl:
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
+        return _new_handle(self.address, self.proxy, self._tls)
+
+    def _give(self, handle: pycurl.Curl) -> None:
+        with self._lock:
+            if self in _ACTIVE:
+                self._idle.append(handle)
+                return
+        handle.close()  # closed meanwhile
+
+    def _failure(self, code: int, handle: pycurl.Curl, connect_code: int, deadline: float) -> Exception:
+        if time.monotonic() >= deadline:
             return self._timed_out()
-        if self.proxy and _first(chain, urllib3.exceptions.ProxyError) is not None:
-            if _tunnel_status(chain) == 407:  # no retry can help: it wants credentials
-                return TransportError(f"the proxy {_without_password(self.proxy)} refused the tunnel", status=407)
-            refused = _first(chain, ConnectionRefusedError) is not None
-            return _Transient(f"cannot reach Vault through the proxy {_without_password(self.proxy)} "
-                              f"({'connection refused' if refused else 'no connection or tunnel'}); check "
-                              "HTTPS_PROXY/HTTP_PROXY/NO_PROXY or VAULT_PROXY_ADDR")
-        return _Transient(_connection_text(chain, shown))
+        return failure(code, handle.getinfo(pycurl.OS_ERRNO), connect_code, handle.getinfo(pycurl.SSL_VERIFYRESULT),
+                       self.address, self.proxy, self.policy.timeout)
 
     def _timed_out(self) -> _Transient:
-        return _Transient(f"timed out talking to {self._shown()} (no answer within {self.policy.timeout:g}s)")
-
-    def _shown(self) -> str:
-        return self.address.display()
+        return _timed_out(self.address, self.policy.timeout)
 
     def _backoff(self, attempt: int) -> float:
         """Exponential, with jitter, as bruin's client (go-retryablehttp) waits between error retries."""
@@ -397,97 +311,168 @@ class Transport:
         return random.uniform(0, min(self.policy.wait_max, self.policy.wait_min * (2 ** min(attempt, 16))))
 
 
-def _opener(address: VaultAddress, tls: ssl.SSLContext | None, proxy: str | None,
-            connections: int) -> tuple[urllib3.PoolManager | urllib3.HTTPConnectionPool, str]:
-    """What sends the requests, and the prefix their paths need: a keep-alive pool holding a
-    connection per reading thread, or, through a proxy, urllib3's ProxyManager and absolute URLs."""
+# --- libcurl's handles ----------------------------------------------------------------------------------
+
+
+def _new_handle(address: VaultAddress, proxy: str | None, tls: TLSOptions | None) -> pycurl.Curl:
+    """An Easy handle set up for this Vault: everything but the request itself."""
+    handle = pycurl.Curl()
+    handle.setopt(pycurl.NOSIGNAL, 1)  # no SIGALRM for DNS timeouts: threads, and our own handlers
+    handle.setopt(pycurl.HTTP_VERSION, pycurl.CURL_HTTP_VERSION_1_1)  # what Vault's clients speak
+    handle.setopt(pycurl.PROTOCOLS, pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS)
+    handle.setopt(pycurl.FOLLOWLOCATION, 0)
+    handle.setopt(pycurl.MAXFILESIZE_LARGE, MAX_ANSWER)
+    handle.setopt(pycurl.NOPROGRESS, 1)
     if address.scheme == "unix":
-        return _UnixPool("localhost", maxsize=connections, socket_path=address.host), ""
-    kwargs: dict[str, Any] = {"maxsize": connections}
+        handle.setopt(pycurl.UNIX_SOCKET_PATH, address.host)
+    _set_proxy(handle, proxy)
     if tls is not None:
-        kwargs.update(ssl_context=tls, cert_reqs=tls.verify_mode, assert_hostname=None if tls.check_hostname else False)
-        if tls.verify_mode == ssl.CERT_NONE:
-            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)  # we print our own warning
+        _set_tls(handle, tls)
+    return handle
+
+
+def _set_proxy(handle: pycurl.Curl, proxy: str | None) -> None:
+    """The settings' proxy, or none; never libcurl's own reading of http_proxy, ALL_PROXY or NO_PROXY
+    (it ignores HTTP_PROXY in capitals, which Go and so Vault's CLI and bruin read)."""
+    handle.setopt(pycurl.NOPROXY, "")  # "": NO_PROXY is not read (the settings applied it)
     if not proxy:
-        pool = _HTTPSPool if address.scheme == "https" else _HTTPPool
-        return pool(address.host, address.port, **kwargs), ""
-    manager = urllib3.ProxyManager(proxy, proxy_headers=_proxy_headers(proxy), **kwargs)
-    manager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
-    return manager, address.display()
+        handle.setopt(pycurl.PROXY, "")  # "": no proxy, whatever the environment says
+        return
+    parts = urllib.parse.urlsplit(proxy)
+    host = f"[{parts.hostname}]" if ":" in (parts.hostname or "") else parts.hostname
+    handle.setopt(pycurl.PROXY, f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else ""))
+    if parts.username is not None:
+        handle.setopt(pycurl.PROXYUSERNAME, urllib.parse.unquote(parts.username))
+        handle.setopt(pycurl.PROXYPASSWORD, urllib.parse.unquote(parts.password or ""))
+    _set_system_store(handle, pycurl.PROXY_CAINFO, pycurl.PROXY_CAPATH, None)
 
 
-def _proxy_headers(proxy: str) -> dict[str, str] | None:
-    auth = urllib3.util.parse_url(proxy).auth
-    return urllib3.make_headers(proxy_basic_auth=urllib.parse.unquote(auth)) if auth else None
+def _set_tls(handle: pycurl.Curl, tls: TLSOptions) -> None:
+    handle.setopt(pycurl.SSL_VERIFYPEER, 1 if tls.verify else 0)
+    handle.setopt(pycurl.SSL_VERIFYHOST, 2 if tls.verify else 0)
+    if tls.ca_pem is not None:
+        handle.setopt(pycurl.CAINFO_BLOB, tls.ca_pem)
+        handle.setopt(pycurl.CAPATH, None)
+    else:
+        _set_system_store(handle, pycurl.CAINFO, pycurl.CAPATH, tls)
+    if tls.client_cert:
+        handle.setopt(pycurl.SSLCERT, tls.client_cert)
+        handle.setopt(pycurl.SSLKEY, tls.client_key or tls.client_cert)
 
 
-def _without_password(url: str) -> str:
-    parts = urllib3.util.parse_url(url)
-    return parts._replace(auth=None).url if parts.auth else url
+def _set_system_store(handle: pycurl.Curl, file_option: int, dir_option: int, tls: TLSOptions | None) -> None:
+    """The system's CAs where this machine keeps them: the wheel's libcurl was built elsewhere."""
+    if tls is None:
+        import ssl
+
+        paths = ssl.get_default_verify_paths()
+        tls = TLSOptions(None, paths.cafile, paths.capath, None, None, True)
+    if tls.system_ca_file:
+        handle.setopt(file_option, tls.system_ca_file)
+    if tls.system_ca_dir:
+        handle.setopt(dir_option, tls.system_ca_dir)
 
 
-_FAILURES = (urllib3.exceptions.HTTPError, OSError, http.client.HTTPException)
+def _prepare(handle: pycurl.Curl, method: str, url: str, body: bytes | None, headers: list[str],
+             remaining: float) -> None:
+    """The request on a reused handle: every option a previous request set is set again."""
+    handle.setopt(pycurl.URL, url)
+    handle.setopt(pycurl.HTTPHEADER, headers)
+    if method == "GET":
+        handle.setopt(pycurl.HTTPGET, 1)
+        handle.setopt(pycurl.CUSTOMREQUEST, None)
+    elif method == "HEAD":  # an answer without a body: libcurl must not wait for one
+        handle.setopt(pycurl.CUSTOMREQUEST, None)
+        handle.setopt(pycurl.NOBODY, 1)
+    elif body is None and method == "DELETE":
+        handle.setopt(pycurl.HTTPGET, 1)
+        handle.setopt(pycurl.CUSTOMREQUEST, method)
+    else:
+        handle.setopt(pycurl.POSTFIELDS, body or b"")
+        handle.setopt(pycurl.CUSTOMREQUEST, None if method == "POST" else method)
+    ms = max(1, int(remaining * 1000))
+    handle.setopt(pycurl.TIMEOUT_MS, ms)  # the whole exchange: connect, TLS, proxy, head and body
+    handle.setopt(pycurl.CONNECTTIMEOUT_MS, ms)
 
 
-def _read_bounded(resp: Any) -> bytes:
-    """The whole body, refusing one past MAX_ANSWER before holding it all in memory."""
-    length = resp.headers.get("Content-Length", "")
-    too_large = length.isdigit() and int(length) > MAX_ANSWER
-    data: bytes = b"" if too_large else resp.read(MAX_ANSWER + 1)
-    if too_large or len(data) > MAX_ANSWER:
-        resp.close()  # the rest stays unread: the connection cannot be reused
-        raise TransportError(f"the answer is larger than {MAX_ANSWER // 2**20} MiB; is this a Vault server?")
-    return data
+# --- libcurl's error codes, as our one-line messages -----------------------------------------------------
+
+_TIMED_OUT = 28
+_RESOLVE_PROXY, _RESOLVE, _CONNECT = 5, 6, 7
+_CUT_SHORT, _NOT_HTTP, _NOTHING, _SEND, _RECV = 18, 8, 52, 55, 56
+_TOO_LARGE = 63
+_PROXY_HANDSHAKE = 97
+_TLS_VERIFY = frozenset({51, 60})
+_TLS_HANDSHAKE = {35: "handshake error", 58: "the client certificate or key was not accepted",
+                  59: "no cipher in common", 77: "the CA bundle was not accepted",
+                  98: "the server asks for a client certificate"}
+# OpenSSL's X509_V_ERR_* numbers, as libcurl reports them (CURLINFO_SSL_VERIFYRESULT).
+_X509_REASONS = {2: "unable to get issuer certificate", 9: "certificate is not yet valid",
+                 10: "certificate has expired", 18: "self-signed certificate",
+                 19: "self-signed certificate in certificate chain", 20: "unable to get local issuer certificate",
+                 21: "unable to verify the first certificate", 62: "host name mismatch"}
+_ERRNO_WORDS = {errno.ECONNRESET: "reset", errno.EPIPE: "broken pipe", errno.ECONNREFUSED: "refused",
+                errno.ENETUNREACH: "network unreachable", errno.EHOSTUNREACH: "host unreachable",
+                errno.ECONNABORTED: "aborted"}
 
 
-def _chain(exc: BaseException) -> list[BaseException]:
-    """The exception and everything it wraps: urllib3 nests the OS error in causes and in args."""
-    found: list[BaseException] = []
-    pending = [exc]
-    while pending:
-        current = pending.pop()
-        if any(current is seen for seen in found):
-            continue
-        found.append(current)
-        pending.extend(arg for arg in current.args if isinstance(arg, BaseException))
-        pending.extend(e for e in (current.__cause__, current.__context__) if e is not None)
-    return found
+def failure(code: int, os_errno: int, connect_code: int, verify_result: int, address: VaultAddress,
+            proxy: str | None, timeout: float) -> Exception:
+    """Our text for libcurl's error `code`: TransportError when retrying cannot help, else _Transient.
+
+    Pure, from what libcurl reports beside the code (the OS's errno, the proxy's answer to CONNECT,
+    the certificate check's result); libcurl's own message is never used."""
+    shown = address.display()
+    if code == _TIMED_OUT:
+        return _timed_out(address, timeout)
+    if code == _TOO_LARGE:
+        return TransportError(f"the answer is larger than {MAX_ANSWER // 2**20} MiB; is this a Vault server?")
+    if code in _TLS_VERIFY:
+        reason = _X509_REASONS.get(verify_result, f"X509 error {verify_result}" if verify_result else
+                                   "host name mismatch")
+        return TransportError(f"TLS verification of {shown} failed ({reason}); check the CA (VAULT_CACERT or "
+                              "VAULT_CAPATH) or the host name")
+    if code in _TLS_HANDSHAKE:
+        return TransportError(f"TLS handshake with {shown} failed ({_TLS_HANDSHAKE[code]}); check the client "
+                              "certificate (VAULT_CLIENT_CERT/KEY) and the server's TLS settings")
+    if proxy and (code in (_RESOLVE_PROXY, _CONNECT, _PROXY_HANDSHAKE) or connect_code not in (0, 200)):
+        refused = code == _CONNECT and os_errno == errno.ECONNREFUSED
+        why = "cannot resolve it" if code == _RESOLVE_PROXY else "connection refused" if refused else \
+            "no connection or tunnel"
+        return _Transient(f"cannot reach Vault through the proxy {without_password(proxy)} ({why}); check "
+                          "HTTPS_PROXY/HTTP_PROXY/NO_PROXY or VAULT_PROXY_ADDR")
+    return _Transient(_connection_text(code, os_errno, address))
 
 
-def _tunnel_status(chain: list[BaseException]) -> int | None:
-    """The status of a refused CONNECT: http.client says `Tunnel connection failed: 407 ...`."""
-    for exc in chain:
-        found = re.search(r"Tunnel connection failed: (\d{3})", str(exc)) if isinstance(exc, OSError) else None
-        if found:
-            return int(found.group(1))
-    return None
-
-
-def _first(chain: list[BaseException], *types: type[BaseException]) -> BaseException | None:
-    return next((e for e in chain if isinstance(e, types)), None)
-
-
-def _is_stale(exc: BaseException) -> bool:
-    """The connection died before any answer: a server or balancer closed it while it was idle."""
-    chain = _chain(exc)
-    died = _first(chain, http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
-    return died is not None and _first(chain, http.client.IncompleteRead, urllib3.exceptions.IncompleteRead) is None
-
-
-def _connection_text(chain: list[BaseException], shown: str) -> str:
-    if _first(chain, ConnectionRefusedError) is not None:
+def _connection_text(code: int, os_errno: int, address: VaultAddress) -> str:
+    shown = address.display()
+    if code == _RESOLVE:
+        return f"cannot resolve {address.host}; check BRUIN_VAULT_HOST"
+    if code == _CONNECT and address.scheme == "unix" and os_errno in (errno.ENOENT, errno.ENOTDIR):
+        return f"no socket at {address.host}; check BRUIN_VAULT_HOST"
+    if code == _CONNECT and os_errno == errno.ECONNREFUSED:
         return f"connection refused by {shown}; is Vault running and BRUIN_VAULT_HOST right?"
-    if _first(chain, socket.gaierror, urllib3.exceptions.NameResolutionError) is not None:
-        return f"cannot resolve {urllib3.util.parse_url(shown).host}; check BRUIN_VAULT_HOST"
-    if _first(chain, FileNotFoundError) is not None:
-        return f"no socket at {shown.removeprefix('unix://')}; check BRUIN_VAULT_HOST"
-    if _first(chain, http.client.IncompleteRead, urllib3.exceptions.IncompleteRead) is not None:
+    if code == _CUT_SHORT:
         return f"the answer from {shown} was cut short"
-    tls = _first(chain, ssl.SSLError)
-    if tls is not None:
-        return f"TLS error with {shown} ({getattr(tls, 'reason', None) or type(tls).__name__})"
-    root = chain[-1] if chain else None
-    return f"connection to {shown} failed ({type(root).__name__})"
+    if code == _NOTHING:
+        return f"connection to {shown} closed without an answer"
+    if code == _NOT_HTTP:
+        return f"the answer from {shown} is not HTTP; is this a Vault server?"
+    if code in (_CONNECT, _SEND, _RECV):
+        how = _ERRNO_WORDS.get(os_errno, {_CONNECT: "cannot connect", _SEND: "send error"}.get(code, "receive error"))
+        return f"connection to {shown} failed ({how})"
+    return f"connection to {shown} failed (libcurl error {code})"
+
+
+def _timed_out(address: VaultAddress, timeout: float) -> _Transient:
+    return _Transient(f"timed out talking to {address.display()} (no answer within {timeout:g}s)")
+
+
+def without_password(url: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -542,22 +527,23 @@ class VaultAdapter(hvac.adapters.JSONAdapter):
             method, kwargs["params"] = "GET", {**(kwargs.get("params") or {}), "list": "true"}
         target = _target(url, kwargs.get("params"))
         body = None if kwargs.get("json") is None else json.dumps(kwargs["json"]).encode()
-        reply = self.transport.send(method, target, body, self._headers(headers, body is not None))
+        reply = self.transport.send(method, target, body, self._headers(headers, body))
         if reply.status == 200:
             return _decode(reply)
         if reply.status >= 400 and raise_exception and not self.ignore_exceptions:
             _raise_for_status(method, target.partition("?")[0], reply)
         return _response(reply)
 
-    def _headers(self, extra: Mapping[str, str] | None, has_body: bool) -> dict[str, str]:
+    def _headers(self, extra: Mapping[str, str] | None, body: bytes | None) -> list[str]:
         headers = {"User-Agent": USER_AGENT, "X-Vault-Request": "true", **(extra or {})}
         if self.token:
             headers["X-Vault-Token"] = self.token
         if self.namespace:
             headers["X-Vault-Namespace"] = self.namespace
-        if has_body:
-            headers["Content-Type"] = "application/json"
-        return headers
+        # libcurl would add its own: a form type to a POST, and `Expect: 100-continue` to a large one.
+        headers["Content-Type"] = "application/json" if body else ""
+        headers["Expect"] = ""
+        return [f"{name}: {value}" if value else f"{name}:" for name, value in headers.items()]
 
 
 def _target(url: str, params: dict[str, Any] | None) -> str:
@@ -602,7 +588,7 @@ def _response(reply: Reply) -> requests.Response:
     """The requests.Response hvac's error handling reads (status, headers, text, json)."""
     response = requests.Response()
     response.status_code = reply.status
-    response.headers = CaseInsensitiveDict(reply.headers)
+    response.headers = reply.headers
     response._content = reply.body
     response.encoding = "utf-8"
     return response

@@ -21,7 +21,8 @@ from bruin_materialize.plan import identical
 from bruin_materialize.resolve import resolve_references
 from bruin_materialize.session import read_secrets, session
 from bruin_materialize.settings import PROJECT_ROOT, Settings
-from bruin_materialize.validate import ERROR, NOTE, Connection, Options, Outcome, validate
+from bruin_materialize.validate import ERROR, NOTE, Checked, Connection, Options, Outcome, check_secret
+from bruin_materialize.validate import combine as combine_checked
 from bruin_materialize.vault import RawSecret
 from bruin_materialize.yamltext import parse, show
 
@@ -42,13 +43,25 @@ def build(settings: Settings, layout: Layout, console: Console, *, bruin: str | 
     checked_against = schema.choose(settings, bruin, bruin_env, console.info, console.warning)
     if console.document is not None:
         console.document.schema = checked_against.describe()
-    held = Held(settings, console)
-    environments, source, dynamic = _read(settings, layout, checked_against, console, held, hold)
     # exec knows bruin's environment exactly; render/check write for a bruin that may run elsewhere.
     env_names = frozenset(bruin_env) if settings.command == "exec" else None
     options = Options(settings.strict, settings.expand_env, env_names)
-    # Pure, so once per environment: a name is unique within its environment only.
-    outcomes = [(env.name, validate(env.secrets, checked_against, options)) for env in environments]
+    # Each secret is checked on its reading thread as it arrives, while others are on the wire (the
+    # reads wait for Vault more than they use the CPU); its location (mount/path/name) is unique.
+    arrived: dict[str, tuple[RawSecret, Checked]] = {}
+
+    def check(secret: RawSecret) -> None:
+        arrived[secret.location] = (secret, check_secret(secret, checked_against, options))
+
+    def checked(secret: RawSecret) -> Checked:
+        """As it arrived; a secret whose references were resolved since is checked as it is now."""
+        first, result = arrived.get(secret.location, (None, None))
+        return result if first is secret and result is not None else check_secret(secret, checked_against, options)
+
+    held = Held(settings, console)
+    environments, source, dynamic = _read(settings, layout, checked_against, console, held, hold, check)
+    # Then once per environment: a name is unique within its environment only.
+    outcomes = [(env.name, combine_checked(checked(s) for s in env.secrets)) for env in environments]
     sources = {env.name: env.sources for env in environments}
     if console.document is not None:
         console.document.add_outcomes(outcomes, sources)
@@ -61,14 +74,14 @@ def build(settings: Settings, layout: Layout, console: Console, *, bruin: str | 
 
 
 def _read(settings: Settings, layout: Layout, against: schema.Schema, console: Console, held: Held,
-          hold: contextlib.ExitStack | None,
+          hold: contextlib.ExitStack | None, each: Callable[[RawSecret], None],
           ) -> tuple[list[combine.Environment], str, frozenset[tuple[str, str, str]]]:
     """Every environment's secrets (its paths combined, a collision stopping the run before anything is
     leased), their references resolved, over one session; closed at the end unless leases were created:
     then the session and the leases go onto `hold` (the leases end first, then the login)."""
     with contextlib.ExitStack() as reading:
         client = reading.enter_context(session(settings, console, keep_login=held.keeps_login))
-        read, source = read_secrets(settings, layout.sources, console, client)
+        read, source = read_secrets(settings, layout.sources, console, client, each)
         environments = combine.combine(layout.sources, read, settings.mount)  # an environment's paths, in order
         combine.report(environments, settings.on_collision, console)
         secrets, dynamic = resolve_references(settings, [env.name for env in environments],

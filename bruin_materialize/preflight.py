@@ -15,7 +15,7 @@ from bruin_materialize.settings import Settings
 
 # Imported late, where they are needed (a fast start; the template path never loads ruamel), but
 # looked up first, so that a broken install is found before a login is made.
-RUNTIME_MODULES = ("hvac", "requests", "urllib3", "jinja2", "markupsafe", "ruamel.yaml")
+RUNTIME_MODULES = ("hvac", "requests", "urllib3", "pycurl", "jinja2", "markupsafe", "ruamel.yaml")
 
 
 def check_runtime_modules(modules: Sequence[str] = RUNTIME_MODULES) -> None:

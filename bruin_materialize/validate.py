@@ -60,9 +60,31 @@ _CANONICAL_INT = re.compile(r"-?(?:0|[1-9][0-9]{0,18})")
 _ENV_REF = re.compile(r"\$\{([^}]*)\}")
 
 
+class Checked(NamedTuple):
+    """One secret's connection (None when it gives none) and its own problems."""
+
+    connection: Connection | None
+    problems: list[Problem]
+
+
 def validate(secrets: Iterable[RawSecret], schema: Schema | None, options: Options) -> Outcome:
+    return combine(check_secret(s, schema, options) for s in secrets)
+
+
+def check_secret(secret: RawSecret, schema: Schema | None, options: Options) -> Checked:
+    """Everything about one secret alone: the reading threads run it as each secret arrives."""
     problems: list[Problem] = []
-    connections = [c for s in secrets if (c := _connection(s, schema, options, problems)) is not None]
+    return Checked(_connection(secret, schema, options, problems), problems)
+
+
+def combine(checked: Iterable[Checked]) -> Outcome:
+    """The secrets' own checks, in their order, and the one across them: a name given twice."""
+    problems: list[Problem] = []
+    connections: list[Connection] = []
+    for one in checked:
+        problems.extend(one.problems)
+        if one.connection is not None:
+            connections.append(one.connection)
     _check_duplicates(connections, problems)
     connections.sort(key=lambda c: (c.type, c.name))
     return Outcome(connections, problems)

@@ -19,7 +19,7 @@ from typing import Any, NamedTuple, Protocol, TypeVar
 import hvac
 import hvac.exceptions
 
-from bruin_materialize.adapter import RetryPolicy, Transport, TransportError, VaultAdapter
+from bruin_materialize.adapter import RetryPolicy, TLSOptions, Transport, TransportError, VaultAdapter
 from bruin_materialize.errors import ExitCode, MaterializeError, usage_error, vault_error
 from bruin_materialize.settings import TLS, Settings
 from bruin_materialize.threads import start_daemon
@@ -53,7 +53,7 @@ def open_client(settings: Settings, *, policy: RetryPolicy | None = None, token:
     transport = Transport(
         settings.address,
         policy or RetryPolicy(settings.timeout, settings.max_retries, settings.retry_wait_min, settings.retry_wait_max),
-        tls=ssl_context(settings.tls) if settings.address.scheme == "https" else None,
+        tls=tls_options(settings.tls) if settings.address.scheme == "https" else None,
         proxy=settings.proxy,
         connections=settings.concurrency,
         note=note,
@@ -69,28 +69,35 @@ def transport_of(client: hvac.Client) -> Transport:
     return adapter.transport
 
 
-def ssl_context(tls: TLS) -> ssl.SSLContext:
-    """The system store, or the CAs the settings name; a client certificate when given.
+def tls_options(tls: TLS) -> TLSOptions:
+    """The system store, or the CAs the settings name; a client certificate when given; each file
+    loaded once here, so that a bad one is a usage error before any network call.
 
     VAULT_CAPATH is read as Vault's own clients read it: every file in the directory, whatever its
-    name (OpenSSL's capath would only find files named by subject hash).
+    name (OpenSSL's capath would only find files named by subject hash), so the CAs go to libcurl
+    as one PEM bundle.
     """
+    files = [Path(tls.ca_cert)] if tls.ca_cert else []
     try:
-        context = ssl.create_default_context(cafile=tls.ca_cert)
         if tls.ca_path:
-            for entry in sorted(Path(tls.ca_path).iterdir()):
-                if entry.is_file():
-                    context.load_verify_locations(cafile=str(entry))
+            files += [entry for entry in sorted(Path(tls.ca_path).iterdir()) if entry.is_file()]
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        bundle = b"".join(_pem(context, entry) for entry in files) if files else None
         if tls.client_cert:
             context.load_cert_chain(tls.client_cert, tls.client_key)
     except (OSError, ssl.SSLError) as exc:
         which = ("the client certificate or key (VAULT_CLIENT_CERT/KEY)" if tls.client_cert and not
                  isinstance(exc, FileNotFoundError) else "the CA certificates (VAULT_CACERT/CAPATH)")
         raise usage_error(f"cannot load {which}: {getattr(exc, 'strerror', None) or exc.__class__.__name__}") from None
-    if tls.skip_verify:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    return context
+    system = ssl.get_default_verify_paths()
+    return TLSOptions(bundle, system.cafile, system.capath, tls.client_cert, tls.client_key, not tls.skip_verify)
+
+
+def _pem(context: ssl.SSLContext, path: Path) -> bytes:
+    """The file's text, once OpenSSL has read certificates from it (raises ssl.SSLError if none)."""
+    data = path.read_bytes()
+    context.load_verify_locations(cafile=str(path))
+    return data if data.endswith(b"\n") else data + b"\n"
 
 
 def call(what: str, operation: Callable[[], T]) -> T:
@@ -104,11 +111,9 @@ def call(what: str, operation: Callable[[], T]) -> T:
     try:
         result = operation()
     except TransportError as exc:
-        if getattr(exc, "status", None) == 407:  # a CONNECT refused by an https proxy
-            raise ProxyAuthRequired(f"{what}: the proxy asks for credentials (HTTP 407)") from None
         raise vault_error(f"{what}: {exc}") from None
     except hvac.exceptions.VaultError as exc:
-        if status(exc) == 407:
+        if status(exc) == 407:  # a plain proxy's answer, or its refusal of an https tunnel (adapter.py)
             raise ProxyAuthRequired(f"{what}: the proxy asks for credentials (HTTP 407)") from None
         raise
     code = getattr(result, "status_code", None)
@@ -318,17 +323,6 @@ class KV:
             return self.client.secrets.kv.v2.read_secret_version(path=secret_path, mount_point=self.mount,
                                                                  raise_on_deleted_version=True)
         return self.client.secrets.kv.v1.read_secret(path=secret_path, mount_point=self.mount)
-
-    def read_all(self, path: str, names: list[str], *, concurrency: int,
-                 done: Callable[[], None] = lambda: None) -> list[RawSecret]:
-        """Read every secret, in order; the first Vault error stops the rest. `done` hears each one read."""
-
-        def read(name: str) -> RawSecret:
-            secret = self.read(path, name)
-            done()
-            return secret
-
-        return parallel(read, names, concurrency)
 
 
 def _check_listed(key: str, listed: str) -> None:

@@ -206,6 +206,16 @@ def test_entrypoint_is_the_installed_command_under_tini() -> None:
     assert f'{COMMAND} = "bruin_materialize.cli:entrypoint"' in (REPO / "pyproject.toml").read_text()
 
 
+def test_pycurl_is_installed_from_its_wheel() -> None:
+    """The wheel bundles libcurl and OpenSSL: no compiler in the build stage, no libcurl at run time.
+    A platform without a wheel must fail the build, not try to compile against a missing libcurl."""
+    build, _ = stages()
+    [venv_run] = [args for keyword, args in build if keyword == "RUN" and "-m venv" in args]
+    assert "--only-binary pycurl" in venv_run
+    pins = (REPO / "requirements.txt").read_text(encoding="utf-8").splitlines()
+    assert len([line for line in pins if line.startswith("pycurl==")]) == 1
+
+
 def test_the_package_is_installed_in_a_build_stage_and_only_the_venv_kept() -> None:
     build, runtime = stages()
     build_runs = [args for keyword, args in build if keyword == "RUN"]

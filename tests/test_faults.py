@@ -408,6 +408,40 @@ def test_signal_while_blocked_exits_promptly(mount: str, out: OutputDir, fault_p
     out.assert_untouched()
 
 
+def test_signal_while_the_main_thread_waits_for_vault_exits_promptly(mount: str, out: OutputDir,
+                                                                     fault_proxy: FaultProxy) -> None:
+    # The mount inspection is sent by the main thread itself, which runs the signal handlers: it must
+    # not sit inside libcurl until the 30 s deadline.
+    out.plant_previous()
+    fault_proxy.add_rule("hang", path="sys/internal/ui/mounts", times=ALWAYS)
+    proc = subprocess.Popen(
+        [sys.executable, str(MATERIALIZE), "render", "--output", str(out.file)],
+        env={**os.environ, "BRUIN_VAULT_TIMEOUT": "30s"},
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        wait_until(lambda: fault_proxy.requests("sys/internal/ui/mounts") >= 1, 15.0, 0.02,
+                   what="the mount inspection reaching the proxy")
+        time.sleep(0.2)
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        try:
+            stdout, stderr = proc.communicate(timeout=1.0)
+        except subprocess.TimeoutExpired:
+            pytest.fail("still running 1 s after SIGTERM")
+        elapsed = time.monotonic() - sent
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    sys.stdout.write(stdout)
+    sys.stderr.write(stderr)
+    assert proc.returncode == 143, stderr
+    assert elapsed < 1.0
+    assert stderr.splitlines() == ["materialize: error: interrupted by SIGTERM; nothing was written"], stderr
+    out.assert_untouched()
+
+
 # --- output path safety -------------------------------------------------------------------------
 
 

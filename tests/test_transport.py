@@ -12,6 +12,7 @@ whose certificate names `vault.invalid` too. docs/reliability.md lists these sce
 from __future__ import annotations
 
 import base64
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -131,6 +132,49 @@ def test_http_proxy_is_not_used_for_https(render: Render, out: OutputDir, mount:
     result = render(BRUIN_VAULT_HOST=host, HTTP_PROXY=forward_proxy.url, BRUIN_VAULT_MAX_RETRIES="0")
     result.assert_failed(3, f"inspecting mount {mount}: cannot resolve {UNRESOLVABLE}")
     assert forward_proxy.seen() == []
+
+
+# --- the proxy is ours to choose: libcurl reads no variable of its own ---------------------------------
+
+
+def test_uppercase_proxy_variable_wins_over_lowercase(render: Render, out: OutputDir, forward_proxy: ForwardProxy,
+                                                     bao_server: BaoServer) -> None:
+    # Go reads HTTP_PROXY before http_proxy; libcurl alone would read only http_proxy (the dead one).
+    result = render(BRUIN_VAULT_HOST=unresolvable(bao_server), HTTP_PROXY=forward_proxy.url, http_proxy=dead_proxy(),
+                    BRUIN_VAULT_MAX_RETRIES="0")
+    result.assert_ok()
+    out.assert_written()
+    assert_all_through(forward_proxy, f"{UNRESOLVABLE}:{port_of(bao_server.addr)}")
+
+
+@pytest.mark.parametrize("variable", ["ALL_PROXY", "all_proxy"])
+def test_all_proxy_is_not_read(render: Render, out: OutputDir, mount: str, bao_server: BaoServer,
+                               variable: str) -> None:
+    # Go's ProxyFromEnvironment knows no ALL_PROXY; libcurl would send everything to this dead proxy.
+    result = render(BRUIN_VAULT_HOST=bao_server.addr, BRUIN_VAULT_MAX_RETRIES="0", **{variable: dead_proxy()})
+    result.assert_ok()
+    out.assert_written()
+
+
+TEST_NET = "192.0.2.10"  # RFC 5737: an address no one answers at; only the proxy below maps it to OpenBao
+
+
+@pytest.mark.parametrize(("no_proxy", "proxied"), [("192.0.2.0/24", False), ("10.0.0.0/8, 192.0.2.11", True),
+                                                   ("192.0.2.8/29", False)])
+def test_no_proxy_cidr_range_matches_an_ip_host(render: Render, out: OutputDir, mount: str, bao_server: BaoServer,
+                                                no_proxy: str, proxied: bool) -> None:
+    with ForwardProxy({TEST_NET: "127.0.0.1"}) as proxy:
+        host = f"http://{TEST_NET}:{port_of(bao_server.addr)}"
+        result = render(BRUIN_VAULT_HOST=host, HTTP_PROXY=proxy.url, NO_PROXY=no_proxy, BRUIN_VAULT_TIMEOUT="1s",
+                        BRUIN_VAULT_MAX_RETRIES="0")
+        seen = proxy.seen()
+    if proxied:
+        result.assert_ok()
+        assert [s.host for s in seen] == [f"{TEST_NET}:{port_of(bao_server.addr)}"] * REQUESTS
+    else:  # straight to an address nobody answers at: no route, or the 1 s deadline
+        result.assert_failed(3, f"inspecting mount {mount}: ")
+        assert seen == []
+        out.assert_untouched()
 
 
 # --- VAULT_PROXY_ADDR, BAO_PROXY_ADDR, BRUIN_VAULT_PROXY_ADDR, --proxy --------------------------------
@@ -297,6 +341,36 @@ def test_trickling_https_proxy_fails_within_timeout(run_cli: Any, no_proxy_env: 
                                         "(no answer within 3s)"]
     assert 3.0 <= elapsed < 6.0, f"{elapsed:.1f} s"
     assert [s.method for s in tls_proxy.seen()] == ["CONNECT"]  # the budget is spent: no second attempt
+
+
+@pytest.fixture
+def silent_listener() -> Iterator[int]:
+    """A port whose connections the kernel accepts and nobody ever reads or answers: a TLS
+    handshake with it never ends."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        yield listener.getsockname()[1]
+
+
+def test_deadline_holds_during_the_tls_handshake(render: Render, out: OutputDir, mount: str,
+                                                 silent_listener: int) -> None:
+    out.plant_previous()
+    host = f"https://127.0.0.1:{silent_listener}"
+    result = render(BRUIN_VAULT_HOST=host, BRUIN_VAULT_TIMEOUT="2s", timeout=15)
+    result.assert_failed(3, f"inspecting mount {mount}: timed out talking to {host} (no answer within 2s)")
+    assert 2.0 <= result.elapsed < 2.0 + 2 * SLACK
+    out.assert_untouched()
+
+
+def test_tls_to_a_plain_http_port_is_a_handshake_failure(render: Render, out: OutputDir, mount: str,
+                                                         bao_server: BaoServer) -> None:
+    host = bao_server.addr.replace("http://", "https://")
+    result = render(BRUIN_VAULT_HOST=host)
+    result.assert_failed(3, f"inspecting mount {mount}: TLS handshake with {host} failed (handshake error); "
+                         "check the client certificate")
+    assert result.elapsed < 2 * SLACK  # not retried: the next handshake would fail the same way
+    out.assert_untouched()
 
 
 # --- the headers every request carries ------------------------------------------------------------
