@@ -65,13 +65,10 @@ def report(environments: list[Environment], on_collision: OnCollision, console: 
         if on_collision == "error":
             message = (f"is in two paths, at {c.earlier} and at {c.later}; remove one, or pass --on-collision "
                        "last to let the later path win")
-            console.error(f"{where} {message}")
         else:
             message = f"is in two paths: {c.later} replaces {c.earlier} (--on-collision last)"
-            console.info(f"{where} {message}")
-        if console.document is not None:
-            console.document.add(c.environment, f"connection {_quoted(c.name)}", None,
-                                 ERROR if on_collision == "error" else NOTE, CODE, message)
+        console.finding(c.environment, f"connection {_quoted(c.name)}", ERROR if on_collision == "error" else NOTE,
+                        CODE, where, message)
     if collisions and on_collision == "error":
         n = len(collisions)
         raise MaterializeError(f"{n} connection name{'s' if n > 1 else ''} in two paths of one environment "

@@ -62,6 +62,12 @@ class Console:
             self.document.add(environment, location, field, NOTE, code, message)
         self.info(f"{location}: {field}: {message}" if field else f"{location}: {message}")
 
+    def finding(self, environment: str, location: str, level: str, code: str, where: str, message: str) -> None:
+        """One line, an error or (else) a note by `level`, and its finding in the JSON document."""
+        if self.document is not None:
+            self.document.add(environment, location, None, level, code, message)
+        (self.error if level == ERROR else self.info)(f"{where} {message}")
+
     def report(self, outcome: Outcome) -> None:
         for problem in outcome.problems:
             {ERROR: self.error, WARNING: self.warning, NOTE: self.info}[problem.level](problem.line())

@@ -174,13 +174,10 @@ def _report_collisions(collisions: list[merge.Collision], prefer: str | None, ba
         where = f"environment {c.environment!r}: connection {c.name!r} ({types})"
         if prefer is None:
             message = f"is both in Vault and in {base.path}; remove one, or pass --prefer vault|base"
-            console.error(f"{where} {message}")
         else:
             message = f"is both in Vault and in {base.path}; {prefer}'s is kept (--prefer {prefer})"
-            console.info(f"{where} {message}")
-        if console.document is not None:
-            console.document.add(c.environment, f"connection {c.name!r} ({types})", None,
-                                 ERROR if prefer is None else NOTE, "base-collision", message)
+        console.finding(c.environment, f"connection {c.name!r} ({types})", ERROR if prefer is None else NOTE,
+                        "base-collision", where, message)
     if collisions and prefer is None:
         n = len(collisions)
         raise MaterializeError(f"{n} connection name{'s' if n > 1 else ''} in both Vault and the base file (listed "
