@@ -350,8 +350,11 @@ def test_the_run_says_up_front_which_tests_skip_and_why(monkeypatch: pytest.Monk
     real = shutil.which
     monkeypatch.setattr("testsupport.skips.shutil.which",
                         lambda name: None if name in ("go", "kubectl") else real(name))
+    monkeypatch.setattr("testsupport.postgres.find_programs", lambda: None)
     lines = skips.header()
     assert lines[0] == "skips: these will be skipped here (they run in CI):"
     assert "  tests/test_yaml_v3.py (bruin's YAML parser): needs Go and yaml.v3 (apt-get install golang-go " \
            "golang-gopkg-yaml.v3-dev)" in lines
     assert "  tests/test_deploy.py (the kustomize overlay): needs kubectl for its kustomize (CI installs it)" in lines
+    assert "  tests/test_dynamic.py (leases on a real database): needs PostgreSQL's initdb, pg_ctl and psql " \
+           "(apt-get install postgresql)" in lines

@@ -1,7 +1,7 @@
 """What this machine lacks for some tests, said once at the start of a run (the report header) and
 used by those tests to skip: a skip is then never a surprise at the end. CI (.ci/run) installs Go,
-yaml.v3 and kubectl and runs as root, so nothing here skips there, and the tests that need Go or
-kubectl fail in CI instead of skipping."""
+yaml.v3, PostgreSQL and kubectl and runs as root, so nothing here skips there, and the tests that need
+Go, PostgreSQL or kubectl fail in CI instead of skipping."""
 
 from __future__ import annotations
 
@@ -28,6 +28,14 @@ def kubectl() -> str | None:
     return "needs kubectl for its kustomize (CI installs it)" if shutil.which("kubectl") is None else None
 
 
+def postgresql() -> str | None:
+    from testsupport.postgres import find_programs
+
+    if find_programs() is None:
+        return "needs PostgreSQL's initdb, pg_ctl and psql (apt-get install postgresql)"
+    return None
+
+
 def tmpfs_shm() -> str | None:
     from bruin_materialize.write import is_memory_backed
 
@@ -38,6 +46,7 @@ def tmpfs_shm() -> str | None:
 NEEDS = {
     "tests/test_yaml_v3.py (bruin's YAML parser)": go_yaml_v3,
     "tests/test_unprivileged.py (file rules as other users)": other_users,
+    "tests/test_dynamic.py (leases on a real database)": postgresql,
     "tests/test_deploy.py (the kustomize overlay)": kubectl,
     "tests/test_deploy.py (the image's entrypoint on /dev/shm)": tmpfs_shm,
 }
