@@ -690,21 +690,27 @@ def _token_of(record: Any) -> int:
 
 
 def test_a_collision_between_paths_leases_nothing(env: dict[str, str], kv2: Any, database: Any, run_cli: Any,
-                                                  fake_bruin: Any, tmp_path: Path) -> None:
+                                                  fake_bruin: Any, fault_proxy: Any, tmp_path: Path) -> None:
     """A name in two paths of one environment is exit 4, found before the references are resolved: no
-    lease, no database user. With --on-collision last, only the winning secret's references are read."""
+    lease, no database user, not even one created and revoked (the proxy saw no read of either role).
+    With --on-collision last, only the winning secret's references are read."""
     put_pg(kv2, "pg", database, database.role("shared"))
     put_raw(kv2, "team/pg", {"type": "postgres", "details": {
         "host": database.postgres.host, "port": database.postgres.port, "database": "postgres",
         "username": ref(database.role("team"), "username"), "password": ref(database.role("team"), "password")}})
-    proc = run_cli("exec", "--path", "bruin", "--path", "team", env={"FAKE_BRUIN_LOGIN": "before"})
-    assert proc.returncode == 4, proc.stderr
-    assert any("remove one, or pass --on-collision last" in line for line in proc.lines)
-    assert database.leases() == [] and database.postgres.login_roles() == set()
+    through = {"BRUIN_VAULT_HOST": fault_proxy.addr}
+    for command in ("exec", "render"):
+        proc = run_cli(command, "--path", "bruin", "--path", "team", env={**through, "FAKE_BRUIN_LOGIN": "before"})
+        assert proc.returncode == 4, proc.stderr
+        assert any("remove one, or pass --on-collision last" in line for line in proc.lines)
+        assert fault_proxy.requests("/creds/") == 0
+        assert database.leases() == [] and database.postgres.login_roles() == set()
     assert not fake_bruin.record_path.exists()
     out = tmp_path / "out.yml"
-    proc = run_cli("render", "-o", str(out), "--path", "bruin", "--path", "team", "--on-collision", "last")
+    proc = run_cli("render", "-o", str(out), "--path", "bruin", "--path", "team", "--on-collision", "last", env=through)
     assert proc.returncode == 0, proc.stderr
     LEAK_GUARD.add(out.read_text().split('"password": ')[1].split('"')[1])
+    reads = [fault_proxy.requests(f"/v1/{database.mount}/creds/{role}") for role in ("team", "shared")]
+    assert reads == [1, 0]
     [lease_id] = database.leases()
     assert lease_id.startswith(f"{database.mount}/creds/team/")
