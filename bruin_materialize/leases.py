@@ -197,6 +197,10 @@ class Held:
         stopping signals held back until done: a second SIGTERM must not leave a user behind."""
         if not self.leases or self.client is None:
             return
+        if self._token is not None and time.time() >= self._token_ends:  # Vault revoked them with it
+            self.console.info(f"the leases ended with the token that created them, at {self._token_expiry()}: "
+                              "nothing left to revoke")
+            return
         previous = signal.pthread_sigmask(signal.SIG_BLOCK, _STOPPING)
         try:
             client = self._short_client()
@@ -339,7 +343,7 @@ class Held:
         else:
             why = _refusal(exc)
         left = self._token_ends - time.time()
-        if left <= 1:
+        if left <= 0:
             self.console.warning(f"could not renew the login token: {why}; it has expired, and the leases created "
                                  "with it have ended")
             return None

@@ -474,13 +474,14 @@ def test_a_failed_renewal_is_logged(env: dict[str, str], kv2: Any, database: Any
     assert database.leases() == [] and database.postgres.login_roles() == set()
 
 
-def make_approle(bao_server: Any, **options: Any) -> dict[str, Any]:
-    """An AppRole login of the caller's own, whose tokens may do anything: the settings to use it
-    (`_policy` names the tokens' policy, for live_tokens)."""
+def make_approle(bao_server: Any, *, denied: str = "", **options: Any) -> dict[str, Any]:
+    """An AppRole login of the caller's own, whose tokens may do anything (but `denied`): the settings
+    to use it (`_policy` names the tokens' policy, for live_tokens)."""
     client = bao_server.client
     mount, policy = f"approle-{os.urandom(3).hex()}", f"everything-{os.urandom(3).hex()}"
+    deny = f'path "{denied}" {{ capabilities = ["deny"] }}\n' if denied else ""
     client.sys.create_or_update_policy(name=policy, policy='path "*" { capabilities = ["create", "read", "update", '
-                                                          '"delete", "list", "sudo"] }')
+                                                          '"delete", "list", "sudo"] }\n' + deny)
     client.sys.enable_auth_method("approle", path=mount)
     client.auth.approle.create_or_update_approle("bruin", token_policies=[policy], mount_point=mount,
                                                  **{"token_ttl": "10m", **options})
@@ -632,6 +633,29 @@ def test_a_login_token_at_its_max_ttl_is_reported(env: dict[str, str], kv2: Any,
     assert line.endswith("; the leases created with it end then, and bruin loses these credentials if it still runs; "
                          "raise the role's token_max_ttl, or give it a period (docs/dynamic-credentials.md)")
     assert database.leases() == []
+
+
+def test_a_failed_login_token_renewal_is_logged(env: dict[str, str], kv2: Any, database: Any, run_cli: Any,
+                                                bao_server: Any, fake_bruin: Any) -> None:
+    """renew-self refused (the policy denies it): a warning naming why and when the token and its leases
+    end, retried until it has; bruin goes on; after, the lease is gone with the token, and nothing is
+    said to fail in revoking what Vault already revoked."""
+    approle = make_approle(bao_server, denied="auth/token/renew-self", token_ttl="3s", token_max_ttl="1h")
+    put_pg(kv2, "pg", database, database.role("reporting"))
+    proc = run_cli("exec", env={**login_settings(approle), "FAKE_BRUIN_SLEEP": "4"})
+    assert proc.returncode == 0, proc.stderr
+    connections(fake_bruin.record())
+    failed = [line for line in proc.lines if "could not renew the login token" in line]
+    assert failed and re.fullmatch(
+        r"materialize: warning: could not renew the login token: permission denied; renew-self needs the `default` "
+        r"policy \(`update` on auth/token/renew-self\); it ends at \S+Z, and the leases created with it then, unless "
+        r"a retry succeeds", failed[0]), failed
+    assert failed[-1].endswith("; it has expired, and the leases created with it have ended")
+    assert not [line for line in proc.lines if "could not revoke" in line], proc.stderr
+    assert any(line.startswith("materialize: the leases ended with the token that created them, at ")
+               for line in proc.lines)
+    wait_until(lambda: database.leases() == [] and database.postgres.login_roles() == set(), 10, 0.2,
+               what="the lease to end")
 
 
 def test_a_given_token_shorter_than_its_leases_says_so_once(env: dict[str, str], kv2: Any, database: Any,
