@@ -2,7 +2,10 @@
 
 `exec`: each referenced path is read once, right before bruin starts; the leases are renewed at
 about 2/3 of their TTL while bruin runs (as Vault Agent does) and revoked (sys/leases/revoke) as
-soon as it exits, however it exits, before the login token they hang on is revoked. `render`: the
+soon as it exits, however it exits, before the login token they hang on is revoked. A lease ends
+with the token that created it, so that token (a login of ours: the one current after the reads,
+which lifetime.py may have replaced) is renewed with them on the same thread; a given token is the
+caller's and only said to end first when it does. `render`: the
 leases are left to their TTL and listed (path, lease id, expiry; never a value). `check` creates
 nothing: it asks sys/capabilities-self whether the token may read each path, and which engine
 answers there. docs/dynamic-credentials.md has the policy all of this needs.
@@ -20,6 +23,7 @@ from typing import Any, NamedTuple
 import hvac
 import hvac.exceptions
 
+from bruin_materialize import lifetime
 from bruin_materialize.adapter import RetryPolicy
 from bruin_materialize.console import Console
 from bruin_materialize.errors import MaterializeError, vault_error
@@ -31,6 +35,7 @@ DOCS = "docs/dynamic-credentials.md"
 POLICY = (f"`read` on the path, and `update` on sys/leases/renew and sys/leases/revoke to renew and revoke "
           f"its lease ({DOCS})")
 RENEW_AT = 2 / 3  # of a lease's TTL, as Vault Agent renews
+_TOKEN = ""  # the renewal schedule's key for the login token (no lease id is empty)
 _STOPPING = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT}
 
 
@@ -118,7 +123,10 @@ class Held:
         self._stop = threading.Event()
         self._renewer: threading.Thread | None = None
         self._renewing: hvac.Client | None = None  # the renewals' own client
+        self._token_due: float | None = None  # when to renew the login token next (monotonic)
         self._lock = threading.Lock()
+        self._token: lifetime.Token | None = None  # the token the leases were created with (exec)
+        self._token_ends = 0.0  # time.time() when it ends unless renewed
 
     def keeps_login(self) -> bool:
         return self.kept
@@ -134,8 +142,11 @@ class Held:
                     self.leases.append(answer.lease)
                 self._say_created(answer.lease)
             answers[path] = answer.data
-        if self.settings.command == "exec" and any(lease.renewable and lease.ttl > 0 for lease in self.leases):
+        token_due = self._hold_token(client) if self.settings.command == "exec" and self.leases else None
+        if token_due is not None or (self.settings.command == "exec"
+                                     and any(lease.renewable and lease.ttl > 0 for lease in self.leases)):
             self._renewing = self._short_client()
+            self._token_due = token_due
             self._renewer = start_daemon(self._renew_while_running, "lease-renewal")
         return answers
 
@@ -186,6 +197,10 @@ class Held:
         stopping signals held back until done: a second SIGTERM must not leave a user behind."""
         if not self.leases or self.client is None:
             return
+        if self._token is not None and time.time() >= self._token_ends:  # Vault revoked them with it
+            self.console.info(f"the leases ended with the token that created them, at {self._token_expiry()}: "
+                              "nothing left to revoke")
+            return
         previous = signal.pthread_sigmask(signal.SIG_BLOCK, _STOPPING)
         try:
             client = self._short_client()
@@ -214,11 +229,13 @@ class Held:
         # A lease without a TTL does not end by itself: nothing to renew.
         due = {lease.lease_id: lease.granted + lease.ttl * RENEW_AT for lease in self.leases
                if lease.renewable and lease.ttl > 0}
+        if self._token_due is not None:  # the token they were created with: they end with it
+            due[_TOKEN] = self._token_due
         while due:
             lease_id, when = min(due.items(), key=lambda item: item[1])
             if self._stop.wait(max(0.0, when - time.monotonic())):
                 return
-            following = self._renew(lease_id)
+            following = self._renew_token() if lease_id == _TOKEN else self._renew(lease_id)
             if following is None:
                 del due[lease_id]
             else:
@@ -258,6 +275,80 @@ class Held:
             return None
         self.console.warning(f"could not renew lease {lease.lease_id} ({lease.path}): {why}; it ends at "
                              f"{lease.expiry()} unless a retry succeeds")
+        return time.monotonic() + max(1.0, left / 3)
+
+    # --- the token the leases hang on ---------------------------------------------------------------
+
+    def _hold_token(self, client: hvac.Client) -> float | None:
+        """The token current after the reads (a fresh login may have replaced the first) created the
+        leases, and they end with it: when to renew it (monotonic; a login of ours, renewable), or
+        None, having said when the leases end if it ends first."""
+        kept = lifetime.attached(client)
+        if not isinstance(kept, lifetime.TokenLifetime):
+            return None
+        token = kept.now()
+        if token.left is None:  # it never expires (or Vault would not say): nothing to keep alive
+            return None
+        self._token, self._token_ends = token, time.time() + token.left
+        if not token.ours:
+            self._say_given_token_ends(token)
+            return None
+        if not token.renewable or token.ttl <= 0:
+            self.console.warning(f"the login token is not renewable: it ends at {self._token_expiry()}, and the "
+                                 "leases created with it end then, even if bruin still runs; give the role a "
+                                 f"token_ttl longer than the run, or a period ({DOCS})")
+            return None
+        return time.monotonic() + max(0.0, token.left - token.ttl * (1 - RENEW_AT))
+
+    def _say_given_token_ends(self, token: lifetime.Token) -> None:
+        """Someone else's token is never renewed here; when it ends before its leases, say so once."""
+        assert token.left is not None
+        if token.left < max(lease.ttl for lease in self.leases):
+            self.console.warning(f"the token from {token.source} ends at {self._token_expiry()}, before its leases "
+                                 "would, and they end with it (a given token is never renewed); give one whose TTL "
+                                 f"covers the run, or log in instead, which renews ({DOCS})")
+
+    def _token_expiry(self) -> str:
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self._token_ends))
+
+    def _renew_token(self) -> float | None:
+        """renew-self of the login token the leases were created with; when to renew it next, or None."""
+        client, token = self._renewing, self._token
+        assert client is not None and token is not None and self.client is not None
+        try:
+            answer = call("renewing the login token", client.auth.token.renew_self)
+        except (MaterializeError, hvac.exceptions.VaultError) as exc:
+            return None if self._stop.is_set() else self._token_renewal_failed(exc)
+        granted = dig(answer, "auth", "lease_duration")
+        if not isinstance(granted, int) or isinstance(granted, bool) or granted < 0:
+            return self._token_renewal_failed(vault_error("the answer holds no auth.lease_duration"))
+        renewable = dig(answer, "auth", "renewable") is True
+        self._token, self._token_ends = token._replace(left=float(granted)), time.time() + granted
+        kept = lifetime.attached(self.client)
+        if isinstance(kept, lifetime.TokenLifetime):
+            kept.renewed(float(granted), renewable)  # so that the session revokes it after, not "expired"
+        if granted < token.ttl or not renewable:  # less than before: its max TTL is reached
+            self.console.warning(f"the login token reached its max TTL and ends at {self._token_expiry()}; the "
+                                 "leases created with it end then, and bruin loses these credentials if it still "
+                                 f"runs; raise the role's token_max_ttl, or give it a period ({DOCS})")
+            return None
+        self.console.debug(f"renewed the login token: it ends at {self._token_expiry()}")
+        return time.monotonic() + max(1.0, granted * RENEW_AT)
+
+    def _token_renewal_failed(self, exc: BaseException) -> float | None:
+        if isinstance(exc, MaterializeError):
+            why = exc.message
+        elif getattr(exc, "status_code", None) == 403:
+            why = "permission denied; renew-self needs the `default` policy (`update` on auth/token/renew-self)"
+        else:
+            why = _refusal(exc)
+        left = self._token_ends - time.time()
+        if left <= 0:
+            self.console.warning(f"could not renew the login token: {why}; it has expired, and the leases created "
+                                 "with it have ended")
+            return None
+        self.console.warning(f"could not renew the login token: {why}; it ends at {self._token_expiry()}, and the "
+                             "leases created with it then, unless a retry succeeds")
         return time.monotonic() + max(1.0, left / 3)
 
     def _say_created(self, lease: Lease) -> None:

@@ -5,9 +5,11 @@ Checked before each list and read (vault.KV calls `before`), by up to `--concurr
 once: one lock, so one thread renews or logs in while the others wait, then all read with the new
 token. Every call goes through hvac's API (`auth/token/renew-self`, the login, `lookup-self`).
 
-- A login token (ours) is renewed once half its lease has passed, while Vault extends it; when it
-  is not renewable, or Vault will not extend it (its max TTL), the same credentials log in again,
-  once per token. The session revokes the token current at its end; a replaced one runs out on its own.
+- A login token (ours) is renewed once half its lease has passed, while Vault extends it to what it
+  was first given; when it is not renewable, or Vault grants less (its max TTL is near), the same
+  credentials log in again, once per token. The session revokes the token current at its end; a
+  replaced one runs out on its own. Once the reads are done, exec's leases hang on the current one:
+  leases.Held renews it while bruin runs (`now`, `renewed`), never logging in again.
 - A given token (someone else's) is never renewed. Its TTL is asked once (`lookup-self`, which the
   `default` policy allows) when the reads outlast `_LOOKUP_AFTER`, so a short run makes no extra
   request; a 403 once it has run out says so: "the token expired after N reads; its TTL was ...".
@@ -18,7 +20,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import hvac
 import hvac.exceptions
@@ -26,6 +28,15 @@ import hvac.exceptions
 from bruin_materialize import auth
 from bruin_materialize.errors import MaterializeError, vault_error
 from bruin_materialize.vault import call, dig
+
+
+class Token(NamedTuple):
+    ours: bool  # a login of this run's; a given token is the caller's, never renewed here
+    ttl: float  # seconds last granted (a login's; 0: unknown or it never expires)
+    renewable: bool
+    left: float | None  # seconds until it ends; None: it never does, or Vault would not say
+    source: str  # the setting a given token came from, for messages
+
 
 _LOOKUP_AFTER = 1.0  # seconds of listing and reading before a given token's TTL is worth one request
 _ATTRIBUTE = "_bruin_materialize_lifetime"
@@ -82,6 +93,22 @@ class TokenLifetime:
                                f"({self._creds.auth.source}); give a token whose TTL covers the whole run, or log "
                                "in instead (BRUIN_VAULT_ROLE, BRUIN_VAULT_ROLE_ID), which renews")
 
+    # --- while bruin runs (leases.Held) -----------------------------------------------------------
+
+    def now(self) -> Token:
+        """The current token as the leases created with it depend on it. A given token's TTL is looked
+        up first if the reads were too short to need it (one bounded request)."""
+        with self._lock:
+            if not self._looked_up:
+                self._look_up()
+            left = None if self._expires is None else max(0.0, self._expires - self._clock())
+            return Token(self._creds.auth.logs_in, self._lease, self._renewable, left, self._creds.auth.source)
+
+    def renewed(self, ttl: float, renewable: bool) -> None:
+        """Held renewed the token: `expired()` (and with it the session's revoke) must know."""
+        with self._lock:
+            self._granted(ttl, renewable)
+
     # --- the token's state ---------------------------------------------------------------------------
 
     def _granted(self, ttl: float, renewable: bool) -> None:
@@ -102,7 +129,9 @@ class TokenLifetime:
         except (MaterializeError, hvac.exceptions.VaultError):
             return False
         ttl = dig(answer, "auth", "lease_duration")
-        if not isinstance(ttl, int) or ttl <= remaining:
+        # Less than it was first given: its max TTL is near, and each renewal would grant less (a second
+        # more than what was left, in whole seconds, until nothing is): a fresh login lasts.
+        if not isinstance(ttl, int) or ttl <= remaining or (self.first_ttl is not None and ttl < self.first_ttl):
             return False
         self._granted(float(ttl), bool(dig(answer, "auth", "renewable")))
         return True

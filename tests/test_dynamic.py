@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -473,20 +474,31 @@ def test_a_failed_renewal_is_logged(env: dict[str, str], kv2: Any, database: Any
     assert database.leases() == [] and database.postgres.login_roles() == set()
 
 
-@pytest.fixture
-def approle(bao_server: Any) -> dict[str, str]:
-    """An AppRole login of this test's own, whose tokens may do anything: the settings to use it."""
+def make_approle(bao_server: Any, *, denied: str = "", **options: Any) -> dict[str, Any]:
+    """An AppRole login of the caller's own, whose tokens may do anything (but `denied`): the settings
+    to use it (`_policy` names the tokens' policy, for live_tokens)."""
     client = bao_server.client
     mount, policy = f"approle-{os.urandom(3).hex()}", f"everything-{os.urandom(3).hex()}"
+    deny = f'path "{denied}" {{ capabilities = ["deny"] }}\n' if denied else ""
     client.sys.create_or_update_policy(name=policy, policy='path "*" { capabilities = ["create", "read", "update", '
-                                                          '"delete", "list", "sudo"] }')
+                                                          '"delete", "list", "sudo"] }\n' + deny)
     client.sys.enable_auth_method("approle", path=mount)
-    client.auth.approle.create_or_update_approle("bruin", token_policies=[policy], token_ttl="10m", mount_point=mount)
+    client.auth.approle.create_or_update_approle("bruin", token_policies=[policy], mount_point=mount,
+                                                 **{"token_ttl": "10m", **options})
     role_id = client.auth.approle.read_role_id("bruin", mount_point=mount)["data"]["role_id"]
     secret_id = client.auth.approle.generate_secret_id("bruin", mount_point=mount)["data"]["secret_id"]
     LEAK_GUARD.add(secret_id)
     return {"BRUIN_VAULT_TOKEN": None, "BRUIN_VAULT_ROLE_ID": role_id, "BRUIN_VAULT_SECRET_ID": secret_id,
             "BRUIN_VAULT_APPROLE_MOUNT": mount, "_policy": policy}
+
+
+def login_settings(approle: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in approle.items() if not k.startswith("_")}
+
+
+@pytest.fixture
+def approle(bao_server: Any) -> dict[str, Any]:
+    return make_approle(bao_server)
 
 
 def live_tokens(bao_server: Any, policy: str) -> int:
@@ -567,3 +579,162 @@ def test_leases_go_before_the_file_and_the_login_token(env: dict[str, str], kv2:
     connections(fake_bruin.record())
     assert database.leases() == [] and list((tmp_path / "runtime").iterdir()) == []
     assert live_tokens(bao_server, approle["_policy"]) == 0
+
+
+# --- the login token the leases hang on, kept alive with them ---------------------------------------------
+
+
+def test_a_short_login_token_is_renewed_while_bruin_runs(env: dict[str, str], kv2: Any, database: Any, run_cli: Any,
+                                                         bao_server: Any, fake_bruin: Any) -> None:
+    """A lease ends with the token that created it. A 3 s AppRole token, a lease of an hour, an 8 s run
+    that logs in at its end: without renewing the token, Vault would revoke it at 3 s, the lease and
+    the user with it."""
+    approle = make_approle(bao_server, token_ttl="3s", token_max_ttl="1h")
+    put_pg(kv2, "pg", database, database.role("reporting"))
+    proc = run_cli("exec", "-v", env={**login_settings(approle), "FAKE_BRUIN_LOGIN": "after",
+                                      "FAKE_BRUIN_SLEEP": "8"})
+    assert proc.returncode == 0, proc.stderr
+    record = fake_bruin.record()
+    [conn] = connections(record)
+    assert [login["ok"] for login in record["logins_after"]] == [True]
+    assert len([line for line in proc.lines if line.startswith("materialize: renewed the login token: it ends at ")
+                ]) >= 3
+    assert not [line for line in proc.lines if "warning" in line], proc.stderr
+    assert database.leases() == [] and not database.postgres.role_exists(conn["username"])
+    assert live_tokens(bao_server, approle["_policy"]) == 0  # revoked after the leases, not left as "expired"
+
+
+def test_a_login_token_that_is_not_renewable_says_when_the_leases_end(env: dict[str, str], kv2: Any, database: Any,
+                                                                      run_cli: Any, bao_server: Any,
+                                                                      fake_bruin: Any) -> None:
+    """A batch token (AppRole's token_type=batch) is never renewable: one warning line with the time the
+    leases end with it, no attempt to renew it; the run goes on and its lease is still revoked."""
+    approle = make_approle(bao_server, token_type="batch", token_ttl="1m")
+    put_pg(kv2, "pg", database, database.role("reporting"))
+    proc = run_cli("exec", "-v", env={**login_settings(approle), "FAKE_BRUIN_LOGIN": "before"})
+    assert proc.returncode == 0, proc.stderr
+    connections(fake_bruin.record())
+    [line] = [line for line in proc.lines if "not renewable" in line]
+    assert re.fullmatch(r"materialize: warning: the login token is not renewable: it ends at \d{4}-\d\d-\d\dT"
+                        r"\d\d:\d\d:\d\dZ, and the leases created with it end then, even if bruin still runs; give "
+                        r"the role a token_ttl longer than the run, or a period \(docs/dynamic-credentials.md\)", line)
+    assert not [line for line in proc.lines if "renewed the login token" in line]
+    assert database.leases() == []
+
+
+def test_a_login_token_at_its_max_ttl_is_reported(env: dict[str, str], kv2: Any, database: Any, run_cli: Any,
+                                                  bao_server: Any, fake_bruin: Any) -> None:
+    approle = make_approle(bao_server, token_ttl="3s", token_max_ttl="4s")
+    put_pg(kv2, "pg", database, database.role("reporting"))
+    proc = run_cli("exec", env={**login_settings(approle), "FAKE_BRUIN_SLEEP": "2.5"})
+    connections(fake_bruin.record())
+    [line] = [line for line in proc.lines if "max TTL" in line]
+    assert line.startswith("materialize: warning: the login token reached its max TTL and ends at ")
+    assert line.endswith("; the leases created with it end then, and bruin loses these credentials if it still runs; "
+                         "raise the role's token_max_ttl, or give it a period (docs/dynamic-credentials.md)")
+    assert database.leases() == []
+
+
+def test_a_failed_login_token_renewal_is_logged(env: dict[str, str], kv2: Any, database: Any, run_cli: Any,
+                                                bao_server: Any, fake_bruin: Any) -> None:
+    """renew-self refused (the policy denies it): a warning naming why and when the token and its leases
+    end, retried until it has; bruin goes on; after, the lease is gone with the token, and nothing is
+    said to fail in revoking what Vault already revoked."""
+    approle = make_approle(bao_server, denied="auth/token/renew-self", token_ttl="3s", token_max_ttl="1h")
+    put_pg(kv2, "pg", database, database.role("reporting"))
+    proc = run_cli("exec", env={**login_settings(approle), "FAKE_BRUIN_SLEEP": "4"})
+    assert proc.returncode == 0, proc.stderr
+    connections(fake_bruin.record())
+    failed = [line for line in proc.lines if "could not renew the login token" in line]
+    assert failed and re.fullmatch(
+        r"materialize: warning: could not renew the login token: permission denied; renew-self needs the `default` "
+        r"policy \(`update` on auth/token/renew-self\); it ends at \S+Z, and the leases created with it then, unless "
+        r"a retry succeeds", failed[0]), failed
+    assert failed[-1].endswith("; it has expired, and the leases created with it have ended")
+    assert not [line for line in proc.lines if "could not revoke" in line], proc.stderr
+    assert any(line.startswith("materialize: the leases ended with the token that created them, at ")
+               for line in proc.lines)
+    wait_until(lambda: database.leases() == [] and database.postgres.login_roles() == set(), 10, 0.2,
+               what="the lease to end")
+
+
+def test_a_given_token_shorter_than_its_leases_says_so_once(env: dict[str, str], kv2: Any, database: Any,
+                                                            run_cli: Any, bao_server: Any, fake_bruin: Any) -> None:
+    """Someone else's token is never renewed; ending before the leases' TTL, it is named with its end."""
+    put_pg(kv2, "pg", database, database.role("reporting"))
+    answer = bao_server.client.auth.token.create(policies=["root"], ttl="5m", renewable=True)
+    token = answer["auth"]["client_token"]
+    LEAK_GUARD.add(token)
+    proc = run_cli("exec", env={"BRUIN_VAULT_TOKEN": token, "FAKE_BRUIN_LOGIN": "before"})
+    assert proc.returncode == 0, proc.stderr
+    connections(fake_bruin.record())
+    [line] = [line for line in proc.lines if "given token" in line]
+    assert line.startswith("materialize: warning: the token from BRUIN_VAULT_TOKEN ends at ")
+    assert line.endswith(", before its leases would, and they end with it (a given token is never renewed); give one "
+                         "whose TTL covers the run, or log in instead, which renews (docs/dynamic-credentials.md)")
+    assert database.leases() == []
+    assert bao_server.client.auth.token.lookup(token)["data"]["ttl"] <= 300  # never renewed by us
+    bao_server.client.auth.token.revoke(token)
+
+
+def test_leases_hang_on_the_token_of_a_fresh_login_and_are_renewed_and_revoked_with_it(
+        env: dict[str, str], kv2: Any, database: Any, bao_server: Any, fake_bruin: Any, fault_proxy: Any,
+        run_cli: Any) -> None:
+    """The reads outlast a 4 s token Vault will not extend, so a fresh login replaces it during them
+    (lifetime.py). The leases are created after the reads with the token current then, and every
+    renewal and revocation after that carries that token: none is stranded on the first one."""
+    approle = make_approle(bao_server, token_ttl="4s", token_max_ttl="4s")
+    put_pg(kv2, "pg", database, database.role("reporting"))
+    for index in range(7):
+        put_raw(kv2, f"bruin/lake{index}", {"type": "duckdb", "details": {"path": f"/data/lake{index}.db"}})
+    fault_proxy.add_rule("delay", path=f"/v1/{kv2.mount}/data/bruin/", times=ALWAYS, seconds=0.5)
+    proc = run_cli("exec", "--concurrency", "1", env={**login_settings(approle), "BRUIN_VAULT_HOST": fault_proxy.addr,
+                                                      "FAKE_BRUIN_LOGIN": "before"})
+    assert proc.returncode == 0, proc.stderr
+    assert [login["ok"] for login in fake_bruin.record()["logins"]] == [True]
+    connections(fake_bruin.record())
+    assert fault_proxy.requests(f"auth/{approle['BRUIN_VAULT_APPROLE_MOUNT']}/login") >= 2
+    carried = [(record.target, _token_of(record)) for record in fault_proxy.log()]
+    start = [target for target, _ in carried].index(f"/v1/{database.mount}/creds/reporting")
+    leased, after = carried[start][1], carried[start:]
+    assert leased != carried[0][1]  # not the first login's token
+    assert {"/v1/sys/leases/revoke", "/v1/auth/token/revoke-self"} <= {target for target, _ in after}
+    assert [target for target, token in after if token != leased] == []
+    assert database.leases() == [] and database.postgres.login_roles() == set()
+    wait_until(lambda: live_tokens(bao_server, approle["_policy"]) == 0, 6, 0.2, what="the replaced token to end")
+
+
+def _token_of(record: Any) -> int:
+    """Which token a request carried, as a number (the tokens themselves are never compared in the open)."""
+    token = dict((k.lower(), v) for k, v in record.headers).get("x-vault-token", "")
+    return hash(token)
+
+
+# --- several paths: a collision is found before anything is leased ----------------------------------------
+
+
+def test_a_collision_between_paths_leases_nothing(env: dict[str, str], kv2: Any, database: Any, run_cli: Any,
+                                                  fake_bruin: Any, fault_proxy: Any, tmp_path: Path) -> None:
+    """A name in two paths of one environment is exit 4, found before the references are resolved: no
+    lease, no database user, not even one created and revoked (the proxy saw no read of either role).
+    With --on-collision last, only the winning secret's references are read."""
+    put_pg(kv2, "pg", database, database.role("shared"))
+    put_raw(kv2, "team/pg", {"type": "postgres", "details": {
+        "host": database.postgres.host, "port": database.postgres.port, "database": "postgres",
+        "username": ref(database.role("team"), "username"), "password": ref(database.role("team"), "password")}})
+    through = {"BRUIN_VAULT_HOST": fault_proxy.addr}
+    for command in ("exec", "render"):
+        proc = run_cli(command, "--path", "bruin", "--path", "team", env={**through, "FAKE_BRUIN_LOGIN": "before"})
+        assert proc.returncode == 4, proc.stderr
+        assert any("remove one, or pass --on-collision last" in line for line in proc.lines)
+        assert fault_proxy.requests("/creds/") == 0
+        assert database.leases() == [] and database.postgres.login_roles() == set()
+    assert not fake_bruin.record_path.exists()
+    out = tmp_path / "out.yml"
+    proc = run_cli("render", "-o", str(out), "--path", "bruin", "--path", "team", "--on-collision", "last", env=through)
+    assert proc.returncode == 0, proc.stderr
+    LEAK_GUARD.add(out.read_text().split('"password": ')[1].split('"')[1])
+    reads = [fault_proxy.requests(f"/v1/{database.mount}/creds/{role}") for role in ("team", "shared")]
+    assert reads == [1, 0]
+    [lease_id] = database.leases()
+    assert lease_id.startswith(f"{database.mount}/creds/team/")
