@@ -146,3 +146,23 @@ def test_anchors_are_githubs() -> None:
     page = REPO_DIR / "docs" / "deployment.md"
     assert {"3-kubernetes-init-container--unmodified-bruin", "migrating-from-bruins---secrets-backend-vault",
             "with-a-service-mesh-istio-linkerd"} <= anchors(page)
+
+
+def unreleased() -> str:
+    text = (REPO_DIR / "CHANGELOG.md").read_text(encoding="utf-8")
+    start = text.index("## [Unreleased]")
+    return text[start:text.index("\n## [", start)]
+
+
+def test_the_changelog_names_what_the_command_line_gained_since_the_first_release() -> None:
+    """The changelog's public interface is the command line, the document and the file: the settings
+    and the reference shape added since 0.1.0 are each named where users look for them."""
+    from bruin_materialize.settings import EXTRA_PATHS, ON_COLLISION_OPTION
+
+    text = unreleased()
+    for option in (EXTRA_PATHS, ON_COLLISION_OPTION):
+        for name in (*option.flags, option.variable):
+            assert f"`{name}`" in text or f"`{name} " in text, name
+    for named in ('{"$vault": PATH, "field": KEY}', "`leases`", "`references`", "`source`", "`source_changed`",
+                  "pycurl"):
+        assert named in text, named
