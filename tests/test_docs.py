@@ -25,7 +25,9 @@ MEANINGS = {
     ExitCode.INTERNAL: re.compile(r"\binternal error\b", re.I),
 }
 _FOR = re.compile(r"\b(\d+) (?:for|when|if) ([^,;)]+)")  # "exit 0, 5 for plan changes"
-_CODE = re.compile(r"\bexit(?:s| code| codes| with)?:? ((?:\d+(?![+\d])(?:, | or | and |/)?)+)")  # not 128+N
+# Case-blind: a sentence may start with "Exit 0 when ...".
+_CODE = re.compile(r"\bexit(?:s| code| codes| with)?:? ((?:\d+(?![+\d])(?:, | or | and |/)?)+)", re.I)  # not 128+N
+_NEGATED = re.compile(r"(?:nothing|no)\b")  # "0 when nothing would change": the opposite, 0
 _TABLE_ROW = re.compile(r"^\| (\d+)(?: \([^|]*\))? \| (.*) \|$")
 
 
@@ -65,7 +67,8 @@ def test_a_code_given_for_a_meaning_is_that_meanings_code(page: Path) -> None:
             for number, meaning_text in _FOR.findall(sentence):
                 for code, meaning in MEANINGS.items():
                     if meaning.search(meaning_text):
-                        assert int(number) == code, (page.name, f"{number} for {meaning_text}", sentence)
+                        expected = ExitCode.OK if _NEGATED.match(meaning_text) else code
+                        assert int(number) == expected, (page.name, f"{number} for {meaning_text}", sentence)
         codes = set(codes_in(sentence)) - {0} - SIGNAL_CODES
         for code, meaning in MEANINGS.items():
             if codes and meaning.search(sentence) and len(codes) == 1:
