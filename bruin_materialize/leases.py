@@ -13,6 +13,7 @@ answers there. docs/dynamic-credentials.md has the policy all of this needs.
 
 from __future__ import annotations
 
+import re
 import signal
 import threading
 import time
@@ -26,7 +27,8 @@ import hvac.exceptions
 from bruin_materialize import lifetime
 from bruin_materialize.adapter import RetryPolicy
 from bruin_materialize.console import Console
-from bruin_materialize.errors import MaterializeError, vault_error
+from bruin_materialize.errors import ExitCode, MaterializeError, vault_error
+from bruin_materialize.references import NOT_ENGINES
 from bruin_materialize.settings import Settings
 from bruin_materialize.threads import start_daemon
 from bruin_materialize.vault import call, dig, open_client, transport_of, unexpected
@@ -63,6 +65,28 @@ class Answer(NamedTuple):
 class Engine(NamedTuple):
     type: str  # database, kv, aws...
     kv2_data: bool  # a KV v2 path under data/: the secret is in data.data
+    mount: str = ""  # where it is mounted, with its namespace: ns1/auth/token/
+
+
+# Vault's own parts, not secrets engines: references.py refuses sys/, auth/ and identity/ at a path's
+# start, but under a namespace (NS/auth/token/lookup-self answers with the token itself) only the
+# mount that answers tells them apart from a secret that happens to sit in an `auth` folder.
+_VAULT_ITSELF = frozenset({"token", "ns_token", "system", "ns_system", "identity", "ns_identity"})
+_AUTH_MOUNT = re.compile(r"(?:^|/)auth/[^/]+/$")
+
+
+def refuse_vault_itself(path: str, engine: Engine | None) -> None:
+    """Exit 4 for a reference whose path Vault serves from itself (a token, its configuration, an auth
+    method) rather than from a secrets engine; when the mount is not told (the token may not see it), a
+    `sys`, `auth` or `identity` segment anywhere is refused, as it may follow a namespace."""
+    if engine is not None:
+        itself = engine.type in _VAULT_ITSELF or bool(_AUTH_MOUNT.search(engine.mount))
+    else:
+        itself = any(segment in NOT_ENGINES for segment in path.split("/"))
+    if itself:
+        raise MaterializeError(f"$vault {path} is served by Vault itself (a token, its configuration or an auth "
+                               "method), not by a secrets engine; references read secrets engines only",
+                               ExitCode.INVALID)
 
 
 def engine_at(client: hvac.Client, path: str) -> Engine | None:
@@ -79,12 +103,13 @@ def engine_at(client: hvac.Client, path: str) -> Engine | None:
         return None
     version = options.get("version") if isinstance(options, dict) else None
     inside = path[len(mount):] if path.startswith(mount) else ""
-    return Engine(kind, kind in ("kv", "generic") and str(version) == "2" and inside.startswith("data/"))
+    return Engine(kind, kind in ("kv", "generic") and str(version) == "2" and inside.startswith("data/"), mount)
 
 
 def read(client: hvac.Client, path: str) -> Answer:
     """One GET of `path` (hvac's `read`, as `bao read PATH`), and the lease it came with."""
     engine = engine_at(client, path)
+    refuse_vault_itself(path, engine)
     what = f"reading {path}"
     try:
         body = call(what, lambda: client.read(path))
@@ -387,10 +412,11 @@ def check_readable(client: hvac.Client, paths: list[str]) -> list[Readable]:
         raise unexpected(what, exc) from None
     found: list[Readable] = []
     for path in paths:
+        engine = engine_at(client, path)
+        refuse_vault_itself(path, engine)
         capabilities = dig(body, "data", path)
         if not isinstance(capabilities, list) or not {"read", "root"} & set(capabilities):
             raise vault_error(f"permission denied: the token cannot read {path}; its policy needs {POLICY}")
-        engine = engine_at(client, path)
         if engine is None:
             raise vault_error(f"no secrets engine answers at {path}; check the path and that its engine is mounted")
         found.append(Readable(path, engine.type, engine.type not in ("kv", "generic", "cubbyhole")))

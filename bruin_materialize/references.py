@@ -26,7 +26,7 @@ MARKER = "$vault"
 KEYS = frozenset({MARKER, "field"})
 # Paths of Vault itself rather than of a secrets engine: a reference there would copy a token
 # (auth/token/lookup-self) or Vault's configuration into the file.
-_NOT_ENGINES = ("sys", "auth", "identity")
+NOT_ENGINES = ("sys", "auth", "identity")
 # RFC 3986's path characters without percent-encoding: a path goes into the URL as it is written.
 _PATH_SEGMENT = re.compile(r"[A-Za-z0-9._~!$&'()*+,;=:@-]+")
 
@@ -105,7 +105,7 @@ def _path_problem(path: str) -> str | None:
                 "and -._~!$&'()*+,;=:@ between single slashes, no . or .. segment, no query)")
     if len(segments) < 2:
         return "$vault is not a path of a secrets engine (MOUNT/...); references read secrets engines only"
-    if segments[0] in _NOT_ENGINES:
+    if segments[0] in NOT_ENGINES:
         return f"$vault is under {segments[0]}/, which is not a secrets engine; references read secrets engines only"
     return None
 

@@ -25,7 +25,9 @@ MEANINGS = {
     ExitCode.INTERNAL: re.compile(r"\binternal error\b", re.I),
 }
 _FOR = re.compile(r"\b(\d+) (?:for|when|if) ([^,;)]+)")  # "exit 0, 5 for plan changes"
-_CODE = re.compile(r"\bexit(?:s| code| codes| with)?:? ((?:\d+(?![+\d])(?:, | or | and |/)?)+)")  # not 128+N
+# Case-blind: a sentence may start with "Exit 0 when ...".
+_CODE = re.compile(r"\bexit(?:s| code| codes| with)?:? ((?:\d+(?![+\d])(?:, | or | and |/)?)+)", re.I)  # not 128+N
+_NEGATED = re.compile(r"(?:nothing|no)\b")  # "0 when nothing would change": the opposite, 0
 _TABLE_ROW = re.compile(r"^\| (\d+)(?: \([^|]*\))? \| (.*) \|$")
 
 
@@ -65,7 +67,8 @@ def test_a_code_given_for_a_meaning_is_that_meanings_code(page: Path) -> None:
             for number, meaning_text in _FOR.findall(sentence):
                 for code, meaning in MEANINGS.items():
                     if meaning.search(meaning_text):
-                        assert int(number) == code, (page.name, f"{number} for {meaning_text}", sentence)
+                        expected = ExitCode.OK if _NEGATED.match(meaning_text) else code
+                        assert int(number) == expected, (page.name, f"{number} for {meaning_text}", sentence)
         codes = set(codes_in(sentence)) - {0} - SIGNAL_CODES
         for code, meaning in MEANINGS.items():
             if codes and meaning.search(sentence) and len(codes) == 1:
@@ -100,9 +103,6 @@ def test_nothing_says_the_entrypoint_becomes_bruin_but_for_replace_mode() -> Non
 def test_the_readme_is_short_and_its_links_resolve() -> None:
     text = README.read_text(encoding="utf-8")
     assert len(text.splitlines()) <= 250
-    for target in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", text):
-        if not target.startswith(("http://", "https://")):
-            assert (REPO_DIR / target).exists(), target
     for section in ("## Two commands", "## Usage", "## Three ways to run it", "## Documentation"):
         assert section in text
     usage = text[text.index("## Usage"):]
@@ -110,8 +110,62 @@ def test_the_readme_is_short_and_its_links_resolve() -> None:
     assert len(block.splitlines()) <= 10
 
 
-def test_docs_links_resolve() -> None:
-    for page in DOCS:
-        for target in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", page.read_text(encoding="utf-8")):
-            if not target.startswith(("http://", "https://", "mailto:")):
-                assert (page.parent / target).exists(), (page.name, target)
+# Every Markdown page of the project: the README, docs/, and those beside them.
+LINKED = sorted({*PAGES, *REPO_DIR.glob("*.md"), *(REPO_DIR / "bench").glob("*.md"),
+                 *(REPO_DIR / "bruin_materialize").rglob("*.md")})
+_LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+def _prose(text: str) -> str:
+    return re.sub(r"```.*?```", "", text, flags=re.S)  # a link in a code block is not one
+
+
+def anchors(page: Path) -> set[str]:
+    """The fragments GitHub gives the page's headings: lower case, only letters, digits, `-` and `_`,
+    spaces as `-`, a repeated heading's with -1, -2, ..."""
+    seen: dict[str, int] = {}
+    for heading in re.findall(r"^#{1,6} (.+?)#*$", _prose(page.read_text(encoding="utf-8")), re.M):
+        shown = re.sub(r"\[([^]]*)\]\([^)]*\)", r"\1", heading.strip())  # a link's text, not its target
+        slug = re.sub(r"[^\w\- ]", "", shown.lower()).replace(" ", "-")
+        seen[slug] = seen.get(slug, -1) + 1
+        if seen[slug]:
+            seen[f"{slug}-{seen[slug]}"] = 0
+    return set(seen)
+
+
+@pytest.mark.parametrize("page", LINKED, ids=[str(p.relative_to(REPO_DIR)) for p in LINKED])
+def test_links_resolve_to_a_file_and_its_heading(page: Path) -> None:
+    for target in _LINK.findall(_prose(page.read_text(encoding="utf-8"))):
+        if target.startswith(("http://", "https://", "mailto:")):
+            continue
+        path, _, fragment = target.partition("#")
+        linked = (page.parent / path) if path else page
+        assert linked.exists(), (page.name, target)
+        if fragment and linked.suffix == ".md":
+            assert fragment in anchors(linked), (page.name, target)
+
+
+def test_anchors_are_githubs() -> None:
+    page = REPO_DIR / "docs" / "deployment.md"
+    assert {"3-kubernetes-init-container--unmodified-bruin", "migrating-from-bruins---secrets-backend-vault",
+            "with-a-service-mesh-istio-linkerd"} <= anchors(page)
+
+
+def unreleased() -> str:
+    text = (REPO_DIR / "CHANGELOG.md").read_text(encoding="utf-8")
+    start = text.index("## [Unreleased]")
+    return text[start:text.index("\n## [", start)]
+
+
+def test_the_changelog_names_what_the_command_line_gained_since_the_first_release() -> None:
+    """The changelog's public interface is the command line, the document and the file: the settings
+    and the reference shape added since 0.1.0 are each named where users look for them."""
+    from bruin_materialize.settings import EXTRA_PATHS, ON_COLLISION_OPTION
+
+    text = unreleased()
+    for option in (EXTRA_PATHS, ON_COLLISION_OPTION):
+        for name in (*option.flags, option.variable):
+            assert f"`{name}`" in text or f"`{name} " in text, name
+    for named in ('{"$vault": PATH, "field": KEY}', "`leases`", "`references`", "`source`", "`source_changed`",
+                  "pycurl"):
+        assert named in text, named

@@ -361,6 +361,33 @@ def test_a_reference_is_not_followed_again(env: dict[str, str], kv2: Any, run_cl
            "a value bruin can take" in proc.lines
 
 
+@pytest.mark.parametrize("token", ["root", "policy"])
+def test_vault_itself_under_a_namespace_is_refused(env: dict[str, str], kv2: Any, bao_server: Any, run_cli: Any,
+                                                   tmp_path: Path, token: str) -> None:
+    """NS/auth/token/lookup-self answers with the token itself, to any token, past the auth/ rule on the
+    path's start: the mount that answers (ns_token) refuses it; where the token cannot see the mount,
+    the `auth` segment does. A KV secret in an `auth` folder is still read."""
+    namespace = f"ns-{kv2.mount}"
+    bao_server.client.adapter.post(f"/v1/sys/namespaces/{namespace}")
+    itself = f"{namespace}/auth/token/lookup-self"
+    put_raw(kv2, "bruin/pg", {"type": "postgres", "details": {"host": "db", "password": ref(itself, "id")}})
+    run_env = {} if token == "root" else {"BRUIN_VAULT_TOKEN": bao_server.token(
+        f'path "{kv2.mount}/metadata/bruin" {{ capabilities = ["list"] }}\n'
+        f'path "{kv2.mount}/data/bruin/*" {{ capabilities = ["read"] }}\n'
+        'path "sys/capabilities-self" { capabilities = ["update"] }\n')}
+    for command in ("render", "check"):
+        proc = run_cli(command, "-o", str(tmp_path / "out.yml"), env=run_env) if command == "render" else \
+            run_cli(command, env=run_env)
+        assert proc.error(4) == (f"$vault {itself} is served by Vault itself (a token, its configuration or an auth "
+                                 "method), not by a secrets engine; references read secrets engines only")
+    assert not (tmp_path / "out.yml").exists()
+    if token == "root":
+        kv2.put("team/auth", "x", {"password": KV_PASSWORD})
+        put_raw(kv2, "bruin/pg", {"type": "postgres", "details": {
+            "host": "db", "password": ref(f"{kv2.mount}/data/team/auth/x", "password")}})
+        assert run_cli("render", "-o", str(tmp_path / "out.yml")).returncode == 0
+
+
 # --- the reference's own shape (pure) -------------------------------------------------------------------
 
 

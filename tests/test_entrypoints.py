@@ -83,3 +83,32 @@ def test_a_shell_without_a_script_is_a_usage_error(capsys: pytest.CaptureFixture
     assert main(["completion", "ksh"]) == 2
     [line] = capsys.readouterr().err.splitlines()
     assert line.startswith("materialize: error: materialize.py completion: argument shell: invalid choice: 'ksh'")
+
+
+# What a run that never talks to Vault or renders must not pay for: importing the Vault client, libcurl
+# or the template and YAML stacks (each costs tens of milliseconds at start-up).
+HEAVY = ("hvac", "pycurl", "requests", "urllib3", "jinja2", "ruamel")
+_LOADED = ("import contextlib, io, sys\n"
+           "from bruin_materialize.cli import main\n"
+           "with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):\n"
+           "    try:\n"
+           "        code = main(sys.argv[1:])\n"
+           "    except SystemExit as exit:  # argparse's --help and --version\n"
+           "        code = exit.code\n"
+           "print(code, ' '.join(sorted({m.split('.')[0] for m in sys.modules})))\n")
+
+
+@pytest.mark.parametrize(("argv", "code"), [
+    (["--help"], 0), (["render", "--help"], 0), (["exec", "--help"], 0), (["--version"], 0),
+    (["completion", "bash"], 0),
+    (["check"], 2),  # no Vault settings: a usage error before any Vault call
+    (["render", "--path", "a", "--path", "a"], 2),
+])
+def test_a_run_that_needs_no_vault_imports_no_vault_client(argv: list[str], code: int) -> None:
+    run = run_process([sys.executable, "-c", _LOADED, *argv], cwd=REPO_DIR,
+                      base_env={"PATH": os.defpath, "BRUIN_VAULT_HOST": "http://127.0.0.1:1",
+                                "BRUIN_VAULT_MOUNT_PATH": "secret", "BRUIN_VAULT_TOKEN": "t"} if argv[0] == "render"
+                      else {"PATH": os.defpath})
+    returned, _, modules = run.stdout.strip().partition(" ")
+    assert int(returned) == code, run.stderr
+    assert not set(HEAVY) & set(modules.split()), modules
