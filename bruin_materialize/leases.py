@@ -23,7 +23,7 @@ import hvac.exceptions
 from bruin_materialize.adapter import RetryPolicy
 from bruin_materialize.console import Console
 from bruin_materialize.errors import MaterializeError, vault_error
-from bruin_materialize.settings import Settings
+from bruin_materialize.settings import MAX_DURATION, Settings
 from bruin_materialize.threads import start_daemon
 from bruin_materialize.vault import call, dig, open_client, transport_of, unexpected
 
@@ -53,6 +53,7 @@ class Lease(NamedTuple):
 class Answer(NamedTuple):
     data: dict[str, Any]  # the keys a reference picks from (of data.data for a KV v2 path)
     lease: Lease | None  # None for what has no lease (a KV secret)
+    refused: str | None = None  # why the answer is not Vault's, though it granted a lease to revoke
 
 
 class Engine(NamedTuple):
@@ -99,7 +100,16 @@ def read(client: hvac.Client, path: str) -> Answer:
         return Answer(data, None)
     ttl = ttl if isinstance(ttl, int) and not isinstance(ttl, bool) and ttl >= 0 else 0
     renewable = body.get("renewable") is True
+    if not _is_duration(ttl):  # held, so that it is revoked, but no time can be made of it
+        return Answer(data, Lease(path, lease_id, False, 0, time.monotonic(), time.time()),
+                      f"{what}: the answer's lease_duration is longer than any duration Vault gives (Go's limit, "
+                      "about 292 years); is BRUIN_VAULT_HOST Vault itself?")
     return Answer(data, Lease(path, lease_id, renewable, ttl, time.monotonic(), time.time() + ttl))
+
+
+def _is_duration(seconds: int) -> bool:
+    """Whether Vault could have given `seconds`: its durations are Go's, at most 2^63 - 1 ns."""
+    return seconds <= MAX_DURATION
 
 
 class Held:
@@ -132,7 +142,10 @@ class Held:
             if answer.lease is not None:
                 with self._lock:
                     self.leases.append(answer.lease)
-                self._say_created(answer.lease)
+                if answer.refused is None:
+                    self._say_created(answer.lease)
+            if answer.refused is not None:
+                raise vault_error(answer.refused)
             answers[path] = answer.data
         if self.settings.command == "exec" and any(lease.renewable and lease.ttl > 0 for lease in self.leases):
             self._renewing = self._short_client()
@@ -237,8 +250,8 @@ class Held:
         except (MaterializeError, hvac.exceptions.VaultError) as exc:
             return None if self._stop.is_set() else self._renewal_failed(lease, exc)  # stopped: bruin is done
         granted = body.get("lease_duration") if isinstance(body, dict) else None
-        if not isinstance(granted, int) or isinstance(granted, bool) or granted < 0:
-            return self._renewal_failed(lease, vault_error("the answer holds no lease_duration"))
+        if not isinstance(granted, int) or isinstance(granted, bool) or not 0 <= granted <= MAX_DURATION:
+            return self._renewal_failed(lease, vault_error("the answer holds no lease_duration Vault could give"))
         now = time.monotonic()
         renewed = lease._replace(granted=now, expires=time.time() + granted, ttl=max(granted, lease.ttl))
         with self._lock:
@@ -297,6 +310,9 @@ def check_readable(client: hvac.Client, paths: list[str]) -> list[Readable]:
     found: list[Readable] = []
     for path in paths:
         capabilities = dig(body, "data", path)
+        if isinstance(capabilities, list) and not all(isinstance(c, str) for c in capabilities):
+            raise vault_error(f"{what}: the answer for {path} is not a list of capability names; is "
+                              "BRUIN_VAULT_HOST Vault itself?")
         if not isinstance(capabilities, list) or not {"read", "root"} & set(capabilities):
             raise vault_error(f"permission denied: the token cannot read {path}; its policy needs {POLICY}")
         engine = engine_at(client, path)
