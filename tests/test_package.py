@@ -51,7 +51,8 @@ def test_metadata_is_complete_and_the_version_is_the_packages(wheel: zipfile.Zip
     assert metadata["Requires-Python"] == ">=3.10"
     assert metadata["Description-Content-Type"] == "text/markdown"
     assert "Project-URL" in metadata and metadata.get_all("Classifier")
-    assert set(metadata.get_all("Requires-Dist") or []) >= {"jinja2<4,>=3.1", "ruamel.yaml<0.20,>=0.19", "pycurl<8,>=7.49"}
+    assert set(metadata.get_all("Requires-Dist") or []) >= {"jinja2<4,>=3.1", "ruamel.yaml<0.20,>=0.19",
+                                                             "pycurl<8,>=7.49"}
     [license_file] = [n for n in wheel.namelist() if n.endswith(".dist-info/licenses/LICENSE")]
     assert wheel.read(license_file) == (REPO / "LICENSE").read_bytes()
     assert b"Apache License\n                           Version 2.0, January 2004" in wheel.read(license_file)
