@@ -61,7 +61,8 @@ def plan(settings: Settings, environ: Mapping[str, str], console: Console) -> in
     else:
         for change in found:
             print(change.line())
-        sys.stdout.flush()
+        if sys.stdout is not None:  # started with stdout closed: the lines go nowhere, the exit code says it
+            sys.stdout.flush()
     n = len(found)
     console.info(f"plan: {n} difference{'s' if n != 1 else ''}" if n else "plan: no changes")
     return ExitCode.CHANGES if found else ExitCode.OK
