@@ -302,3 +302,28 @@ def test_an_answer_to_a_reference_no_vault_gives_is_exit_3(
     assert main([command, "-o", str(out)] if command == "render" else [command]) == 3
     assert capsys.readouterr().err.splitlines()[-1] == f"materialize: error: {message}"
     assert not out.exists()
+
+
+def test_a_renewal_answered_past_go_durations_is_a_warning_while_bruin_runs(
+        fake_vault: FakeVault, settings_env: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """exec renews a lease of 2s after about 1.3s; an answer no Vault gives is a warning on the renewing
+    thread, never its traceback, and bruin's exit code stands."""
+    bruin = tmp_path / "bruin"
+    bruin.write_text("#!/bin/sh\nsleep 2.5\nexit 7\n")
+    bruin.chmod(0o755)
+    runtime = tmp_path / "run"
+    runtime.mkdir(mode=0o700)
+    for name, value in {"BRUIN_BIN": str(bruin), "BRUIN_MATERIALIZE_RUNTIME_DIR": str(runtime),
+                        "BRUIN_MATERIALIZE_ALLOW_NON_TMPFS": "1"}.items():
+        monkeypatch.setenv(name, value)
+    granted = _as_answer({"lease_id": "database/creds/ro/abc", "lease_duration": 2, "renewable": True,
+                          "data": {"value": "v"}})
+    fake_vault.answers = {**_referencing_vault(_ENGINE, granted, _as_answer({})),
+                          "/v1/sys/leases/renew": _as_answer({"lease_id": "database/creds/ro/abc",
+                                                              "lease_duration": 10**30})}
+    assert main(["exec", "--", "run"]) == 7
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "internal error" not in err
+    assert ("materialize: warning: could not renew lease database/creds/ro/abc (database/creds/ro): the answer "
+            "holds no lease_duration Vault could give") in err
