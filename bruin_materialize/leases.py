@@ -21,9 +21,10 @@ import hvac
 import hvac.exceptions
 
 from bruin_materialize.adapter import RetryPolicy
+from bruin_materialize.auth import is_duration
 from bruin_materialize.console import Console
 from bruin_materialize.errors import MaterializeError, vault_error
-from bruin_materialize.settings import MAX_DURATION, Settings
+from bruin_materialize.settings import Settings
 from bruin_materialize.threads import start_daemon
 from bruin_materialize.vault import call, dig, open_client, transport_of, unexpected
 
@@ -100,16 +101,11 @@ def read(client: hvac.Client, path: str) -> Answer:
         return Answer(data, None)
     ttl = ttl if isinstance(ttl, int) and not isinstance(ttl, bool) and ttl >= 0 else 0
     renewable = body.get("renewable") is True
-    if not _is_duration(ttl):  # held, so that it is revoked, but no time can be made of it
+    if not is_duration(ttl):  # held, so that it is revoked, but no time can be made of it
         return Answer(data, Lease(path, lease_id, False, 0, time.monotonic(), time.time()),
                       f"{what}: the answer's lease_duration is longer than any duration Vault gives (Go's limit, "
                       "about 292 years); is BRUIN_VAULT_HOST Vault itself?")
     return Answer(data, Lease(path, lease_id, renewable, ttl, time.monotonic(), time.time() + ttl))
-
-
-def _is_duration(seconds: int) -> bool:
-    """Whether Vault could have given `seconds`: its durations are Go's, at most 2^63 - 1 ns."""
-    return seconds <= MAX_DURATION
 
 
 class Held:
@@ -250,7 +246,7 @@ class Held:
         except (MaterializeError, hvac.exceptions.VaultError) as exc:
             return None if self._stop.is_set() else self._renewal_failed(lease, exc)  # stopped: bruin is done
         granted = body.get("lease_duration") if isinstance(body, dict) else None
-        if not isinstance(granted, int) or isinstance(granted, bool) or not 0 <= granted <= MAX_DURATION:
+        if not is_duration(granted) or granted < 0:
             return self._renewal_failed(lease, vault_error("the answer holds no lease_duration Vault could give"))
         now = time.monotonic()
         renewed = lease._replace(granted=now, expires=time.time() + granted, ttl=max(granted, lease.ttl))

@@ -327,3 +327,19 @@ def test_a_renewal_answered_past_go_durations_is_a_warning_while_bruin_runs(
     assert "Traceback" not in err and "internal error" not in err
     assert ("materialize: warning: could not renew lease database/creds/ro/abc (database/creds/ro): the answer "
             "holds no lease_duration Vault could give") in err
+
+
+@pytest.mark.parametrize("ttl", [2**63 // 10**9 + 1, 10**30, 10**400], ids=["past-go", "1e30", "1e400"])
+def test_a_login_answered_with_a_ttl_no_vault_gives_is_exit_3(
+        fake_vault: FakeVault, settings_env: None, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str], ttl: int) -> None:
+    monkeypatch.delenv("BRUIN_VAULT_TOKEN")
+    monkeypatch.setenv("BRUIN_VAULT_ROLE_ID", "role")
+    monkeypatch.setenv("BRUIN_VAULT_SECRET_ID", "secret-id-value")
+    fake_vault.answers = {"/v1/auth/approle/login": _as_answer(
+        {"auth": {"client_token": "s.login-token", "lease_duration": ttl, "renewable": True}})}
+    assert main(["check"]) == 3
+    assert capsys.readouterr().err.splitlines() == [
+        "materialize: error: AppRole login (auth/approle, role_id from BRUIN_VAULT_ROLE_ID): the answer's "
+        "lease_duration is longer than any duration Vault gives (Go's limit, about 292 years); is BRUIN_VAULT_HOST "
+        "Vault itself?"]
