@@ -20,7 +20,6 @@ import decimal
 import json
 import math
 import re
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -30,7 +29,7 @@ import hvac.exceptions
 
 from bruin_materialize import references
 from bruin_materialize.bruinread import Unreadable, decode, key_text
-from bruin_materialize.console import Console
+from bruin_materialize.console import Console, flush_stdout
 from bruin_materialize.errors import ExitCode, usage_error, vault_error
 from bruin_materialize.paths import absolutize
 from bruin_materialize.plan import changed_fields, identical
@@ -488,7 +487,7 @@ def show_plan(entries: list[Entry], states: list[State], overwrite: bool, versio
              if (line := plan_line(e, s, t, version)) is not None]
     for line in lines:
         print(line)
-    sys.stdout.flush()
+    flush_stdout()
     console.info(f"import --dry-run: {_counts(todo, dry_run=True)}; nothing written")
     return ExitCode.CHANGES if lines else ExitCode.OK  # as plan: Vault differs from the file
 

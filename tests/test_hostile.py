@@ -299,8 +299,9 @@ def run_with_stdout_closed(*args: str) -> subprocess.CompletedProcess[str]:
     (("plan", "--no-base", "--against", "{empty}", "--format", "json"), 5),
     (("plan", "--no-base", "--against", "{same}"), 0), (("render", "-o", "{out}"), 0),
     (("render", "-o", "{out}", "--format", "json"), 0), (("completion", "bash"), 2),
+    (("import", "{empty}", "--dry-run"), 0), (("import", "{same}", "--path", "elsewhere", "--dry-run"), 5),
 ], ids=["check", "check-json", "plan-lines", "plan-json", "plan-no-changes", "render-output", "render-json",
-        "completion"])
+        "completion", "import-dry-run-nothing", "import-dry-run-lines"])
 def test_every_command_started_with_stdout_closed_ends_with_its_own_exit_code(
         env: dict[str, str], tmp_path: Path, args: tuple[str, ...], code: int) -> None:
     """What goes to stdout goes nowhere, as into /dev/null; the exit code still says how it went. Only
