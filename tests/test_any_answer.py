@@ -343,3 +343,31 @@ def test_a_login_answered_with_a_ttl_no_vault_gives_is_exit_3(
         "materialize: error: AppRole login (auth/approle, role_id from BRUIN_VAULT_ROLE_ID): the answer's "
         "lease_duration is longer than any duration Vault gives (Go's limit, about 292 years); is BRUIN_VAULT_HOST "
         "Vault itself?"]
+
+
+_DEEP = b"[" * 100_000 + b"]" * 100_000  # past Python's recursion limit, as a hostile answer may be
+
+
+@pytest.mark.parametrize(("where", "what"), [
+    (f"/v1/sys/internal/ui/mounts/{MOUNT}", f"inspecting mount {MOUNT}"),
+    (f"/v1/{MOUNT}/metadata/bruin", f"listing {MOUNT}/bruin"),
+    (f"/v1/{MOUNT}/data/bruin/api", f"reading {MOUNT}/bruin/api"),
+    (f"/v1/{REFERENCED}", f"reading {REFERENCED}"),
+], ids=["mount", "list", "read", "reference"])
+def test_an_answer_nested_past_pythons_recursion_limit_is_exit_3(
+        fake_vault: FakeVault, settings_env: None, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        where: str, what: str) -> None:
+    """As an answer, exit 3 naming the operation; as the body of a refusal (403), the status speaks."""
+    granted = _as_answer({"data": {"value": "v"}})
+    out = tmp_path / "bruin.yml"
+    for status in (200, 403):
+        fake_vault.answers = {**_referencing_vault(_ENGINE, granted, _as_answer({})),
+                              where: Answer(status, b'{"data": {"data": ' + _DEEP + b"}}")}
+        code = main(["render", "-o", str(out)])
+        err = capsys.readouterr().err.splitlines()
+        assert code in DOCUMENTED_EXIT and "internal error" not in err[-1], err
+        if status == 200:
+            assert code == 3 and err[-1] == (f"materialize: error: {what}: the answer (HTTP 200) is JSON nested deeper "
+                                             "than any of Vault's; is this a Vault server?"), err
+            assert not out.exists()
+        out.unlink(missing_ok=True)
