@@ -371,3 +371,31 @@ def test_an_answer_nested_past_pythons_recursion_limit_is_exit_3(
                                              "than any of Vault's; is this a Vault server?"), err
             assert not out.exists()
         out.unlink(missing_ok=True)
+
+
+def test_a_folder_listing_itself_without_end_stops_at_the_depth_bound(
+        fake_vault: FakeVault, settings_env: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A server whose every folder holds another (`sub/`) would be listed for ever with --recursive."""
+    fake_vault.answers = {f"/v1/sys/internal/ui/mounts/{MOUNT}": _as_answer(DOCUMENTED_MOUNT)}
+    folder = "bruin"
+    for _ in range(70):
+        fake_vault.answers[f"/v1/{MOUNT}/metadata/{folder}"] = _as_answer({"data": {"keys": ["sub/"]}})
+        folder += "/sub"
+    out = tmp_path / "bruin.yml"
+    assert main(["render", "--recursive", "-o", str(out)]) == 3
+    [line] = capsys.readouterr().err.splitlines()
+    assert line == (f"materialize: error: listing {MOUNT}/bruin: folders nest more than 64 levels deep under it "
+                    "(sub/sub/sub/...); is BRUIN_VAULT_HOST Vault itself?")
+    assert not out.exists()
+
+
+def test_a_listing_that_names_a_secret_twice_is_exit_3(fake_vault: FakeVault, settings_env: None, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    secret = _as_answer({"data": {"data": {"type": "generic", "details": {"value": "v"}}}})
+    fake_vault.answers = {f"/v1/sys/internal/ui/mounts/{MOUNT}": _as_answer(DOCUMENTED_MOUNT),
+                          f"/v1/{MOUNT}/metadata/bruin": _as_answer({"data": {"keys": ["pg", "lake", "pg"]}}),
+                          f"/v1/{MOUNT}/data/bruin/pg": secret, f"/v1/{MOUNT}/data/bruin/lake": secret}
+    for argv in (["render", "-o", str(tmp_path / "bruin.yml")], ["check", "--on-collision", "last"]):
+        assert main(argv) == 3
+        assert capsys.readouterr().err.splitlines() == [
+            f"materialize: error: listing {MOUNT}/bruin: the answer lists pg twice; is BRUIN_VAULT_HOST Vault itself?"]
