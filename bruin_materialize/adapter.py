@@ -565,6 +565,9 @@ def _decode(reply: Reply) -> Any:
     except ValueError:
         # A proxy's HTML page, or a truncated body: say so without quoting it.
         raise TransportError(f"the answer (HTTP {reply.status}) is not valid JSON; is this a Vault server?") from None
+    except RecursionError:  # arrays or objects nested about a thousand deep: no answer of Vault's is
+        raise TransportError(f"the answer (HTTP {reply.status}) is JSON nested deeper than any of Vault's; is this a "
+                             "Vault server?") from None
 
 
 def _raise_for_status(method: str, path: str, reply: Reply) -> NoReturn:
@@ -572,7 +575,7 @@ def _raise_for_status(method: str, path: str, reply: Reply) -> NoReturn:
     text = reply.body.decode("utf-8", "replace")
     try:
         parsed = json.loads(text) if text.strip() else None
-    except ValueError:
+    except (ValueError, RecursionError):  # not Vault's errors: the status alone speaks
         parsed = None
     errors = parsed.get("errors") if isinstance(parsed, dict) else None
     try:

@@ -8,7 +8,7 @@ secrets are read; a token we were given belongs to someone else and is never rev
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeGuard
 
 import hvac
 import hvac.exceptions
@@ -73,8 +73,16 @@ def log_in(client: hvac.Client, creds: Credentials) -> Login:
     if not isinstance(token, str) or not token:
         raise vault_error(f"{what}: the answer holds no token")
     ttl = dig(answer, "auth", "lease_duration")
-    return Login(token, float(ttl) if isinstance(ttl, int) and ttl > 0 else 0.0,
+    if isinstance(ttl, int) and ttl > settings.MAX_DURATION:
+        raise vault_error(f"{what}: the answer's lease_duration is longer than any duration Vault gives (Go's "
+                          "limit, about 292 years); is BRUIN_VAULT_HOST Vault itself?")
+    return Login(token, float(ttl) if is_duration(ttl) and ttl > 0 else 0.0,
                  dig(answer, "auth", "renewable") is True)
+
+
+def is_duration(value: object) -> TypeGuard[int]:
+    """Whether `value` is a number of seconds Vault could give: its durations are Go's, at most 2^63 - 1 ns."""
+    return isinstance(value, int) and not isinstance(value, bool) and value <= settings.MAX_DURATION
 
 
 def _login(client: hvac.Client, auth: Auth, secret: str) -> Any:

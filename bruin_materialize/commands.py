@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from bruin_materialize import handover, importer, pipeline, preflight, write
-from bruin_materialize.console import Console, Progress, silence_stdout
+from bruin_materialize.console import Console, Progress, flush_stdout, silence_stdout
 from bruin_materialize.environments import layout, load_against
 from bruin_materialize.errors import ExitCode, usage_error
 from bruin_materialize.settings import Settings
@@ -61,7 +61,7 @@ def plan(settings: Settings, environ: Mapping[str, str], console: Console) -> in
     else:
         for change in found:
             print(change.line())
-        sys.stdout.flush()
+        flush_stdout()
     n = len(found)
     console.info(f"plan: {n} difference{'s' if n != 1 else ''}" if n else "plan: no changes")
     return ExitCode.CHANGES if found else ExitCode.OK

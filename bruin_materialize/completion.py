@@ -45,6 +45,8 @@ def run(args: Sequence[str], prog: str) -> int:
     shell: str = build_parser(prog).parse_args(list(args)).shell
     script = completion_script(shell)
     try:
+        if sys.stdout is None:  # started with stdout closed (`>&-`)
+            raise ValueError
         sys.stdout.write(script)
         sys.stdout.flush()
     except (OSError, ValueError):  # stdout closed, or its reader gone

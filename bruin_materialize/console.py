@@ -158,6 +158,13 @@ class Progress:
             wait = self.IN_PLACE_EVERY if self._in_place else self.EVERY
 
 
+def flush_stdout() -> None:
+    """Lines printed on stdout, out now. Started with stdout closed (`>&-`), Python's sys.stdout is
+    None and print() wrote nowhere, as into /dev/null: the exit code still says what was found."""
+    if sys.stdout is not None:
+        sys.stdout.flush()
+
+
 def silence_stdout() -> None:
     """After a write to stdout failed (its reader left): Python flushes stdout again at exit, which
     would fail the same way and print a traceback."""

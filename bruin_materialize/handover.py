@@ -85,12 +85,18 @@ def has_flag(args: Sequence[str], name: str) -> bool:
 
 def exec_bruin(argv: list[str], env: dict[str, str]) -> NoReturn:
     """Replace mode: become bruin. Nothing of ours runs afterwards, so nothing removes the file."""
-    sys.stdout.flush()
-    sys.stderr.flush()
+    _flush()
     try:
         os.execve(argv[0], argv, env)
     except OSError as exc:
         raise usage_error(f"cannot run {argv[0]}: {exc.strerror}") from None
+
+
+def _flush() -> None:
+    """What we wrote goes before bruin's. A stream closed when we started is None: bruin inherits it closed."""
+    for stream in (sys.stdout, sys.stderr):
+        if stream is not None:
+            stream.flush()
 
 
 def run_bruin(argv: list[str], env: dict[str, str]) -> int:
@@ -102,8 +108,7 @@ def run_bruin(argv: list[str], env: dict[str, str]) -> int:
     would unwind the stack while bruin still runs). They stay blocked until every pending one is
     consumed: a SIGTERM that came as bruin exited is answered by bruin's exit, not by a traceback.
     """
-    sys.stdout.flush()
-    sys.stderr.flush()
+    _flush()
     waited = {*FORWARDED_SIGNALS, signal.SIGCHLD}
     # Started with SIGCHLD ignored (some launchers do that), the kernel would reap bruin itself and
     # its exit code would be lost: the default disposition for the wait, and for bruin.

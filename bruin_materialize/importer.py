@@ -20,7 +20,6 @@ import decimal
 import json
 import math
 import re
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -28,8 +27,9 @@ from typing import Any, NamedTuple
 import hvac
 import hvac.exceptions
 
+from bruin_materialize import references
 from bruin_materialize.bruinread import Unreadable, decode, key_text
-from bruin_materialize.console import Console
+from bruin_materialize.console import Console, flush_stdout
 from bruin_materialize.errors import ExitCode, usage_error, vault_error
 from bruin_materialize.paths import absolutize
 from bruin_materialize.plan import changed_fields, identical
@@ -182,6 +182,7 @@ def check(doc: dict[str, Any], pairs: list[tuple[str, str]], schema: Schema | No
     entries: list[Entry] = []
     for env, path in pairs:
         raw, problems = _raw_secrets(doc["environments"][env], env, job.file, schema)
+        problems.extend(_reference_shaped(raw))
         outcome = validate(raw, schema, options)
         problems.extend(_unconverted(outcome.problems))
         locations = {s.name: s.location for s in raw}
@@ -265,6 +266,16 @@ def _relative_paths(conn: Connection, job: ImportJob, where: str) -> list[Proble
     return [Problem(ERROR, f"{where}: details.{f}", f"is a relative path, which bruin resolves against {folder}; pass "
                     "--relative-paths absolute (resolve it there) or keep (leave it to render, which resolves it "
                     "against the project root)") for f in fields]
+
+
+def _reference_shaped(raw: list[RawSecret]) -> list[Problem]:
+    """bruin knows no `$vault`: it read such a mapping as it is. In Vault, render would read it as a
+    reference and give bruin another secret's value instead, so it is refused, well-formed or not."""
+    found = references.find(raw)
+    where = [(r.location, r.field) for r in found.references] + [(p.location, p.field) for p in found.problems]
+    return [Problem(ERROR, f"{location}: {field}", "is a mapping with a `$vault` key, which render would read as a "
+                    "reference to another Vault secret, not as this mapping bruin read; import writes no reference",
+                    location, field, "reference-imported") for location, field in where]
 
 
 def _env_references(conn: Connection, where: str) -> list[Problem]:
@@ -476,7 +487,7 @@ def show_plan(entries: list[Entry], states: list[State], overwrite: bool, versio
              if (line := plan_line(e, s, t, version)) is not None]
     for line in lines:
         print(line)
-    sys.stdout.flush()
+    flush_stdout()
     console.info(f"import --dry-run: {_counts(todo, dry_run=True)}; nothing written")
     return ExitCode.CHANGES if lines else ExitCode.OK  # as plan: Vault differs from the file
 

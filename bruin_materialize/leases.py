@@ -26,6 +26,7 @@ import hvac.exceptions
 
 from bruin_materialize import lifetime
 from bruin_materialize.adapter import RetryPolicy
+from bruin_materialize.auth import is_duration
 from bruin_materialize.console import Console
 from bruin_materialize.errors import ExitCode, MaterializeError, vault_error
 from bruin_materialize.references import NOT_ENGINES
@@ -60,6 +61,7 @@ class Lease(NamedTuple):
 class Answer(NamedTuple):
     data: dict[str, Any]  # the keys a reference picks from (of data.data for a KV v2 path)
     lease: Lease | None  # None for what has no lease (a KV secret)
+    refused: str | None = None  # why the answer is not Vault's, though it granted a lease to revoke
 
 
 class Engine(NamedTuple):
@@ -129,6 +131,10 @@ def read(client: hvac.Client, path: str) -> Answer:
         return Answer(data, None)
     ttl = ttl if isinstance(ttl, int) and not isinstance(ttl, bool) and ttl >= 0 else 0
     renewable = body.get("renewable") is True
+    if not is_duration(ttl):  # held, so that it is revoked, but no time can be made of it
+        return Answer(data, Lease(path, lease_id, False, 0, time.monotonic(), time.time()),
+                      f"{what}: the answer's lease_duration is longer than any duration Vault gives (Go's limit, "
+                      "about 292 years); is BRUIN_VAULT_HOST Vault itself?")
     return Answer(data, Lease(path, lease_id, renewable, ttl, time.monotonic(), time.time() + ttl))
 
 
@@ -165,7 +171,10 @@ class Held:
             if answer.lease is not None:
                 with self._lock:
                     self.leases.append(answer.lease)
-                self._say_created(answer.lease)
+                if answer.refused is None:
+                    self._say_created(answer.lease)
+            if answer.refused is not None:
+                raise vault_error(answer.refused)
             answers[path] = answer.data
         token_due = self._hold_token(client) if self.settings.command == "exec" and self.leases else None
         if token_due is not None or (self.settings.command == "exec"
@@ -279,8 +288,8 @@ class Held:
         except (MaterializeError, hvac.exceptions.VaultError) as exc:
             return None if self._stop.is_set() else self._renewal_failed(lease, exc)  # stopped: bruin is done
         granted = body.get("lease_duration") if isinstance(body, dict) else None
-        if not isinstance(granted, int) or isinstance(granted, bool) or granted < 0:
-            return self._renewal_failed(lease, vault_error("the answer holds no lease_duration"))
+        if not is_duration(granted) or granted < 0:
+            return self._renewal_failed(lease, vault_error("the answer holds no lease_duration Vault could give"))
         now = time.monotonic()
         renewed = lease._replace(granted=now, expires=time.time() + granted, ttl=max(granted, lease.ttl))
         with self._lock:
@@ -415,6 +424,9 @@ def check_readable(client: hvac.Client, paths: list[str]) -> list[Readable]:
         engine = engine_at(client, path)
         refuse_vault_itself(path, engine)
         capabilities = dig(body, "data", path)
+        if isinstance(capabilities, list) and not all(isinstance(c, str) for c in capabilities):
+            raise vault_error(f"{what}: the answer for {path} is not a list of capability names; is "
+                              "BRUIN_VAULT_HOST Vault itself?")
         if not isinstance(capabilities, list) or not {"read", "root"} & set(capabilities):
             raise vault_error(f"permission denied: the token cannot read {path}; its policy needs {POLICY}")
         if engine is None:

@@ -130,8 +130,9 @@ class TokenLifetime:
             return False
         ttl = dig(answer, "auth", "lease_duration")
         # Less than it was first given: its max TTL is near, and each renewal would grant less (a second
-        # more than what was left, in whole seconds, until nothing is): a fresh login lasts.
-        if not isinstance(ttl, int) or ttl <= remaining or (self.first_ttl is not None and ttl < self.first_ttl):
+        # more than what was left, in whole seconds, until nothing is): a fresh login lasts. A TTL no Vault
+        # gives (past Go's durations) is no extension either.
+        if not auth.is_duration(ttl) or ttl <= remaining or (self.first_ttl is not None and ttl < self.first_ttl):
             return False
         self._granted(float(ttl), bool(dig(answer, "auth", "renewable")))
         return True
@@ -153,7 +154,7 @@ class TokenLifetime:
         except (MaterializeError, hvac.exceptions.VaultError):
             return  # its policy may not allow it: a 403 then stays the policy's message
         left, given = dig(answer, "data", "ttl"), dig(answer, "data", "creation_ttl")
-        if isinstance(left, int) and isinstance(given, int) and given > 0 and left >= 0:  # 0, 0: never expires
+        if auth.is_duration(left) and auth.is_duration(given) and given > 0 and left >= 0:  # 0, 0: never expires
             self._expires = self._clock() + left  # whole seconds, rounded down: it may end up to 1 s later
             self.first_ttl = float(given)
 

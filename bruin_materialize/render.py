@@ -72,8 +72,16 @@ def read_sources(text: str) -> dict[str, dict[str, str]] | None:
         for source, names in by_path.items():
             if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
                 raise ValueError("not a list of names")
+            _check_text(environment, source, *names)
             found.setdefault(environment, {}).update(dict.fromkeys(names, source))
     return found
+
+
+def _check_text(*texts: str) -> None:
+    """JSON may escape a lone surrogate (`\\ud800`), which no render writes and no UTF-8 stream can
+    carry: printed by plan it would end the run, so the line is damaged."""
+    for text in texts:
+        text.encode("utf-8")  # a UnicodeEncodeError is a ValueError
 
 
 def render_environments(environments: Environments, default_environment: str, source: str,

@@ -64,8 +64,8 @@ def load_schema_file(path: Path, source: str | None = None) -> Schema:
     raw = files.read_bytes(path, f"the schema file {path}")
     try:
         doc = json.loads(raw)
-    except ValueError:
-        raise usage_error(f"the schema file {path} is not valid JSON") from None
+    except (ValueError, RecursionError):  # RecursionError: arrays or objects nested about a thousand deep
+        raise usage_error(f"the schema file {path} is not valid JSON, or is nested deeper than any schema") from None
     return parse_schema(doc, source or str(path), raw)
 
 
@@ -80,7 +80,7 @@ def schema_from_bruin(bruin: str, cache_dir: Path | None, env: Mapping[str, str]
         try:
             raw = files.read_bytes(cache, "the cached schema")
             return parse_schema(json.loads(raw), f"`{bruin} internal connections` (cached)", raw)
-        except (MaterializeError, ValueError):  # missing, unreadable or damaged: ask bruin again
+        except (MaterializeError, ValueError, RecursionError):  # missing, unreadable or damaged: ask bruin again
             pass
     try:
         proc = subprocess.run(
@@ -92,7 +92,7 @@ def schema_from_bruin(bruin: str, cache_dir: Path | None, env: Mapping[str, str]
         raise usage_error(f"`{bruin} internal connections` exited with {proc.returncode}")
     try:
         doc = json.loads(proc.stdout)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise usage_error(f"`{bruin} internal connections` did not print JSON; is this bruin too old?") from None
     schema = parse_schema(doc, f"`{bruin} internal connections`", proc.stdout)
     if cache is not None:

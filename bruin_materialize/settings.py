@@ -921,8 +921,12 @@ def _proxy(address: VaultAddress, value: str | None, source: str,
     if not value:
         variable = "HTTPS_PROXY" if address.scheme == "https" else "HTTP_PROXY"
         value, source = _either_case(variable, environ)
-        if not value or _bypasses_proxy(address, _either_case("NO_PROXY", environ)[0] or ""):
+        if not value:
             return None, ""
+        no_proxy, no_proxy_source = _either_case("NO_PROXY", environ)
+        if _bypasses_proxy(address, check_text(no_proxy or "", no_proxy_source)):
+            return None, ""
+        check_text(value, source)  # ours were checked as they were read; these only when they count
     url = value if "://" in value else "http://" + value
     try:
         parts = urllib.parse.urlsplit(url)

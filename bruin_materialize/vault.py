@@ -251,8 +251,11 @@ class KV:
         pending = [""]
         while pending:
             folder = pending.pop()
-            for key in self._list_keys(path, folder, top=(folder == "")):
-                _check_listed(key, "/".join(p for p in (self.mount, path, folder.rstrip("/")) if p))
+            listed = "/".join(p for p in (self.mount, path, folder.rstrip("/")) if p)
+            keys = self._list_keys(path, folder, top=(folder == ""))
+            _check_listing(keys, listed, folder, "/".join(p for p in (self.mount, path) if p))
+            for key in keys:
+                _check_listed(key, listed)
                 if not key.endswith("/"):
                     names.append(folder + key)
                 elif recursive:
@@ -323,6 +326,31 @@ class KV:
             return self.client.secrets.kv.v2.read_secret_version(path=secret_path, mount_point=self.mount,
                                                                  raise_on_deleted_version=True)
         return self.client.secrets.kv.v1.read_secret(path=secret_path, mount_point=self.mount)
+
+
+MAX_FOLDER_DEPTH = 64  # no layout nests deeper; a server whose every folder holds another would never end
+
+
+def _check_listing(keys: list[str], listed: str, folder: str, top: str) -> None:
+    """Vault lists each name once, and its folders end: a name twice, or folders nested past any layout
+    (a folder that lists itself), is no answer of Vault's."""
+    twice = _first_repeated(keys)
+    if twice is not None:
+        raise vault_error(f"listing {listed}: the answer lists {show(twice) if twice else 'an empty name'} twice; "
+                          "is BRUIN_VAULT_HOST Vault itself?")
+    if folder.count("/") >= MAX_FOLDER_DEPTH and any(k.endswith("/") for k in keys):
+        nested = "/".join(folder.split("/")[:3])
+        raise vault_error(f"listing {top}: folders nest more than {MAX_FOLDER_DEPTH} levels deep under it "
+                          f"({show(nested)}/...); is BRUIN_VAULT_HOST Vault itself?")
+
+
+def _first_repeated(keys: list[str]) -> str | None:
+    seen: set[str] = set()
+    for key in keys:
+        if key in seen:
+            return key
+        seen.add(key)
+    return None
 
 
 def _check_listed(key: str, listed: str) -> None:

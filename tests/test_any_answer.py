@@ -232,3 +232,170 @@ def test_any_file_to_import_ends_with_a_documented_exit(fake_vault: FakeVault, s
     err = capsys.readouterr().err
     assert code in DOCUMENTED_EXIT, err
     assert "Traceback" not in err and "internal error" not in err
+
+
+# --- references: what a `{"$vault": PATH, "field": KEY}` names is answered by the fake Vault too ---
+
+REFERENCED = "database/creds/ro"
+_REFERRING = {"type": "generic", "details": {"value": {"$vault": REFERENCED, "field": "value"}}}
+_ENGINE = _as_answer({"data": {"type": "database", "path": "database/", "options": None}})
+_lease_seconds = st.one_of(st.integers(min_value=-2, max_value=10**6), st.just(2**63 // 10**9),
+                           st.just(2**63 // 10**9 + 1), st.just(10**20), st.just(10**400), st.booleans(), _json)
+_documented_lease = st.builds(
+    lambda value, ttl, lease_id: _as_answer({"lease_id": lease_id, "lease_duration": ttl, "renewable": True,
+                                             "data": {"value": value}}),
+    _json, _lease_seconds, st.sampled_from(["database/creds/ro/abc", "", "a\x1b[2J\nmaterialize: error: x"]) | _text)
+_capabilities = st.builds(lambda caps: _as_answer({"data": {REFERENCED: caps}}),
+                          st.one_of(st.just(["read"]), st.just(["root"]), _json, st.lists(_json, max_size=3)))
+
+
+def _referencing_vault(engine: Answer, read: Answer, capabilities: Answer) -> dict[str, Answer]:
+    return {f"/v1/sys/internal/ui/mounts/{MOUNT}": _as_answer(DOCUMENTED_MOUNT),
+            f"/v1/{MOUNT}/metadata/bruin": _as_answer({"data": {"keys": ["api"]}}),
+            f"/v1/{MOUNT}/data/bruin/api": _as_answer({"data": {"data": _REFERRING, "metadata": {"version": 1}}}),
+            f"/v1/sys/internal/ui/mounts/{REFERENCED}": engine, f"/v1/{REFERENCED}": read,
+            "/v1/sys/capabilities-self": capabilities}
+
+
+@settings(max_examples=examples(1 / 10, at_least=30),
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
+                                 HealthCheck.data_too_large])
+@given(engine=st.one_of(st.just(_ENGINE), st.just(_ENGINE), _odd), read=st.one_of(_documented_lease, _odd),
+       capabilities=st.one_of(_capabilities, _odd), command=st.sampled_from(["render", "check", "check-json"]))
+def test_any_answer_to_a_reference_ends_with_a_documented_exit_and_exit_0_writes_its_text_exactly(
+        fake_vault: FakeVault, settings_env: None, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        engine: Answer, read: Answer, capabilities: Answer, command: str) -> None:
+    fake_vault.answers = _referencing_vault(engine, read, capabilities)
+    fake_vault.otherwise = _as_answer({"errors": []}, 404)
+    out = tmp_path / "out" / "bruin.yml"
+    out.unlink(missing_ok=True)
+    argv = {"render": ["render", "-o", str(out)], "check": ["check"], "check-json": ["check", "--format", "json"]}
+    code = main(argv[command])
+    err = capsys.readouterr().err
+    assert code in DOCUMENTED_EXIT, err
+    assert "Traceback" not in err and "internal error" not in err
+    assert all(line.startswith("materialize: ") for line in err.splitlines()), err
+    if code != 0 or command != "render":
+        assert not out.exists()
+        return
+    value = json.loads(read.body)["data"]["value"]
+    doc = YAML(typ="safe", pure=True).load(out.read_text(encoding="utf-8"))
+    written = doc["environments"]["default"]["connections"]["generic"][0]["value"]
+    assert written == value if isinstance(value, str) else not isinstance(value, (dict, list, type(None)))
+
+
+@pytest.mark.parametrize(("command", "read", "capabilities", "message"), [
+    ("render", _as_answer({"lease_id": "database/creds/ro/abc", "lease_duration": 10**20, "data": {"value": "v"}}),
+     None, f"reading {REFERENCED}: the answer's lease_duration is longer than any duration Vault gives (Go's limit, "
+           "about 292 years); is BRUIN_VAULT_HOST Vault itself?"),
+    ("check", None, _as_answer({"data": {REFERENCED: [{}, "read"]}}),
+     f"asking the token's capabilities (sys/capabilities-self): the answer for {REFERENCED} is not a list of "
+     "capability names; is BRUIN_VAULT_HOST Vault itself?"),
+], ids=["lease-beyond-go-durations", "capabilities-not-names"])
+def test_an_answer_to_a_reference_no_vault_gives_is_exit_3(
+        fake_vault: FakeVault, settings_env: None, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        command: str, read: Answer | None, capabilities: Answer | None, message: str) -> None:
+    granted = _as_answer({"lease_id": "database/creds/ro/abc", "lease_duration": 60, "data": {"value": "v"}})
+    fake_vault.answers = _referencing_vault(_ENGINE, read or granted,
+                                            capabilities or _as_answer({"data": {REFERENCED: ["read"]}}))
+    out = tmp_path / "bruin.yml"
+    assert main([command, "-o", str(out)] if command == "render" else [command]) == 3
+    assert capsys.readouterr().err.splitlines()[-1] == f"materialize: error: {message}"
+    assert not out.exists()
+
+
+def test_a_renewal_answered_past_go_durations_is_a_warning_while_bruin_runs(
+        fake_vault: FakeVault, settings_env: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """exec renews a lease of 2s after about 1.3s; an answer no Vault gives is a warning on the renewing
+    thread, never its traceback, and bruin's exit code stands."""
+    bruin = tmp_path / "bruin"
+    bruin.write_text("#!/bin/sh\nsleep 2.5\nexit 7\n")
+    bruin.chmod(0o755)
+    runtime = tmp_path / "run"
+    runtime.mkdir(mode=0o700)
+    for name, value in {"BRUIN_BIN": str(bruin), "BRUIN_MATERIALIZE_RUNTIME_DIR": str(runtime),
+                        "BRUIN_MATERIALIZE_ALLOW_NON_TMPFS": "1"}.items():
+        monkeypatch.setenv(name, value)
+    granted = _as_answer({"lease_id": "database/creds/ro/abc", "lease_duration": 2, "renewable": True,
+                          "data": {"value": "v"}})
+    fake_vault.answers = {**_referencing_vault(_ENGINE, granted, _as_answer({})),
+                          "/v1/sys/leases/renew": _as_answer({"lease_id": "database/creds/ro/abc",
+                                                              "lease_duration": 10**30})}
+    assert main(["exec", "--", "run"]) == 7
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "internal error" not in err
+    assert ("materialize: warning: could not renew lease database/creds/ro/abc (database/creds/ro): the answer "
+            "holds no lease_duration Vault could give") in err
+
+
+@pytest.mark.parametrize("ttl", [2**63 // 10**9 + 1, 10**30, 10**400], ids=["past-go", "1e30", "1e400"])
+def test_a_login_answered_with_a_ttl_no_vault_gives_is_exit_3(
+        fake_vault: FakeVault, settings_env: None, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str], ttl: int) -> None:
+    monkeypatch.delenv("BRUIN_VAULT_TOKEN")
+    monkeypatch.setenv("BRUIN_VAULT_ROLE_ID", "role")
+    monkeypatch.setenv("BRUIN_VAULT_SECRET_ID", "secret-id-value")
+    fake_vault.answers = {"/v1/auth/approle/login": _as_answer(
+        {"auth": {"client_token": "s.login-token", "lease_duration": ttl, "renewable": True}})}
+    assert main(["check"]) == 3
+    assert capsys.readouterr().err.splitlines() == [
+        "materialize: error: AppRole login (auth/approle, role_id from BRUIN_VAULT_ROLE_ID): the answer's "
+        "lease_duration is longer than any duration Vault gives (Go's limit, about 292 years); is BRUIN_VAULT_HOST "
+        "Vault itself?"]
+
+
+_DEEP = b"[" * 100_000 + b"]" * 100_000  # past Python's recursion limit, as a hostile answer may be
+
+
+@pytest.mark.parametrize(("where", "what"), [
+    (f"/v1/sys/internal/ui/mounts/{MOUNT}", f"inspecting mount {MOUNT}"),
+    (f"/v1/{MOUNT}/metadata/bruin", f"listing {MOUNT}/bruin"),
+    (f"/v1/{MOUNT}/data/bruin/api", f"reading {MOUNT}/bruin/api"),
+    (f"/v1/{REFERENCED}", f"reading {REFERENCED}"),
+], ids=["mount", "list", "read", "reference"])
+def test_an_answer_nested_past_pythons_recursion_limit_is_exit_3(
+        fake_vault: FakeVault, settings_env: None, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        where: str, what: str) -> None:
+    """As an answer, exit 3 naming the operation; as the body of a refusal (403), the status speaks."""
+    granted = _as_answer({"data": {"value": "v"}})
+    out = tmp_path / "bruin.yml"
+    for status in (200, 403):
+        fake_vault.answers = {**_referencing_vault(_ENGINE, granted, _as_answer({})),
+                              where: Answer(status, b'{"data": {"data": ' + _DEEP + b"}}")}
+        code = main(["render", "-o", str(out)])
+        err = capsys.readouterr().err.splitlines()
+        assert code in DOCUMENTED_EXIT and "internal error" not in err[-1], err
+        if status == 200:
+            assert code == 3 and err[-1] == (f"materialize: error: {what}: the answer (HTTP 200) is JSON nested deeper "
+                                             "than any of Vault's; is this a Vault server?"), err
+            assert not out.exists()
+        out.unlink(missing_ok=True)
+
+
+def test_a_folder_listing_itself_without_end_stops_at_the_depth_bound(
+        fake_vault: FakeVault, settings_env: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A server whose every folder holds another (`sub/`) would be listed for ever with --recursive."""
+    fake_vault.answers = {f"/v1/sys/internal/ui/mounts/{MOUNT}": _as_answer(DOCUMENTED_MOUNT)}
+    folder = "bruin"
+    for _ in range(70):
+        fake_vault.answers[f"/v1/{MOUNT}/metadata/{folder}"] = _as_answer({"data": {"keys": ["sub/"]}})
+        folder += "/sub"
+    out = tmp_path / "bruin.yml"
+    assert main(["render", "--recursive", "-o", str(out)]) == 3
+    [line] = capsys.readouterr().err.splitlines()
+    assert line == (f"materialize: error: listing {MOUNT}/bruin: folders nest more than 64 levels deep under it "
+                    "(sub/sub/sub/...); is BRUIN_VAULT_HOST Vault itself?")
+    assert not out.exists()
+
+
+def test_a_listing_that_names_a_secret_twice_is_exit_3(fake_vault: FakeVault, settings_env: None, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    secret = _as_answer({"data": {"data": {"type": "generic", "details": {"value": "v"}}}})
+    fake_vault.answers = {f"/v1/sys/internal/ui/mounts/{MOUNT}": _as_answer(DOCUMENTED_MOUNT),
+                          f"/v1/{MOUNT}/metadata/bruin": _as_answer({"data": {"keys": ["pg", "lake", "pg"]}}),
+                          f"/v1/{MOUNT}/data/bruin/pg": secret, f"/v1/{MOUNT}/data/bruin/lake": secret}
+    for argv in (["render", "-o", str(tmp_path / "bruin.yml")], ["check", "--on-collision", "last"]):
+        assert main(argv) == 3
+        assert capsys.readouterr().err.splitlines() == [
+            f"materialize: error: listing {MOUNT}/bruin: the answer lists pg twice; is BRUIN_VAULT_HOST Vault itself?"]

@@ -235,6 +235,21 @@ def test_private_directory_is_removed_when_bruin_exits(env: dict[str, str], run_
 
 
 @pytest.mark.parametrize("mode", ["child", "replace"])
+def test_exec_started_with_stdout_closed_runs_bruin(env: dict[str, str], fake_bruin: Any, tmp_path: Path,
+                                                    mode: str) -> None:
+    """`exec ... >&-`: Python's sys.stdout is then None; bruin inherits the closed stdout as it is."""
+    proc = subprocess.run(["sh", "-c", 'exec "$@" >&-', "sh", sys.executable, str(MATERIALIZE), "exec",
+                           "--exec-mode", mode], stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                          timeout=60, env={**os.environ, "FAKE_BRUIN_EXIT": "7"})
+    sys.stderr.write(proc.stderr)
+    assert proc.returncode == 7, proc.stderr
+    assert "internal error" not in proc.stderr
+    assert fake_bruin.record()["argv"][:1] == ["run"]
+    if mode == "child":
+        assert leftovers(tmp_path / "runtime") == []
+
+
+@pytest.mark.parametrize("mode", ["child", "replace"])
 def test_private_directory_is_removed_when_bruin_cannot_start(env: dict[str, str], run_cli: Any,
                                                               tmp_path: Path, schema_path: Path, mode: str) -> None:
     broken = tmp_path / "bruin"

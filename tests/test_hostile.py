@@ -286,6 +286,36 @@ def test_plan_lines_into_a_closed_pipe_end_quietly(env: dict[str, str], tmp_path
     assert "Traceback" not in proc.stderr
 
 
+def run_with_stdout_closed(*args: str) -> subprocess.CompletedProcess[str]:
+    """materialize.py ARGS started with stdout closed (`>&-`): Python's sys.stdout is then None."""
+    proc = subprocess.run(["sh", "-c", 'exec "$@" >&-', "sh", sys.executable, str(MATERIALIZE), *args],
+                          stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=60)
+    sys.stderr.write(proc.stderr)
+    return proc
+
+
+@pytest.mark.parametrize(("args", "code"), [
+    (("check",), 0), (("check", "--format", "json"), 0), (("plan", "--no-base", "--against", "{empty}"), 5),
+    (("plan", "--no-base", "--against", "{empty}", "--format", "json"), 5),
+    (("plan", "--no-base", "--against", "{same}"), 0), (("render", "-o", "{out}"), 0),
+    (("render", "-o", "{out}", "--format", "json"), 0), (("completion", "bash"), 2),
+    (("import", "{empty}", "--dry-run"), 0), (("import", "{same}", "--path", "elsewhere", "--dry-run"), 5),
+], ids=["check", "check-json", "plan-lines", "plan-json", "plan-no-changes", "render-output", "render-json",
+        "completion", "import-dry-run-nothing", "import-dry-run-lines"])
+def test_every_command_started_with_stdout_closed_ends_with_its_own_exit_code(
+        env: dict[str, str], tmp_path: Path, args: tuple[str, ...], code: int) -> None:
+    """What goes to stdout goes nowhere, as into /dev/null; the exit code still says how it went. Only
+    what exists to be read there (render's path, a completion script) is an error."""
+    empty, same, out = tmp_path / "empty.yml", tmp_path / "same.yml", tmp_path / "out" / "bruin.yml"
+    empty.write_text("environments:\n  default:\n    connections: {}\n")
+    assert main(["render", "-q", "-o", str(same)]) == 0
+    proc = run_with_stdout_closed(*(a.format(empty=empty, same=same, out=out) for a in args))
+    assert proc.returncode == code, proc.stderr
+    assert "Traceback" not in proc.stderr and "internal error" not in proc.stderr
+    if args[0] == "completion":
+        assert proc.stderr == "materialize: error: could not write the completion script to stdout\n"
+
+
 @pytest.mark.parametrize("output", ["{dir}/new/", "{dir}/new/.", "{dir}/new/..", "{dir}/", "./"])
 def test_an_output_naming_a_directory_is_refused_before_vault(env: dict[str, str], run_cli: Any, tmp_path: Path,
                                                                output: str) -> None:

@@ -816,3 +816,27 @@ def test_floats_kv2_gives_back_as_integers_are_refused_where_bruin_would_see_the
     else:
         assert code == 4 and len(lines) == 1 and lines[0].startswith(f"materialize: error: {kv2.mount}/f/bq: details.")
         assert "is a whole float that KV v2 gives back as an integer" in lines[0]
+
+
+REFERENCE_SHAPED = ("is a mapping with a `$vault` key, which render would read as a reference to another Vault "
+                    "secret, not as this mapping bruin read; import writes no reference")
+
+
+@pytest.mark.parametrize(("conn_type", "field", "value", "shown"), [
+    ("spark", "options", '{"$vault": "kv/data/a/pg", "field": "type"}', "details.options"),
+    ("generic", "other", '{"$vault": "kv/data/a/pg", "field": "type"}', "details.other"),
+    ("generic", "other", '[x, {"$vault": "database/creds/ro"}]', "details.other[1]"),
+    ("generic", "other", '{inner: {"$vault": 1, "field": 2, "more": 3}}', "details.other.inner"),
+], ids=["typed-map", "unknown-field", "in-a-list-malformed", "nested-malformed"])
+def test_a_mapping_shaped_as_a_reference_is_refused_by_import(kv2: Any, env: dict[str, str], tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str], conn_type: str,
+                                                               field: str, value: str, shown: str) -> None:
+    """bruin knows no `$vault`: it read a literal mapping. Stored as it is, render would replace it by
+    another secret's value, so the file bruin gets after import and render would not be the one it read."""
+    file = write_file(tmp_path, f"environments:\n  default:\n    connections:\n      {conn_type}:\n"
+                                f"        - name: c\n          value: v\n          {field}: {value}\n")
+    assert main(["import", str(file), "--mount-path", kv2.mount, "--path", "r"]) == 4
+    errors = [line for line in err_lines(capsys) if line.startswith("materialize: error:")]
+    assert errors == [f"materialize: error: {file}: default/c: {shown}: {REFERENCE_SHAPED}",
+                      "materialize: error: 1 invalid secret field (listed above); nothing was written"]
+    assert listing(kv2, "") == []

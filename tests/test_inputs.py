@@ -97,6 +97,13 @@ def test_a_schema_file_that_is_not_a_small_regular_file_is_refused(tmp_path: Pat
     assert run.error(2) == f"the schema file {path} {problem}"
 
 
+def test_a_schema_file_nested_past_pythons_recursion_limit_is_refused(tmp_path: Path) -> None:
+    deep = tmp_path / "deep.json"
+    deep.write_text('{"$defs": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    run = run_bounded(["check", "--schema", str(deep)], tmp_path)
+    assert run.error(2) == f"the schema file {deep} is not valid JSON, or is nested deeper than any schema"
+
+
 def test_the_reader_stops_one_byte_past_the_limit(tmp_path: Path) -> None:
     exact = tmp_path / "exact"
     exact.write_bytes(b"x" * 1024)

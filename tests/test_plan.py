@@ -187,3 +187,22 @@ def test_plan_against_a_file_that_is_not_a_bruin_config_is_a_usage_error(
     # The same file as the base file is refused the same way.
     code, _, err = run(["plan", "--base", str(wrong)], capsys)
     assert code == 2 and err == [f"materialize: error: the base file {wrong}{sep}{problem}"]
+
+
+@pytest.mark.parametrize("line", [
+    '{"prod": {"kv/\\ud800": ["warehouse"]}}', '{"prod": {"kv/\\udc80": ["warehouse"]}}',
+    '{"prod": {"kv/bruin/prod": ["ware\\udfffhouse"]}}', '{"\\ud83d": {"kv/bruin/prod": ["warehouse"]}}',
+], ids=["source-high", "source-low", "name", "environment"])
+def test_plan_refuses_a_sources_line_holding_what_no_render_writes(
+        project: Path, tmp_path: Path, line: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """A lone surrogate escaped in the sources line is no text a render writes: the line is damaged
+    (exit 2), never printed as a byte that is not UTF-8, or an internal error, in text or JSON."""
+    deployed = tmp_path / "deployed.yml"
+    assert main(["render", "-q", "--allow-repo", "-o", str(deployed)]) == 0
+    kept = [x for x in deployed.read_text().splitlines() if not x.startswith("# bruin-materialize sources: ")]
+    deployed.write_text("\n".join([*kept, "# bruin-materialize sources: " + line, ""]))
+    for fmt in ([], ["--format", "json"]):
+        code, out, err = run(["plan", "--against", str(deployed), *fmt], capsys)
+        assert code == 2 and err[-1] == (f"materialize: error: {deployed}: its 'bruin-materialize sources' line is "
+                                         "damaged; render the file again, or remove the line"), err
+        assert not fmt or '"exit_code": 2' in "\n".join(out)

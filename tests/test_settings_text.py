@@ -68,3 +68,20 @@ def test_a_vault_path_must_be_a_path(argv: list[str], message: str, monkeypatch:
     assert main(argv) == 2
     [line] = capsys.readouterr().err.splitlines()
     assert line.startswith(f"materialize: error: {message}")
+
+
+@pytest.mark.parametrize(("variables", "source"), [
+    ({"HTTP_PROXY": "http://pro\udcffxy:3128"}, "HTTP_PROXY"),
+    ({"http_proxy": "pro\udcffxy:3128"}, "http_proxy"),
+    ({"HTTP_PROXY": "http://127.0.0.1:9", "NO_PROXY": "vault.invalid,\udcff"}, "NO_PROXY"),
+    ({"HTTP_PROXY": "http://127.0.0.1:9", "no_proxy": "\udcff.invalid"}, "no_proxy"),
+])
+def test_the_proxy_variables_a_non_loopback_host_reads_are_checked_to_be_text(
+        variables: dict[str, str], source: str, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Read only when the host is not loopback (as Go reads them), and then checked as every setting."""
+    monkeypatch.setenv("BRUIN_VAULT_HOST", "http://vault.invalid:9")
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    assert main(["check"]) == 2
+    assert capsys.readouterr().err.splitlines() == [f"materialize: error: {source} {NOT_UTF8}"]
