@@ -319,6 +319,12 @@ def _value(value: Any, spec: Mapping[str, Any], field: str, schema: Schema, repo
                 return value
             return [_value(v, items, f"{field}[{i}]", schema, report) for i, v in enumerate(value)]
     else:
+        if expected == "string" and isinstance(value, float):
+            # JSON keeps a number's value, not how it was written (`1.50`, `15e-1`): the text bruin should
+            # get is unknown, and a credential is text exactly as its owner wrote it.
+            report.add(ERROR, field, "field-type-mismatch", "expected string, got a number with a fraction or "
+                       "exponent, whose written form JSON does not keep; store it in Vault as a string")
+            return value
         converted = _scalar(value, expected)
         if converted is not _MISMATCH:
             if type(converted) is not type(value):
@@ -339,9 +345,7 @@ def _scalar(value: Any, expected: str) -> Any:
             return value
         if isinstance(value, bool):
             return "true" if value else "false"
-        if isinstance(value, int) or (isinstance(value, float) and math.isfinite(value)):
-            return str(value) if isinstance(value, int) else repr(value)
-        return _MISMATCH
+        return str(value) if isinstance(value, int) else _MISMATCH  # an integer's text is its digits
     if expected == "boolean":
         if isinstance(value, bool):
             return value

@@ -80,6 +80,21 @@ def test_lossless_conversions_are_made_and_reported(schema: Schema) -> None:
                                 "kv/bruin/pg: details.pool_max_conns: number converted to integer"]
 
 
+@pytest.mark.parametrize("password", [1.5, 1e3, -0.0, 1e-7])
+def test_a_float_where_bruin_wants_text_is_an_error_not_converted(schema: Schema, password: float) -> None:
+    """JSON keeps 1.50 as 1.5: the text the owner wrote is unknown, so it is never guessed."""
+    out = check(pg(password=password), schema)
+    assert lines(out, ERROR) == ["kv/bruin/pg: details.password: expected string, got a number with a fraction or "
+                                 "exponent, whose written form JSON does not keep; store it in Vault as a string"]
+    assert out.connections == []
+
+
+def test_an_integer_where_bruin_wants_text_is_its_digits(schema: Schema) -> None:
+    out = check(pg(password=12345, username=True), schema)
+    assert out.errors == []
+    assert (out.connections[0].fields["password"], out.connections[0].fields["username"]) == ("12345", "true")
+
+
 @pytest.mark.parametrize("port", ["0123", "54 32", "5432.5", True, [5432], {"n": 1}, 2**63, "1e3"])
 def test_lossy_or_impossible_conversions_are_errors(schema: Schema, port: Any) -> None:
     out = check(pg(port=port), schema)
