@@ -178,7 +178,8 @@ def _tool(ctx: Context, n: int, variant: str) -> tuple[measure.Sample, float | N
     return sample, float(found.group(1)) if found else None
 
 
-_READ_LINE = re.compile(r"^materialize: read \d+ secrets from .* in ([0-9.]+)s$", re.MULTILINE)
+# -v lines start with their time when stderr is not a terminal (`2026-12-03T18:10:00.123Z materialize: ...`).
+_READ_LINE = re.compile(r"^(?:\S+Z )?materialize: read \d+ secrets from .* in ([0-9.]+)s$", re.MULTILINE)
 
 
 def _script(ctx: Context, n: int, script: str) -> measure.Sample:

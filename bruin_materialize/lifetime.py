@@ -3,7 +3,9 @@ it runs out; a given token that runs out explained as such, not as a policy that
 
 Checked before each list and read (vault.KV calls `before`), by up to `--concurrency` threads at
 once: one lock, so one thread renews or logs in while the others wait, then all read with the new
-token. Every call goes through hvac's API (`auth/token/renew-self`, the login, `lookup-self`).
+token. Between those moments `before` costs one comparison: it takes the lock only once the next
+thing to do (the look-up, the renewal) may be due, a time kept under the lock. Every call goes
+through hvac's API (`auth/token/renew-self`, the login, `lookup-self`).
 
 - A login token (ours) is renewed once half its lease has passed, while Vault extends it to what it
   was first given; when it is not renewable, or Vault grants less (its max TTL is near), the same
@@ -58,10 +60,13 @@ class TokenLifetime:
         self.first_ttl: float | None = None  # the TTL messages name
         if login is not None:
             self._granted(login.ttl, login.renewable)
+        self._quiet_until = float("-inf")  # before this moment `before` has nothing to do (see _plan)
 
     # --- called by the readers -------------------------------------------------------------------
 
     def before(self) -> None:
+        if self._clock() < self._quiet_until:  # read without the lock: it is only ever set under it
+            return
         with self._lock:
             if self._started is None:
                 self._started = self._clock()
@@ -70,6 +75,7 @@ class TokenLifetime:
             if self._creds.auth.logs_in and self._expires is not None and self._due():
                 if not (self._renewable and self._renew()):
                     self._log_in_again()
+            self._quiet_until = self._plan()
 
     def read_done(self) -> None:
         with self._lock:
@@ -116,6 +122,18 @@ class TokenLifetime:
         self._expires = self._clock() + ttl if ttl > 0 else None
         if self.first_ttl is None and ttl > 0:
             self.first_ttl = ttl
+
+    def _plan(self) -> float:
+        """When `before` may next have something to do: the look-up of a given token's TTL, or the
+        renewal of a login token (`_due`), whichever comes first; -inf (every call looks) when a
+        state this does not foresee holds."""
+        assert self._started is not None
+        moments = [float("inf")]
+        if not self._looked_up:
+            moments.append(self._started + _LOOKUP_AFTER)
+        if self._creds.auth.logs_in and self._expires is not None:
+            moments.append(self._expires - self._lease / 2)
+        return min(moments)
 
     def _due(self) -> bool:
         assert self._expires is not None

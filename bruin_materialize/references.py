@@ -71,15 +71,20 @@ def find(secrets: Iterable[RawSecret]) -> Found:
 
 def _objects(details: dict[str, Any]) -> Iterable[tuple[tuple[Step, ...], dict[str, Any]]]:
     """Every object holding `$vault`, with its steps. Iterative and bounded: a secret nested deeper
-    than any connection is reported by validation, not followed here."""
-    pending: list[tuple[tuple[Step, ...], Any]] = [((key,), value) for key, value in reversed(details.items())]
+    than any connection is reported by validation, not followed here. Only objects and arrays are
+    queued: the text values (nearly all of every secret) can hold no reference."""
+    pending: list[tuple[tuple[Step, ...], Any]] = _containers((), details.items())
     while pending:
         steps, value = pending.pop()
         if isinstance(value, dict) and MARKER in value:
             yield steps, value
-        elif isinstance(value, (dict, list)) and len(steps) < MAX_DEPTH:
-            items = list(value.items()) if isinstance(value, dict) else list(enumerate(value))
-            pending.extend((steps + (k,), v) for k, v in reversed(items))
+        elif len(steps) < MAX_DEPTH:
+            pending.extend(_containers(steps, value.items() if isinstance(value, dict) else enumerate(value)))
+
+
+def _containers(steps: tuple[Step, ...], items: Iterable[tuple[Step, Any]]) -> list[tuple[tuple[Step, ...], Any]]:
+    """The objects and arrays among `items`, with their steps, last first (`pending` pops the first)."""
+    return [(steps + (k,), v) for k, v in reversed(list(items)) if isinstance(v, (dict, list))]
 
 
 def _shape_problem(value: dict[str, Any]) -> str | None:

@@ -307,6 +307,9 @@ class KV:
             raise unexpected(what, exc) from None
         if self.guard is not None:
             self.guard.read_done()
+        data = dig(body, "data", "data") if self.version == 2 else dig(body, "data")
+        if isinstance(data, dict):  # the usual answer: a current version, in the shape Vault documents
+            return RawSecret(name, location, data)
         if self.version == 2 and is_deleted_version(body):
             return RawSecret(name, location, None)
         return RawSecret(name, location, secret_data(what, body, self.version))
