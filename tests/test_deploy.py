@@ -297,11 +297,7 @@ def test_the_base_lists_every_manifest() -> None:
 @pytest.fixture(scope="session")
 def overlay() -> list[dict[str, Any]]:
     """The example overlay as `kubectl kustomize` renders it (offline): what a team applies."""
-    message = skips.kubectl()
-    if message is not None:
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+    skips.require(skips.kubectl())
     kubectl = shutil.which("kubectl")
     assert kubectl is not None
     proc = subprocess.run([kubectl, "kustomize", str(OVERLAY)], capture_output=True, text=True, check=True,

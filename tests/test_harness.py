@@ -358,3 +358,15 @@ def test_the_run_says_up_front_which_tests_skip_and_why(monkeypatch: pytest.Monk
     assert "  tests/test_deploy.py (the kustomize overlay): needs kubectl for its kustomize (CI installs it)" in lines
     assert "  tests/test_dynamic.py (leases on a real database): needs PostgreSQL's initdb, pg_ctl and psql " \
            "(apt-get install postgresql)" in lines
+
+
+def test_a_missing_tool_skips_here_and_fails_in_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+    from testsupport.skips import require
+
+    require(None)  # nothing missing: the test goes on
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="needs a tool"):
+        require("needs a tool")
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="needs a tool"):
+        require("needs a tool")

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from bruin_materialize.cli import main
 from bruin_materialize.validate import Connection
-from testsupport.skips import GOPATH, go_yaml_v3
+from testsupport.skips import GOPATH, go_yaml_v3, require
 from testsupport.values import BASE_TEXT, HOSTILE, SCALARS, examples, merged_text, rendered, text, values
 
 SOURCE = Path(__file__).resolve().parent / "yamlv3" / "decode.go"
@@ -30,11 +30,7 @@ TYPED_SOURCE = Path(__file__).resolve().parent / "yamlv3" / "typed" / "typed.go"
 
 
 def go_build(source: Path, out: Path) -> Path:
-    message = go_yaml_v3()
-    if message is not None:
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+    require(go_yaml_v3())
     go = shutil.which("go")
     assert go is not None
     env = {**os.environ, "GO111MODULE": "off", "GOPATH": str(GOPATH), "GOCACHE": str(out / "cache")}

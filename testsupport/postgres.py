@@ -133,12 +133,11 @@ def stop(server: Postgres, programs: dict[str, str]) -> None:
 
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[Postgres]:
+    from testsupport.skips import postgresql, require
+
+    require(postgresql())
     programs = find_programs()
-    if programs is None:
-        message = "PostgreSQL's initdb, pg_ctl and psql are not installed (Debian: apt-get install postgresql)"
-        if os.environ.get("CI"):  # .ci/run installs it: a skip there would hide the lease tests
-            pytest.fail(message)
-        pytest.skip(message)
+    assert programs is not None
     server = start(programs)
     try:
         yield server

@@ -9,6 +9,8 @@ import os
 import shutil
 from pathlib import Path
 
+import pytest
+
 GOPATH = Path("/usr/share/gocode")  # where Debian's golang-gopkg-*-dev packages put the sources
 
 
@@ -50,6 +52,15 @@ NEEDS = {
     "tests/test_deploy.py (the kustomize overlay)": kubectl,
     "tests/test_deploy.py (the image's entrypoint on /dev/shm)": tmpfs_shm,
 }
+
+
+def require(missing: str | None) -> None:
+    """Skip the test when something it needs is `missing` (the reason); in CI, which installs all of
+    it, fail instead, so that a broken install step cannot turn into silently skipped tests."""
+    if missing is not None:
+        if os.environ.get("CI"):
+            pytest.fail(missing)
+        pytest.skip(missing)
 
 
 def header() -> list[str]:
