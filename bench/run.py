@@ -2,7 +2,8 @@
 """The benchmark: this tool against the wire, on an OpenBao dev server of its own.
 
     python bench/run.py [--sizes 20,1000,5000] [--repeat 5] [--json out.json] [--profile] [--plot] [--rev HEAD]
-    python bench/run.py --rev HEAD --against d372955 --sizes 20,1000,5000 --repeat 3 --fleet   # the documented run
+    python bench/run.py --rev HEAD --against d372955 --sizes 20,1000,5000 --repeat 3 --fleet \
+        --python RUNTIME_VENV/bin/python   # the documented run (bench/README.md)
 
 For each size N it seeds N connection secrets (KV v2, bench/shapes.py) and measures, round-robin
 so that a noisy neighbour hits every contestant alike:
