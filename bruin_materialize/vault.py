@@ -383,8 +383,12 @@ def parallel(work: Callable[[T], R], items: list[T], workers: int,
     errors: list[BaseException] = []
     pending = iter(enumerate(items))
     lock = threading.Lock()
+    # Every thread is started before any begins: a thread starts only once it got the GIL, which the
+    # ones already reading would hold for milliseconds in all.
+    go = threading.Event()
 
     def worker() -> None:
+        go.wait()
         while not errors:
             with lock:
                 job = next(pending, None)
@@ -396,6 +400,7 @@ def parallel(work: Callable[[T], R], items: list[T], workers: int,
                 errors.append(exc)
 
     threads = [start_daemon(worker, f"vault-read-{index}") for index in range(min(workers, len(items)))]
+    go.set()
     if meanwhile is not None:
         meanwhile()
     for thread in threads:
