@@ -5,7 +5,6 @@ Every message names the secret and the field, never a value: values are credenti
 
 from __future__ import annotations
 
-import difflib
 import math
 import re
 from collections.abc import Iterable, Mapping
@@ -284,6 +283,8 @@ def leaves(value: Any, field: str) -> Iterable[tuple[str, Any]]:
 def _check_against_schema(conn_type: str, fields: dict[str, Any], schema: Schema, report: _Report) -> dict[str, Any]:
     spec = schema.types.get(conn_type)
     if spec is None:
+        import difflib  # here: only an unknown type needs it
+
         close = difflib.get_close_matches(conn_type, schema.types, n=1)
         suggestion = f" (did you mean {close[0]}?)" if close else ""
         report.add(ERROR, "type", "type-unknown", f"unknown connection type {_quoted(conn_type)}{suggestion}; "
