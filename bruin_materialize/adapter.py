@@ -1,22 +1,12 @@
 """hvac's HTTP side: an adapter that sends hvac's requests through libcurl (pycurl).
 
-hvac's default adapter goes through requests, which rebuilds each request and rescans the
-environment for proxies on every call: about 1.5 ms of CPU per secret under the GIL
-(docs/performance.md). libcurl does the HTTP, TLS, proxies, unix sockets, keep-alive and
-reconnecting (a request that finds its reused connection dead before any answer is sent again on a
-fresh one), a total deadline per request (`TIMEOUT_MS`, which holds against a server trickling its
-answer) and the size cap. This module adds what libcurl does not decide:
-
-- which proxy: chosen by the settings (Go's ProxyFromEnvironment rules) and given to libcurl
-  explicitly, with `NOPROXY` set too, so that libcurl never reads a proxy variable itself.
-- bruin's retry rules (connection errors, 412, 5xx but 501; exponential backoff with jitter;
-  `Retry-After`), inside one deadline per operation, each attempt given what is left of it.
-- 429 as back-pressure: waited out until the deadline without spending an error retry, and the
-  number of parallel requests adapted to it (Gate).
-- one line per failure: libcurl's error codes mapped to our messages. libcurl's own error text is
-  never shown (it can quote a proxy URL with its password), nor a URL's query, a token, a request
-  body or a response body.
-
+hvac's default adapter goes through requests, which rebuilds each request and rescans the environment
+for proxies on every call (docs/performance.md). libcurl does HTTP, TLS, proxies, unix sockets,
+keep-alive, reconnecting, a deadline on the whole exchange (`TIMEOUT_MS`, which holds against a
+trickling server) and the size cap. This module adds what libcurl does not decide: the proxy, chosen by
+the settings and given to libcurl explicitly (it never reads a proxy variable itself); bruin's retry
+rules inside one deadline per operation; 429 as back-pressure (Gate); one line per failure, from
+libcurl's error codes, never libcurl's own text (it can quote a proxy's password), a token or a body.
 Redirects are never followed: a 3xx answer is handed to hvac as it came, as is a proxy's 407.
 """
 
@@ -82,8 +72,8 @@ class Gate:
     (BRUIN_MATERIALIZE_CONCURRENCY). A fleet of processes throttled by one quota so converges on
     what the quota allows, as TCP flows converge on a link's capacity.
 
-    A request holds one of int(limit) tokens. Unthrottled, taking and giving one back is all there is
-    (no lock); a cut leaves a debt of tokens, retired as they are next taken.
+    A request holds one of int(limit) tokens: unthrottled, taking one and giving it back is all, no
+    lock; tokens beyond a cut limit are retired as they are next taken.
     """
 
     def __init__(self, ceiling: int, note: Callable[[str], None]) -> None:
@@ -91,19 +81,14 @@ class Gate:
         self.limit = float(ceiling)
         self._note = note
         self._tokens: queue.SimpleQueue[None] = queue.SimpleQueue()
-        self._made = self._debt = self._cuts = 0
-        self._lock = threading.Lock()  # for the limit, the debt and the tokens made
+        self._made = self._debt = self._cuts = 0  # _debt: tokens made beyond int(limit)
+        self._lock = threading.Lock()  # for everything but taking and giving back a token
         self._follow_limit()
 
     def acquire(self) -> int:
         """The number of cuts so far, for `release`: a 429 cuts only if no cut came since."""
         self._tokens.get()
-        while self._debt:
-            with self._lock:
-                if not self._debt:
-                    break
-                self._debt -= 1
-                self._made -= 1
+        while self._debt and self._retire():
             self._tokens.get()
         return self._cuts
 
@@ -113,6 +98,14 @@ class Gate:
             with self._lock:
                 self._adapt(cuts, status)
         self._tokens.put(None)
+
+    def _retire(self) -> bool:
+        with self._lock:
+            if not self._debt:
+                return False
+            self._debt -= 1
+            self._made -= 1
+            return True
 
     def _adapt(self, cuts: int, status: int) -> None:
         before = int(self.limit)
@@ -128,16 +121,10 @@ class Gate:
         self._follow_limit()
 
     def _follow_limit(self) -> None:
-        """int(limit) tokens: those missing made at once (a debt cancelled first), those too many owed."""
-        missing = int(self.limit) - (self._made - self._debt)
-        if missing < 0:
-            self._debt -= missing
-            return
-        cancelled = min(missing, self._debt)
-        self._debt -= cancelled
-        for _ in range(missing - cancelled):
+        for _ in range(int(self.limit) - self._made):
             self._tokens.put(None)
-        self._made += missing - cancelled
+        self._made = max(self._made, int(self.limit))
+        self._debt = self._made - int(self.limit)
 
 
 class Reply(NamedTuple):
@@ -169,11 +156,8 @@ def abort_all() -> None:
 
 
 class Transport:
-    """libcurl handles to one Vault address (directly, through a proxy, or over a unix socket).
-
-    One Easy handle per thread at a time, kept for the next request (its connection stays alive):
-    handles go back to a pool, not to the thread, so a later round of reading threads reuses them.
-    """
+    """libcurl handles to one Vault address (directly, through a proxy, or over a unix socket), one per
+    thread at a time, kept alive in a pool (not per thread: a later round of reading threads reuses them)."""
 
     def __init__(self, address: VaultAddress, policy: RetryPolicy, *, tls: TLSOptions | None = None,
                  proxy: str | None = None, connections: int = 8, note: Callable[[str], None] | None = None) -> None:
@@ -207,11 +191,8 @@ class Transport:
             pass
 
     def send(self, method: str, target: str, body: bytes | None, headers: list[str]) -> Reply:
-        """One operation: retried by bruin's rules until it succeeds or its deadline passes.
-
-        A 429 is back-pressure, not a failure: it is waited out (Retry-After, else backoff with full
-        jitter) for as long as the deadline allows, without spending the error retries.
-        """
+        """One operation, retried by bruin's rules until it succeeds or its deadline passes; a 429 is
+        waited out until the deadline without spending the error retries."""
         deadline = time.monotonic() + self.policy.timeout
         errors = throttled = 0
         while True:
@@ -247,7 +228,7 @@ class Transport:
         try:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise self._timed_out()
+                raise _timed_out(self.address, self.policy.timeout)
             try:
                 handle = self._idle.pop()
             except IndexError:
@@ -280,7 +261,7 @@ class Transport:
         if connect_code == 407:  # the proxy refused the tunnel: its answer, as a plain proxy's
             return Reply(407, b"", handle.lines[:])
         if time.monotonic() >= deadline:
-            raise self._timed_out()
+            raise _timed_out(self.address, self.policy.timeout)
         raise failure(code, curl.getinfo(pycurl.OS_ERRNO), connect_code, curl.getinfo(pycurl.SSL_VERIFYRESULT),
                       self.address, self.proxy, self.policy.timeout)
 
@@ -294,8 +275,7 @@ class Transport:
         multi.add_handle(handle)
         try:
             while True:
-                while multi.perform()[0] == pycurl.E_CALL_MULTI_PERFORM:
-                    pass
+                multi.perform()  # never CURLM_CALL_MULTI_PERFORM since libcurl 7.20
                 _, done, failed = multi.info_read()
                 if done:
                     return 0
@@ -305,9 +285,6 @@ class Transport:
                 multi.select(_MAIN_THREAD_POLL if wait < 0 else min(wait / 1000, _MAIN_THREAD_POLL))
         finally:
             multi.remove_handle(handle)
-
-    def _timed_out(self) -> _Transient:
-        return _timed_out(self.address, self.policy.timeout)
 
     def _backoff(self, attempt: int, floor: float) -> float:
         """Exponential with jitter: between half and all of it as bruin's client (go-retryablehttp) waits
@@ -423,7 +400,6 @@ def _set_method(handle: pycurl.Curl, method: str, body: bytes | None) -> None:
 # --- libcurl's error codes, as our one-line messages -----------------------------------------------------
 
 _RESOLVE_PROXY, _CONNECT, _PROXY_HANDSHAKE = 5, 7, 97
-_TLS_VERIFY = frozenset({51, 60})
 _TLS_HANDSHAKE = {35: "handshake error", 58: "the client certificate or key was not accepted",
                   59: "no cipher in common", 77: "the CA bundle was not accepted",
                   98: "the server asks for a client certificate"}
@@ -453,7 +429,7 @@ def failure(code: int, os_errno: int, connect_code: int, verify_result: int, add
         return _timed_out(address, timeout)
     if code == 63:
         return TransportError(f"the answer is larger than {MAX_ANSWER // 2**20} MiB; is this a Vault server?")
-    if code in _TLS_VERIFY:
+    if code in (51, 60):
         reason = _X509_REASONS.get(verify_result, f"X509 error {verify_result}" if verify_result else
                                    "host name mismatch")
         return TransportError(f"TLS verification of {shown} failed ({reason}); check the CA (VAULT_CACERT or "
@@ -514,13 +490,9 @@ _STATUS_TEXTS = {503: "HTTP 503: Vault is sealed, in standby or unavailable", 42
 
 
 class VaultAdapter(hvac.adapters.JSONAdapter):
-    """hvac's JSONAdapter, sending through a Transport instead of a requests session.
-
-    As JSONAdapter: a 200 answer is returned as its decoded JSON, another success as a response,
-    an error raised as hvac's exception for its status (`hvac.exceptions.Forbidden`, ...). hvac's
-    `verify`, `cert`, `proxies` and `timeout` are not used: the Transport was built from the
-    settings (hvac would otherwise fill them from VAULT_* variables it read at import).
-    """
+    """hvac's JSONAdapter (a 200 as its JSON, another answer as a response, an error as hvac's exception),
+    sending through a Transport built from the settings: hvac's `verify`, `cert`, `proxies` and `timeout`,
+    which it would fill from the VAULT_* variables it read at import, are not used."""
 
     def __init__(self, *, transport: Transport, **hvac_kwargs: Any) -> None:
         super().__init__(strict_http=True, **hvac_kwargs)  # LIST as GET ?list=true: proxies know GET
@@ -548,26 +520,22 @@ class VaultAdapter(hvac.adapters.JSONAdapter):
     def _headers(self, extra: Mapping[str, str] | None, body: bytes | None) -> list[str]:
         """The request's header lines; without extra headers, the last ones while token and namespace
         stay (one tuple swapped at once: threads share it)."""
-        if extra:
-            return _header_lines(self.token, self.namespace, extra, body)
-        key = (self.token, self.namespace, bool(body))
+        key = token, namespace, _ = self.token, self.namespace, bool(body)
         last = self._last_headers
-        if last is None or last[0] != key:
-            last = self._last_headers = (key, _header_lines(self.token, self.namespace, None, body))
+        if extra or last is None or last[0] != key:
+            headers = {"User-Agent": USER_AGENT, "X-Vault-Request": "true", **(extra or {})}
+            if token:
+                headers["X-Vault-Token"] = token
+            if namespace:
+                headers["X-Vault-Namespace"] = namespace
+            # libcurl would add its own: a form type to a POST, and `Expect: 100-continue` to a large one.
+            headers["Content-Type"] = "application/json" if body else ""
+            headers["Expect"] = ""
+            lines = [f"{name}: {value}" if value else f"{name}:" for name, value in headers.items()]
+            if extra:
+                return lines
+            last = self._last_headers = (key, lines)
         return last[1]
-
-
-def _header_lines(token: str | None, namespace: str | None, extra: Mapping[str, str] | None,
-                  body: bytes | None) -> list[str]:
-    headers = {"User-Agent": USER_AGENT, "X-Vault-Request": "true", **(extra or {})}
-    if token:
-        headers["X-Vault-Token"] = token
-    if namespace:
-        headers["X-Vault-Namespace"] = namespace
-    # libcurl would add its own: a form type to a POST, and `Expect: 100-continue` to a large one.
-    headers["Content-Type"] = "application/json" if body else ""
-    headers["Expect"] = ""
-    return [f"{name}: {value}" if value else f"{name}:" for name, value in headers.items()]
 
 
 def _target(url: str, params: dict[str, Any] | None) -> str:
