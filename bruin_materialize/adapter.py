@@ -341,6 +341,7 @@ class _Handle:
         self.lines.clear()
         if body:
             self.curl.setopt(pycurl.POSTFIELDS, b"")
+            self.method = "POST"  # what POSTFIELDS makes of any request, even a GET's
         if method == "HEAD":
             self.curl.setopt(pycurl.NOBODY, 0)  # else a later POST would be sent as a HEAD
 

@@ -189,6 +189,22 @@ def test_head_waits_for_no_body_and_the_handle_serves_a_get_after_it() -> None:
     assert server.requests == [b"HEAD /v1/sys/health HTTP/1.1", b"GET /v1/sys/health HTTP/1.1"]
 
 
+
+def test_a_get_after_any_request_with_a_body_is_sent_as_a_get() -> None:
+    # A handle keeps what its last request set; a body set by POSTFIELDS turns libcurl's request into a
+    # POST, which the next request on the handle must undo, whatever the method the body came with.
+    server = OneAnswer(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
+    transport = _transport(VaultAddress("http", "127.0.0.1", server.port))
+    try:
+        for method, body in [("GET", b"{}"), ("GET", None), ("PUT", b"{}"), ("GET", None), ("DELETE", None),
+                             ("GET", None), ("POST", None), ("GET", None)]:
+            assert transport.send(method, "/v1/x", body, []).status == 204
+    finally:
+        transport.close()
+        server.close()
+    assert [line.split(b" ")[0] for line in server.requests] == [b"GET", b"GET", b"PUT", b"GET", b"DELETE", b"GET",
+                                                                b"POST", b"GET"]
+
 class Recorder(OneAnswer):
     """OneAnswer, keeping each request's whole head."""
 
