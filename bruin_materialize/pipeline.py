@@ -18,7 +18,6 @@ from bruin_materialize.environments import Layout
 from bruin_materialize.errors import ExitCode, MaterializeError
 from bruin_materialize.leases import Held, check_readable
 from bruin_materialize.plan import identical
-from bruin_materialize.render import template
 from bruin_materialize.resolve import resolve_references
 from bruin_materialize.session import read_secrets, session
 from bruin_materialize.settings import PROJECT_ROOT, Settings
@@ -82,9 +81,7 @@ def _read(settings: Settings, layout: Layout, against: schema.Schema, console: C
     then the session and the leases go onto `hold` (the leases end first, then the login)."""
     with contextlib.ExitStack() as reading:
         client = reading.enter_context(session(settings, console, keep_login=held.keeps_login))
-        # The template is loaded while the secrets are on the wire; a base file is merged instead.
-        read, source = read_secrets(settings, layout.sources, console, client, each,
-                                    meanwhile=template if layout.base is None else None)
+        read, source = read_secrets(settings, layout.sources, console, client, each)
         environments = combine.combine(layout.sources, read, settings.mount)  # an environment's paths, in order
         combine.report(environments, settings.on_collision, console)
         secrets, dynamic = resolve_references(settings, [env.name for env in environments],

@@ -99,8 +99,8 @@ def render_environments(environments: Environments, default_environment: str, so
 
 @functools.cache
 def template() -> jinja2.Template:
-    """The compiled template. Loaded once, and early: the pipeline has it loaded while the secrets are
-    read (importing jinja2 and compiling the template cost about as much as rendering 1,000 connections)."""
+    """The compiled template, loaded once. Not while the secrets are read: pure-Python work on the main
+    thread then holds the GIL for 5 ms at a time, and the reading threads wait (docs/performance.md)."""
     import jinja2  # imported here: `--help`, usage errors and `import` should not pay for it
 
     env = jinja2.Environment(

@@ -105,18 +105,18 @@ def open_kv(settings: Settings, client: hvac.Client, path: str) -> KV:
 
 
 def read_secrets(settings: Settings, sources: list[tuple[str, str]], console: Console,
-                 client: hvac.Client | None = None, each: Callable[[RawSecret], None] | None = None,
-                 meanwhile: Callable[[], object] | None = None) -> tuple[list[list[RawSecret]], str]:
+                 client: hvac.Client | None = None,
+                 each: Callable[[RawSecret], None] | None = None) -> tuple[list[list[RawSecret]], str]:
     """Every source's secrets, in order, over one session and one login (the caller's `client`, when
     it keeps the session longer); and where they came from. `each` is called with every secret as it
-    arrives, on the thread that read it; `meanwhile` once, on this thread, while the secrets are read."""
+    arrives, on the thread that read it."""
     started = time.monotonic()
     paths = list(dict.fromkeys(path for _, path in sources))  # two environments may share a path
     with contextlib.ExitStack() as own:
         if client is None:
             client = own.enter_context(session(settings, console))
         kv = open_kv(settings, client, paths[0])
-        by_path = dict(zip(paths, _read_paths(settings, kv, paths, console, each, meanwhile), strict=True))
+        by_path = dict(zip(paths, _read_paths(settings, kv, paths, console, each), strict=True))
     shown = ", ".join(f"{settings.mount}/{path}" for path in by_path)
     console.debug(f"read {sum(map(len, by_path.values()))} secrets from {shown} (KV v{kv.version}) in "
                   f"{time.monotonic() - started:.2f}s")
@@ -124,8 +124,7 @@ def read_secrets(settings: Settings, sources: list[tuple[str, str]], console: Co
 
 
 def _read_paths(settings: Settings, kv: KV, paths: list[str], console: Console,
-                each: Callable[[RawSecret], None] | None,
-                meanwhile: Callable[[], object] | None) -> list[list[RawSecret]]:
+                each: Callable[[RawSecret], None] | None) -> list[list[RawSecret]]:
     """Each path's secrets. One pool lists the paths side by side, then one reads every secret of every
     path: a second path does not wait for the first one's slowest secret. The first error stops the rest."""
     listings = parallel(lambda path: kv.list_secrets(path, recursive=settings.recursive), paths,
@@ -143,7 +142,7 @@ def _read_paths(settings: Settings, kv: KV, paths: list[str], console: Console,
             progress.tick()
             return secret
 
-        found = iter(parallel(read, wanted, settings.concurrency, meanwhile))
+        found = iter(parallel(read, wanted, settings.concurrency))
         return [[next(found) for _ in listing.names] for listing in listings]
 
 

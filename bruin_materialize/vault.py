@@ -367,17 +367,13 @@ def _check_listed(key: str, listed: str) -> None:
                           "is BRUIN_VAULT_HOST Vault itself?")
 
 
-def parallel(work: Callable[[T], R], items: list[T], workers: int,
-             meanwhile: Callable[[], object] | None = None) -> list[R]:
-    """`work` over `items` on up to `workers` daemon threads, results in order; `meanwhile` runs on the
-    calling thread once they have started (the reads wait for Vault more than they use the CPU).
+def parallel(work: Callable[[T], R], items: list[T], workers: int) -> list[R]:
+    """`work` over `items` on up to `workers` daemon threads, results in order.
 
     Daemon threads, not a ThreadPoolExecutor: on SIGTERM the main thread must be able to leave while
     a worker is still stuck in connect(), instead of joining it at exit.
     """
     if workers <= 1 or len(items) <= 1:
-        if meanwhile is not None:
-            meanwhile()
         return [work(item) for item in items]
     results: list[R | None] = [None] * len(items)
     errors: list[BaseException] = []
@@ -401,8 +397,6 @@ def parallel(work: Callable[[T], R], items: list[T], workers: int,
 
     threads = [start_daemon(worker, f"vault-read-{index}") for index in range(min(workers, len(items)))]
     go.set()
-    if meanwhile is not None:
-        meanwhile()
     for thread in threads:
         thread.join()
     if errors:
