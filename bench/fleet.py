@@ -65,6 +65,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="draw the runs (default docs/fleet.png; needs matplotlib)")
     parser.add_argument("--from-json", metavar="FILE", help="no run: print and plot a saved --json FILE")
     parser.add_argument("--bao", help="the bao binary (default: next to this Python, else on PATH)")
+    parser.add_argument("--python", default=sys.executable,
+                        help="the interpreter the processes run under (default this one; see bench/README.md)")
     parser.add_argument("--keep", action="store_true", help="keep the work dir (server and audit logs, stderr)")
     return parser.parse_args(argv)
 
@@ -153,7 +155,7 @@ def fleet_run(server: bao.DevServer, copy: Path, count: int, args: argparse.Name
     for i, output in enumerate(outputs):
         with (run_dir / f"p{i}.stderr").open("wb") as err:
             procs.append(subprocess.Popen(
-                [sys.executable, "-I", "-S", "-c", GATE, str(copy / "materialize.py"), "render",
+                [args.python, "-I", "-S", "-c", GATE, str(copy / "materialize.py"), "render",
                  "--schema", str(tool.schema_file()), "--output", str(output)],
                 env=env, cwd=copy, stdin=gate_r, stdout=ready_w, stderr=err))
     os.close(gate_r)

@@ -2,7 +2,8 @@
 """The benchmark: this tool against the wire, on an OpenBao dev server of its own.
 
     python bench/run.py [--sizes 20,1000,5000] [--repeat 5] [--json out.json] [--profile] [--plot] [--rev HEAD]
-    python bench/run.py --rev HEAD --against d372955 --sizes 20,1000,5000 --repeat 3 --fleet   # the documented run
+    python bench/run.py --rev HEAD --against d372955 --sizes 20,1000,5000 --repeat 3 --fleet \
+        --python RUNTIME_VENV/bin/python   # the documented run (bench/README.md)
 
 For each size N it seeds N connection secrets (KV v2, bench/shapes.py) and measures, round-robin
 so that a noisy neighbour hits every contestant alike:
@@ -63,6 +64,7 @@ class Context(NamedTuple):
     schema: Path
     tool_env: dict[str, str]  # extra environment for the tool (--tool-env)
     against: str | None  # --against REV: a warm render of that version in every round
+    python: str  # --python: the interpreter of every process measured
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -84,6 +86,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--against", metavar="REV", help="also run a warm render of the tool as committed at REV "
                         "in every round (`render warm@REV`), e.g. the commit before a change")
     parser.add_argument("--bao", help="the bao binary (default: next to this Python, else on PATH)")
+    parser.add_argument("--python", default=sys.executable,
+                        help="the interpreter of every process measured (the tool, the stack floor, the hvac loop); "
+                        "default this one. The documented run gives a venv of requirements.txt alone, as the image "
+                        "has: a dev venv holds more (chardet, which requests then imports too)")
     parser.add_argument("--keep", action="store_true", help="keep the work dir (logs, profiles)")
     parser.add_argument("--fleet", action="store_true", help="then run bench/fleet.py once (20 pods x 100 secrets, "
                         "a 200 req/s quota) and print its verdict")
@@ -100,8 +106,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     server = tool.start_server(work, args.bao)
     try:
         ctx = Context(server, work, out_dir, tool.schema_file(), dict(e.split("=", 1) for e in args.tool_env),
-                      args.against)
-        report["meta"].update(schema=str(ctx.schema), tool_env=ctx.tool_env, bao=tool.bao_version(args.bao))
+                      args.against, args.python)
+        report["meta"].update(schema=str(ctx.schema), tool_env=ctx.tool_env, bao=tool.bao_version(args.bao),
+                              python_measured=args.python)
         profile_sizes = [int(s) for s in args.profile_sizes.split(",") if s] if args.profile else []
         _prepare(ctx, sorted(set(sizes + profile_sizes)), args.rev, args.against)
         report["python_startup"] = _python_startup(ctx, args.repeat)
@@ -131,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         tool.say(f"wrote {args.plot}")
     if args.fleet:
         tool.say("the fleet scenario (bench/fleet.py --repeat 1)")
-        fleet = [sys.executable, str(tool.BENCH / "fleet.py"), "--repeat", "1"]
+        fleet = [sys.executable, str(tool.BENCH / "fleet.py"), "--repeat", "1", "--python", args.python]
         if args.json:
             fleet += ["--json", str(Path(args.json).with_suffix("")) + "-fleet.json"]
         subprocess.run(fleet, check=True)
@@ -169,7 +176,7 @@ def _tool(ctx: Context, n: int, variant: str) -> tuple[measure.Sample, float | N
     env = tool.tool_env(ctx.server, MOUNT, f"n{n}", run_dir, ctx.tool_env)
     if temperature == "cold":
         env["PYTHONDONTWRITEBYTECODE"] = "1"
-    args = [sys.executable, str(copy / "materialize.py"), command, "--schema", str(ctx.schema)]
+    args = [ctx.python, str(copy / "materialize.py"), command, "--schema", str(ctx.schema)]
     if command == "render":
         args += ["-v", "--output", str(ctx.out_dir / f"n{n}" / "bruin.yml")]
     sample = measure.run_process(args, env, copy, run_dir)
@@ -188,7 +195,7 @@ def _script(ctx: Context, n: int, script: str) -> measure.Sample:
     env = tool.base_env(run_dir / "home")
     env.update({"BENCH_ADDR": ctx.server.addr, "BENCH_TOKEN": ctx.server.token, "BENCH_MOUNT": MOUNT,
                 "BENCH_PATH": f"n{n}"})
-    sample = measure.run_process([sys.executable, str(tool.BENCH / script)], env, run_dir, run_dir)
+    sample = measure.run_process([ctx.python, str(tool.BENCH / script)], env, run_dir, run_dir)
     shutil.rmtree(run_dir)
     return sample
 
@@ -199,7 +206,7 @@ SCRIPTS = {"hvac loop": "hvac_loop.py", "stack floor": "stack_floor.py"}
 def _python_startup(ctx: Context, repeat: int) -> dict[str, Any]:
     """`python -c pass`: the part of every process time that no code of ours can remove."""
     env = tool.base_env(ctx.work / "startup-home")
-    walls = [measure.run_process([sys.executable, "-c", "pass"], env, ctx.work, ctx.work).wall
+    walls = [measure.run_process([ctx.python, "-c", "pass"], env, ctx.work, ctx.work).wall
              for _ in range(max(repeat, 5))]
     return measure.summary(walls)
 
@@ -291,8 +298,8 @@ def _profile(ctx: Context, n: int) -> dict[str, Any]:
               "--output", str(ctx.out_dir / f"n{n}" / "bruin.yml")]
     env = tool.tool_env(ctx.server, MOUNT, f"n{n}", ctx.work / "profile", ctx.tool_env)
     prof = ctx.work / f"render-{n}.prof"
-    _run_checked([sys.executable, str(tool.BENCH / "profiling.py"), str(prof), *render], env, copy)
-    imports = _run_checked([sys.executable, "-X", "importtime", *render], env, copy)
+    _run_checked([ctx.python, str(tool.BENCH / "profiling.py"), str(prof), *render], env, copy)
+    imports = _run_checked([ctx.python, "-X", "importtime", *render], env, copy)
     return {"n": n, "cprofile": profiling.summary(str(prof)), "imports": profiling.import_times(imports.splitlines())}
 
 

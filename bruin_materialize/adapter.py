@@ -1,23 +1,12 @@
 """hvac's HTTP side: an adapter that sends hvac's requests through libcurl (pycurl).
 
-hvac's API (`client.secrets.kv`, `client.auth`, `client.sys`) builds every request and raises its
-exceptions; this adapter, handed to `hvac.Client`, sends them. hvac's default adapter goes through
-requests, which rebuilds each request and rescans the environment for proxies on every call: about
-1.5 ms of CPU per secret under the GIL (docs/performance.md). libcurl does the HTTP, TLS, proxies,
-unix sockets, keep-alive and reconnecting (a request that finds its reused connection dead before
-any answer is sent again on a fresh one), a total deadline per request (`TIMEOUT_MS`, which holds
-against a server trickling its answer) and the size cap. This module adds what libcurl does not decide:
-
-- which proxy: chosen by the settings (Go's ProxyFromEnvironment rules) and given to libcurl
-  explicitly, with `NOPROXY` set too, so that libcurl never reads a proxy variable itself.
-- bruin's retry rules (connection errors, 412, 5xx but 501; exponential backoff with jitter;
-  `Retry-After`), inside one deadline per operation, each attempt given what is left of it.
-- 429 as back-pressure: waited out until the deadline without spending an error retry, and the
-  number of parallel requests adapted to it (Gate).
-- one line per failure: libcurl's error codes mapped to our messages. libcurl's own error text is
-  never shown (it can quote a proxy URL with its password), nor a URL's query, a token, a request
-  body or a response body.
-
+hvac's default adapter goes through requests, which rebuilds each request and rescans the environment
+for proxies on every call (docs/performance.md). libcurl does HTTP, TLS, proxies, unix sockets,
+keep-alive, reconnecting, a deadline on the whole exchange (`TIMEOUT_MS`, which holds against a
+trickling server) and the size cap. This module adds what libcurl does not decide: the proxy, chosen by
+the settings and given to libcurl explicitly (it never reads a proxy variable itself); bruin's retry
+rules inside one deadline per operation; 429 as back-pressure (Gate); one line per failure, from
+libcurl's error codes, never libcurl's own text (it can quote a proxy's password), a token or a body.
 Redirects are never followed: a 3xx answer is handed to hvac as it came, as is a proxy's 407.
 """
 
@@ -26,7 +15,9 @@ from __future__ import annotations
 import email.utils
 import errno
 import json
+import queue
 import random
+import ssl
 import threading
 import time
 import urllib.parse
@@ -57,8 +48,6 @@ class RetryPolicy(NamedTuple):
 
 
 class TLSOptions(NamedTuple):
-    """What libcurl needs to check Vault's certificate and to present ours."""
-
     ca_pem: bytes | None  # the CAs the settings name, as one PEM bundle; None: the system store
     system_ca_file: str | None  # the system store, as Python's OpenSSL finds it
     system_ca_dir: str | None
@@ -82,38 +71,60 @@ class Gate:
     cut do not cut again), raised by one per round of successes, never above the ceiling
     (BRUIN_MATERIALIZE_CONCURRENCY). A fleet of processes throttled by one quota so converges on
     what the quota allows, as TCP flows converge on a link's capacity.
+
+    A request holds one of int(limit) tokens: unthrottled, taking one and giving it back is all, no
+    lock; tokens beyond a cut limit are retired as they are next taken.
     """
 
     def __init__(self, ceiling: int, note: Callable[[str], None]) -> None:
         self.ceiling = ceiling
         self.limit = float(ceiling)
         self._note = note
-        self._in_flight = 0
-        self._last_cut = 0.0
-        self._cond = threading.Condition()
+        self._tokens: queue.SimpleQueue[None] = queue.SimpleQueue()
+        self._made = self._debt = self._cuts = 0  # _debt: tokens made beyond int(limit)
+        self._lock = threading.Lock()  # for everything but taking and giving back a token
+        self._follow_limit()
 
-    def acquire(self) -> float:
-        with self._cond:
-            while self._in_flight >= int(self.limit):
-                self._cond.wait()
-            self._in_flight += 1
-            return time.monotonic()
+    def acquire(self) -> int:
+        """The number of cuts so far, for `release`: a 429 cuts only if no cut came since."""
+        self._tokens.get()
+        while self._debt and self._retire():
+            self._tokens.get()
+        return self._cuts
 
-    def release(self, started: float, status: int | None) -> None:
+    def release(self, cuts: int, status: int | None) -> None:
         """`status` is the answer's, None when there was none (that says nothing about the quota)."""
-        with self._cond:
-            self._in_flight -= 1
-            before = int(self.limit)
-            if status == 429 and started >= self._last_cut:
-                self.limit = max(1.0, self.limit / 2)
-                self._last_cut = time.monotonic()
-                if int(self.limit) < before:
-                    self._note(f"Vault is rate-limiting: {int(self.limit)} parallel request(s), was {before}")
-            elif status is not None and status != 429 and self.limit < self.ceiling:
-                self.limit = min(float(self.ceiling), self.limit + 1 / self.limit)
-                if int(self.limit) == self.ceiling > before:
-                    self._note(f"rate limit eased: back to {self.ceiling} parallel requests")
-            self._cond.notify_all()
+        if status == 429 or (status is not None and self.limit < self.ceiling):
+            with self._lock:
+                self._adapt(cuts, status)
+        self._tokens.put(None)
+
+    def _retire(self) -> bool:
+        with self._lock:
+            if not self._debt:
+                return False
+            self._debt -= 1
+            self._made -= 1
+            return True
+
+    def _adapt(self, cuts: int, status: int) -> None:
+        before = int(self.limit)
+        if status != 429 and self.limit < self.ceiling:
+            self.limit = min(float(self.ceiling), self.limit + 1 / self.limit)
+            if int(self.limit) == self.ceiling > before:
+                self._note(f"rate limit eased: back to {self.ceiling} parallel requests")
+        elif status == 429 and cuts == self._cuts:
+            self.limit = max(1.0, self.limit / 2)
+            self._cuts += 1
+            if int(self.limit) < before:
+                self._note(f"Vault is rate-limiting: {int(self.limit)} parallel request(s), was {before}")
+        self._follow_limit()
+
+    def _follow_limit(self) -> None:
+        for _ in range(int(self.limit) - self._made):
+            self._tokens.put(None)
+        self._made = max(self._made, int(self.limit))
+        self._debt = self._made - int(self.limit)
 
 
 class Reply(NamedTuple):
@@ -145,11 +156,8 @@ def abort_all() -> None:
 
 
 class Transport:
-    """libcurl handles to one Vault address (directly, through a proxy, or over a unix socket).
-
-    One Easy handle per thread at a time, kept for the next request (its connection stays alive):
-    handles go back to a pool, not to the thread, so a later round of reading threads reuses them.
-    """
+    """libcurl handles to one Vault address (directly, through a proxy, or over a unix socket), one per
+    thread at a time, kept alive in a pool (not per thread: a later round of reading threads reuses them)."""
 
     def __init__(self, address: VaultAddress, policy: RetryPolicy, *, tls: TLSOptions | None = None,
                  proxy: str | None = None, connections: int = 8, note: Callable[[str], None] | None = None) -> None:
@@ -160,44 +168,47 @@ class Transport:
         self.gate = Gate(connections, note or (lambda _: None))
         self._tls = tls
         self._base = "http://localhost" if address.scheme == "unix" else address.display()
-        self._idle: list[pycurl.Curl] = []
-        self._lock = threading.Lock()
+        self._idle: list[_Handle] = []  # no lock: list.append and list.pop are atomic (Python's FAQ)
+        self._closed = False
         self._multi: pycurl.CurlMulti | None = None  # the main thread's (see _perform_interruptibly)
+        self._main_thread = threading.main_thread().ident
         _ACTIVE.add(self)
 
     def close(self) -> None:
-        """Close the idle handles; one still busy on a thread a signal left behind is left to it."""
-        with self._lock:
-            idle, self._idle = self._idle, []
-        for handle in idle:
-            handle.close()
+        """Close the idle handles; one still busy on a thread a signal left behind, when it comes back."""
+        _ACTIVE.discard(self)
+        self._closed = True
+        self._close_idle()
         if self._multi is not None:
             self._multi.close()
             self._multi = None
-        _ACTIVE.discard(self)
+
+    def _close_idle(self) -> None:
+        try:
+            while True:
+                self._idle.pop().curl.close()
+        except IndexError:
+            pass
 
     def send(self, method: str, target: str, body: bytes | None, headers: list[str]) -> Reply:
-        """One operation: retried by bruin's rules until it succeeds or its deadline passes.
-
-        A 429 is back-pressure, not a failure: it is waited out (Retry-After, else backoff with full
-        jitter) for as long as the deadline allows, without spending the error retries.
-        """
+        """One operation, retried by bruin's rules until it succeeds or its deadline passes; a 429 is
+        waited out until the deadline without spending the error retries."""
         deadline = time.monotonic() + self.policy.timeout
         errors = throttled = 0
         while True:
             retry_after = None
             try:
-                reply = self._gated(method, target, body, headers, deadline)
+                reply = self._attempt(method, target, body, headers, deadline)
                 if reply.status not in _RETRY_STATUSES:
                     return reply
-                last = _status_text(reply.status)
+                last = _STATUS_TEXTS.get(reply.status) or f"HTTP {reply.status}"
                 retry_after = _retry_after(reply.headers.get("Retry-After"))
             except _Transient as exc:
                 last = str(exc)
                 reply = None
             if reply is not None and reply.status == 429:
                 # Never less than our own backoff: quotas that count whole seconds say `Retry-After: 0`.
-                wait = max(retry_after or 0.0, self._full_jitter(throttled))
+                wait = max(retry_after or 0.0, self._backoff(min(throttled, 16), 0.0))
                 throttled += 1
                 if self.cancel.is_set() or time.monotonic() + wait >= deadline or self.cancel.wait(wait):
                     raise TransportError(f"Vault kept rate-limiting (HTTP 429) for {self.policy.timeout:g}s; raise "
@@ -205,56 +216,54 @@ class Transport:
                 continue
             if errors >= self.policy.max_retries or self.cancel.is_set():
                 break
-            wait = retry_after if retry_after is not None else self._backoff(errors)
+            wait = retry_after if retry_after is not None else self._backoff(errors, 0.5)
             if time.monotonic() + wait >= deadline or self.cancel.wait(wait):
                 break
             errors += 1
-        raise TransportError(last + _retry_note(errors))
-
-    def _gated(self, method: str, target: str, body: bytes | None, headers: list[str], deadline: float) -> Reply:
-        started = self.gate.acquire()
-        status = None
-        try:
-            reply = self._attempt(method, target, body, headers, deadline)
-            status = reply.status
-            return reply
-        finally:
-            self.gate.release(started, status)
+        raise TransportError(last + (f" (after {errors} retr{'y' if errors == 1 else 'ies'})" if errors else ""))
 
     def _attempt(self, method: str, target: str, body: bytes | None, headers: list[str], deadline: float) -> Reply:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise self._timed_out()
-        handle = self._take()
+        cuts = self.gate.acquire()
+        reply = None
         try:
-            chunks: list[bytes] = []
-            header_lines: list[bytes] = []
-            _prepare(handle, method, self._base + target, body, headers, remaining)
-            handle.setopt(pycurl.WRITEFUNCTION, chunks.append)
-            handle.setopt(pycurl.HEADERFUNCTION, header_lines.append)
-            code = self._perform(handle)
-            if code:
-                connect_code = handle.getinfo(pycurl.HTTP_CONNECTCODE)
-                if connect_code == 407:  # the proxy refused the tunnel: its answer, as a plain proxy's
-                    return Reply(407, b"", header_lines)
-                raise self._failure(code, handle, connect_code, deadline)
-            return Reply(handle.getinfo(pycurl.RESPONSE_CODE), b"".join(chunks), header_lines)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise _timed_out(self.address, self.policy.timeout)
+            try:
+                handle = self._idle.pop()
+            except IndexError:
+                handle = _Handle(self.address, self.proxy, self._tls)
+            try:
+                handle.prepare(method, self._base + target, body, headers, remaining)
+                reply = self._exchange(handle, deadline)
+            finally:
+                handle.reset(method, body)
+                self._idle.append(handle)
+                if self._closed:  # meanwhile
+                    self._close_idle()
+            return reply
         finally:
-            if body:
-                handle.setopt(pycurl.POSTFIELDS, b"")  # the handle lets go of the request body
-            if method == "HEAD":
-                handle.setopt(pycurl.NOBODY, 0)  # back to GET: later requests set only what they change
-            self._give(handle)
+            self.gate.release(cuts, None if reply is None else reply.status)
 
-    def _perform(self, handle: pycurl.Curl) -> int:
-        """libcurl's error code for the transfer, 0 when it got an answer."""
-        if threading.current_thread() is threading.main_thread():
-            return self._perform_interruptibly(handle)
-        try:
-            handle.perform()
-        except pycurl.error as exc:  # its text is libcurl's, never shown: the code says enough
-            return int(exc.args[0])
-        return 0
+    def _exchange(self, handle: _Handle, deadline: float) -> Reply:
+        curl = handle.curl
+        if threading.get_ident() == self._main_thread:
+            code = self._perform_interruptibly(curl)
+        else:
+            try:
+                curl.perform()
+                code = 0
+            except pycurl.error as exc:  # its text is libcurl's, never shown: the code says enough
+                code = int(exc.args[0])
+        if not code:
+            return Reply(curl.getinfo(pycurl.RESPONSE_CODE), b"".join(handle.chunks), handle.lines[:])
+        connect_code = curl.getinfo(pycurl.HTTP_CONNECTCODE)
+        if connect_code == 407:  # the proxy refused the tunnel: its answer, as a plain proxy's
+            return Reply(407, b"", handle.lines[:])
+        if time.monotonic() >= deadline:
+            raise _timed_out(self.address, self.policy.timeout)
+        raise failure(code, curl.getinfo(pycurl.OS_ERRNO), connect_code, curl.getinfo(pycurl.SSL_VERIFYRESULT),
+                      self.address, self.proxy, self.policy.timeout)
 
     def _perform_interruptibly(self, handle: pycurl.Curl) -> int:
         """The main thread never blocks inside libcurl: a signal's handler must run within moments
@@ -266,8 +275,7 @@ class Transport:
         multi.add_handle(handle)
         try:
             while True:
-                while multi.perform()[0] == pycurl.E_CALL_MULTI_PERFORM:
-                    pass
+                multi.perform()  # never CURLM_CALL_MULTI_PERFORM since libcurl 7.20
                 _, done, failed = multi.info_read()
                 if done:
                     return 0
@@ -278,57 +286,64 @@ class Transport:
         finally:
             multi.remove_handle(handle)
 
-    def _take(self) -> pycurl.Curl:
-        with self._lock:
-            if self._idle:
-                return self._idle.pop()
-        return _new_handle(self.address, self.proxy, self._tls)
-
-    def _give(self, handle: pycurl.Curl) -> None:
-        with self._lock:
-            if self in _ACTIVE:
-                self._idle.append(handle)
-                return
-        handle.close()  # closed meanwhile
-
-    def _failure(self, code: int, handle: pycurl.Curl, connect_code: int, deadline: float) -> Exception:
-        if time.monotonic() >= deadline:
-            return self._timed_out()
-        return failure(code, handle.getinfo(pycurl.OS_ERRNO), connect_code, handle.getinfo(pycurl.SSL_VERIFYRESULT),
-                       self.address, self.proxy, self.policy.timeout)
-
-    def _timed_out(self) -> _Transient:
-        return _timed_out(self.address, self.policy.timeout)
-
-    def _backoff(self, attempt: int) -> float:
-        """Exponential, with jitter, as bruin's client (go-retryablehttp) waits between error retries."""
+    def _backoff(self, attempt: int, floor: float) -> float:
+        """Exponential with jitter: between half and all of it as bruin's client (go-retryablehttp) waits
+        between error retries (floor 0.5); anywhere up to it for a 429 (floor 0), so that throttled clients
+        of a fleet spread out (https://aws.amazon.com/blogs/architecture/exponential-backoff-and-jitter/)."""
         ceiling = min(self.policy.wait_max, self.policy.wait_min * (2**attempt))
-        return random.uniform(ceiling / 2, ceiling)
-
-    def _full_jitter(self, attempt: int) -> float:
-        """Anywhere up to the exponential ceiling: throttled clients of a fleet spread out instead of
-        coming back together (https://aws.amazon.com/blogs/architecture/exponential-backoff-and-jitter/)."""
-        return random.uniform(0, min(self.policy.wait_max, self.policy.wait_min * (2 ** min(attempt, 16))))
+        return random.uniform(ceiling * floor, ceiling)
 
 
 # --- libcurl's handles ----------------------------------------------------------------------------------
 
 
-def _new_handle(address: VaultAddress, proxy: str | None, tls: TLSOptions | None) -> pycurl.Curl:
-    """An Easy handle set up for this Vault: everything but the request itself."""
-    handle = pycurl.Curl()
-    handle.setopt(pycurl.NOSIGNAL, 1)  # no SIGALRM for DNS timeouts: threads, and our own handlers
-    handle.setopt(pycurl.HTTP_VERSION, pycurl.CURL_HTTP_VERSION_1_1)  # what Vault's clients speak
-    handle.setopt(pycurl.PROTOCOLS, pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS)
-    handle.setopt(pycurl.FOLLOWLOCATION, 0)
-    handle.setopt(pycurl.MAXFILESIZE_LARGE, MAX_ANSWER)
-    handle.setopt(pycurl.NOPROGRESS, 1)
-    if address.scheme == "unix":
-        handle.setopt(pycurl.UNIX_SOCKET_PATH, address.host)
-    _set_proxy(handle, proxy)
-    if tls is not None:
-        _set_tls(handle, tls)
-    return handle
+class _Handle:
+    """An Easy handle set up for one Vault, and what its last request left set: the next sets only what differs."""
+
+    __slots__ = ("curl", "chunks", "lines", "headers", "method")
+
+    def __init__(self, address: VaultAddress, proxy: str | None, tls: TLSOptions | None) -> None:
+        self.curl = curl = pycurl.Curl()
+        self.chunks: list[bytes] = []
+        self.lines: list[bytes] = []
+        self.headers: list[str] | None = None
+        self.method = "GET"  # libcurl's default
+        curl.setopt(pycurl.WRITEFUNCTION, self.chunks.append)
+        curl.setopt(pycurl.HEADERFUNCTION, self.lines.append)
+        curl.setopt(pycurl.NOSIGNAL, 1)  # no SIGALRM for DNS timeouts: threads, and our own handlers
+        curl.setopt(pycurl.HTTP_VERSION, pycurl.CURL_HTTP_VERSION_1_1)  # what Vault's clients speak
+        curl.setopt(pycurl.PROTOCOLS, pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS)
+        curl.setopt(pycurl.FOLLOWLOCATION, 0)
+        curl.setopt(pycurl.MAXFILESIZE_LARGE, MAX_ANSWER)
+        curl.setopt(pycurl.NOPROGRESS, 1)
+        if address.scheme == "unix":
+            curl.setopt(pycurl.UNIX_SOCKET_PATH, address.host)
+        _set_proxy(curl, proxy)
+        if tls is not None:
+            _set_tls(curl, tls)
+
+    def prepare(self, method: str, url: str, body: bytes | None, headers: list[str], remaining: float) -> None:
+        curl = self.curl
+        curl.setopt(pycurl.URL, url)
+        if headers != self.headers:
+            curl.setopt(pycurl.HTTPHEADER, headers)
+            self.headers = headers[:]
+        if method != "GET" or self.method != "GET":
+            _set_method(curl, method, body)
+        self.method = method
+        ms = max(1, int(remaining * 1000))
+        curl.setopt(pycurl.TIMEOUT_MS, ms)  # the whole exchange: connect, TLS, proxy, head and body
+        curl.setopt(pycurl.CONNECTTIMEOUT_MS, ms)
+
+    def reset(self, method: str, body: bytes | None) -> None:
+        """After a request: let go of the answer and of the request body."""
+        self.chunks.clear()
+        self.lines.clear()
+        if body:
+            self.curl.setopt(pycurl.POSTFIELDS, b"")
+            self.method = "POST"  # what POSTFIELDS makes of any request, even a GET's
+        if method == "HEAD":
+            self.curl.setopt(pycurl.NOBODY, 0)  # else a later POST would be sent as a HEAD
 
 
 def _set_proxy(handle: pycurl.Curl, proxy: str | None) -> None:
@@ -344,7 +359,8 @@ def _set_proxy(handle: pycurl.Curl, proxy: str | None) -> None:
     if parts.username is not None:
         handle.setopt(pycurl.PROXYUSERNAME, urllib.parse.unquote(parts.username))
         handle.setopt(pycurl.PROXYPASSWORD, urllib.parse.unquote(parts.password or ""))
-    _set_system_store(handle, pycurl.PROXY_CAINFO, pycurl.PROXY_CAPATH, None)
+    system = ssl.get_default_verify_paths()
+    _set_cas(handle, (pycurl.PROXY_CAINFO, system.cafile), (pycurl.PROXY_CAPATH, system.capath))
 
 
 def _set_tls(handle: pycurl.Curl, tls: TLSOptions) -> None:
@@ -354,30 +370,20 @@ def _set_tls(handle: pycurl.Curl, tls: TLSOptions) -> None:
         handle.setopt(pycurl.CAINFO_BLOB, tls.ca_pem)
         handle.setopt(pycurl.CAPATH, None)
     else:
-        _set_system_store(handle, pycurl.CAINFO, pycurl.CAPATH, tls)
+        _set_cas(handle, (pycurl.CAINFO, tls.system_ca_file), (pycurl.CAPATH, tls.system_ca_dir))
     if tls.client_cert:
         handle.setopt(pycurl.SSLCERT, tls.client_cert)
         handle.setopt(pycurl.SSLKEY, tls.client_key or tls.client_cert)
 
 
-def _set_system_store(handle: pycurl.Curl, file_option: int, dir_option: int, tls: TLSOptions | None) -> None:
+def _set_cas(handle: pycurl.Curl, *options: tuple[int, str | None]) -> None:
     """The system's CAs where this machine keeps them: the wheel's libcurl was built elsewhere."""
-    if tls is None:
-        import ssl
-
-        paths = ssl.get_default_verify_paths()
-        tls = TLSOptions(None, paths.cafile, paths.capath, None, None, True)
-    if tls.system_ca_file:
-        handle.setopt(file_option, tls.system_ca_file)
-    if tls.system_ca_dir:
-        handle.setopt(dir_option, tls.system_ca_dir)
+    for option, value in options:
+        if value:
+            handle.setopt(option, value)
 
 
-def _prepare(handle: pycurl.Curl, method: str, url: str, body: bytes | None, headers: list[str],
-             remaining: float) -> None:
-    """The request on a reused handle: every option a previous request set is set again."""
-    handle.setopt(pycurl.URL, url)
-    handle.setopt(pycurl.HTTPHEADER, headers)
+def _set_method(handle: pycurl.Curl, method: str, body: bytes | None) -> None:
     if method == "GET":
         handle.setopt(pycurl.HTTPGET, 1)
         handle.setopt(pycurl.CUSTOMREQUEST, None)
@@ -390,19 +396,11 @@ def _prepare(handle: pycurl.Curl, method: str, url: str, body: bytes | None, hea
     else:
         handle.setopt(pycurl.POSTFIELDS, body or b"")
         handle.setopt(pycurl.CUSTOMREQUEST, None if method == "POST" else method)
-    ms = max(1, int(remaining * 1000))
-    handle.setopt(pycurl.TIMEOUT_MS, ms)  # the whole exchange: connect, TLS, proxy, head and body
-    handle.setopt(pycurl.CONNECTTIMEOUT_MS, ms)
 
 
 # --- libcurl's error codes, as our one-line messages -----------------------------------------------------
 
-_TIMED_OUT = 28
-_RESOLVE_PROXY, _RESOLVE, _CONNECT = 5, 6, 7
-_CUT_SHORT, _NOT_HTTP, _NOTHING, _SEND, _RECV = 18, 8, 52, 55, 56
-_TOO_LARGE = 63
-_PROXY_HANDSHAKE = 97
-_TLS_VERIFY = frozenset({51, 60})
+_RESOLVE_PROXY, _CONNECT, _PROXY_HANDSHAKE = 5, 7, 97
 _TLS_HANDSHAKE = {35: "handshake error", 58: "the client certificate or key was not accepted",
                   59: "no cipher in common", 77: "the CA bundle was not accepted",
                   98: "the server asks for a client certificate"}
@@ -411,6 +409,11 @@ _X509_REASONS = {2: "unable to get issuer certificate", 9: "certificate is not y
                  10: "certificate has expired", 18: "self-signed certificate",
                  19: "self-signed certificate in certificate chain", 20: "unable to get local issuer certificate",
                  21: "unable to verify the first certificate", 62: "host name mismatch"}
+_CONNECTION_TEXTS = {6: "cannot resolve {host}; check BRUIN_VAULT_HOST", 18: "the answer from {shown} was cut short",
+                     52: "connection to {shown} closed without an answer",
+                     8: "the answer from {shown} is not HTTP; is this a Vault server?"}
+# Connect, send and receive errors: what the OS said, else which of them it was.
+_SOCKET_WORDS = {_CONNECT: "cannot connect", 55: "send error", 56: "receive error"}
 _ERRNO_WORDS = {errno.ECONNRESET: "reset", errno.EPIPE: "broken pipe", errno.ECONNREFUSED: "refused",
                 errno.ENETUNREACH: "network unreachable", errno.EHOSTUNREACH: "host unreachable",
                 errno.ECONNABORTED: "aborted"}
@@ -423,11 +426,11 @@ def failure(code: int, os_errno: int, connect_code: int, verify_result: int, add
     Pure, from what libcurl reports beside the code (the OS's errno, the proxy's answer to CONNECT,
     the certificate check's result); libcurl's own message is never used."""
     shown = address.display()
-    if code == _TIMED_OUT:
+    if code == 28:
         return _timed_out(address, timeout)
-    if code == _TOO_LARGE:
+    if code == 63:
         return TransportError(f"the answer is larger than {MAX_ANSWER // 2**20} MiB; is this a Vault server?")
-    if code in _TLS_VERIFY:
+    if code in (51, 60):
         reason = _X509_REASONS.get(verify_result, f"X509 error {verify_result}" if verify_result else
                                    "host name mismatch")
         return TransportError(f"TLS verification of {shown} failed ({reason}); check the CA (VAULT_CACERT or "
@@ -446,22 +449,14 @@ def failure(code: int, os_errno: int, connect_code: int, verify_result: int, add
 
 def _connection_text(code: int, os_errno: int, address: VaultAddress) -> str:
     shown = address.display()
-    if code == _RESOLVE:
-        return f"cannot resolve {address.host}; check BRUIN_VAULT_HOST"
     if code == _CONNECT and address.scheme == "unix" and os_errno in (errno.ENOENT, errno.ENOTDIR):
         return f"no socket at {address.host}; check BRUIN_VAULT_HOST"
     if code == _CONNECT and os_errno == errno.ECONNREFUSED:
         return f"connection refused by {shown}; is Vault running and BRUIN_VAULT_HOST right?"
-    if code == _CUT_SHORT:
-        return f"the answer from {shown} was cut short"
-    if code == _NOTHING:
-        return f"connection to {shown} closed without an answer"
-    if code == _NOT_HTTP:
-        return f"the answer from {shown} is not HTTP; is this a Vault server?"
-    if code in (_CONNECT, _SEND, _RECV):
-        how = _ERRNO_WORDS.get(os_errno, {_CONNECT: "cannot connect", _SEND: "send error"}.get(code, "receive error"))
-        return f"connection to {shown} failed ({how})"
-    return f"connection to {shown} failed (libcurl error {code})"
+    if code in _CONNECTION_TEXTS:
+        return _CONNECTION_TEXTS[code].format(host=address.host, shown=shown)
+    how = _ERRNO_WORDS.get(os_errno, _SOCKET_WORDS[code]) if code in _SOCKET_WORDS else f"libcurl error {code}"
+    return f"connection to {shown} failed ({how})"
 
 
 def _timed_out(address: VaultAddress, timeout: float) -> _Transient:
@@ -476,6 +471,7 @@ def without_password(url: str) -> str:
 
 
 def _retry_after(value: str | None) -> float | None:
+    """Retry-After in seconds, or as an HTTP date; None when absent or neither."""
     if not value:
         return None
     value = value.strip()
@@ -488,33 +484,21 @@ def _retry_after(value: str | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-def _status_text(status: int) -> str:
-    if status == 503:
-        return "HTTP 503: Vault is sealed, in standby or unavailable"
-    if status == 429:
-        return "HTTP 429: rate limited"
-    return f"HTTP {status}"
-
-
-def _retry_note(retries: int) -> str:
-    return f" (after {retries} retr{'y' if retries == 1 else 'ies'})" if retries else ""
+_STATUS_TEXTS = {503: "HTTP 503: Vault is sealed, in standby or unavailable", 429: "HTTP 429: rate limited"}
 
 
 # --- the hvac adapter --------------------------------------------------------------------------------
 
 
 class VaultAdapter(hvac.adapters.JSONAdapter):
-    """hvac's JSONAdapter, sending through a Transport instead of a requests session.
-
-    As JSONAdapter: a 200 answer is returned as its decoded JSON, another success as a response,
-    an error raised as hvac's exception for its status (`hvac.exceptions.Forbidden`, ...). hvac's
-    `verify`, `cert`, `proxies` and `timeout` are not used: the Transport was built from the
-    settings (hvac would otherwise fill them from VAULT_* variables it read at import).
-    """
+    """hvac's JSONAdapter (a 200 as its JSON, another answer as a response, an error as hvac's exception),
+    sending through a Transport built from the settings: hvac's `verify`, `cert`, `proxies` and `timeout`,
+    which it would fill from the VAULT_* variables it read at import, are not used."""
 
     def __init__(self, *, transport: Transport, **hvac_kwargs: Any) -> None:
         super().__init__(strict_http=True, **hvac_kwargs)  # LIST as GET ?list=true: proxies know GET
         self.transport = transport
+        self._last_headers: tuple[tuple[str | None, str | None, bool], list[str]] | None = None
 
     def close(self) -> None:
         self.transport.close()
@@ -535,15 +519,24 @@ class VaultAdapter(hvac.adapters.JSONAdapter):
         return _response(reply)
 
     def _headers(self, extra: Mapping[str, str] | None, body: bytes | None) -> list[str]:
-        headers = {"User-Agent": USER_AGENT, "X-Vault-Request": "true", **(extra or {})}
-        if self.token:
-            headers["X-Vault-Token"] = self.token
-        if self.namespace:
-            headers["X-Vault-Namespace"] = self.namespace
-        # libcurl would add its own: a form type to a POST, and `Expect: 100-continue` to a large one.
-        headers["Content-Type"] = "application/json" if body else ""
-        headers["Expect"] = ""
-        return [f"{name}: {value}" if value else f"{name}:" for name, value in headers.items()]
+        """The request's header lines; without extra headers, the last ones while token and namespace
+        stay (one tuple swapped at once: threads share it)."""
+        key = token, namespace, _ = self.token, self.namespace, bool(body)
+        last = self._last_headers
+        if extra or last is None or last[0] != key:
+            headers = {"User-Agent": USER_AGENT, "X-Vault-Request": "true", **(extra or {})}
+            if token:
+                headers["X-Vault-Token"] = token
+            if namespace:
+                headers["X-Vault-Namespace"] = namespace
+            # libcurl would add its own: a form type to a POST, and `Expect: 100-continue` to a large one.
+            headers["Content-Type"] = "application/json" if body else ""
+            headers["Expect"] = ""
+            lines = [f"{name}: {value}" if value else f"{name}:" for name, value in headers.items()]
+            if extra:
+                return lines
+            last = self._last_headers = (key, lines)
+        return last[1]
 
 
 def _target(url: str, params: dict[str, Any] | None) -> str:
@@ -558,11 +551,11 @@ def _param(value: Any) -> str:
 
 
 def _decode(reply: Reply) -> Any:
-    if not reply.body.strip():
-        return {}
     try:
         return json.loads(reply.body)
     except ValueError:
+        if not reply.body.strip():
+            return {}
         # A proxy's HTML page, or a truncated body: say so without quoting it.
         raise TransportError(f"the answer (HTTP {reply.status}) is not valid JSON; is this a Vault server?") from None
     except RecursionError:  # arrays or objects nested about a thousand deep: no answer of Vault's is

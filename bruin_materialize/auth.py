@@ -49,6 +49,7 @@ class Login(NamedTuple):
     token: str
     ttl: float  # seconds Vault granted it (lease_duration); 0: it does not expire
     renewable: bool
+    batch: bool = False  # a batch token, which Vault cannot revoke: it ends with its TTL
 
 
 def log_in(client: hvac.Client, creds: Credentials) -> Login:
@@ -77,7 +78,7 @@ def log_in(client: hvac.Client, creds: Credentials) -> Login:
         raise vault_error(f"{what}: the answer's lease_duration is longer than any duration Vault gives (Go's "
                           "limit, about 292 years); is BRUIN_VAULT_HOST Vault itself?")
     return Login(token, float(ttl) if is_duration(ttl) and ttl > 0 else 0.0,
-                 dig(answer, "auth", "renewable") is True)
+                 dig(answer, "auth", "renewable") is True, dig(answer, "auth", "token_type") == "batch")
 
 
 def is_duration(value: object) -> TypeGuard[int]:

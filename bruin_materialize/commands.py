@@ -13,7 +13,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from bruin_materialize import handover, importer, pipeline, preflight, write
+from bruin_materialize import handover, pipeline, preflight, write
 from bruin_materialize.console import Console, Progress, flush_stdout, silence_stdout
 from bruin_materialize.environments import layout, load_against
 from bruin_materialize.errors import ExitCode, usage_error
@@ -97,6 +97,7 @@ def exec_(settings: Settings, environ: Mapping[str, str], console: Console) -> i
 
 def import_(settings: Settings, environ: Mapping[str, str], console: Console) -> int:
     """render's inverse: FILE's connections, checked as `check` checks secrets, into Vault (importer.py)."""
+    from bruin_materialize import importer  # only import reads YAML the way bruin does
     from bruin_materialize.schema import choose
     from bruin_materialize.session import open_kv, session
 

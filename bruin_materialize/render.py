@@ -7,14 +7,18 @@ back the same. Tests round-trip every value class through a YAML 1.2 parser (tes
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bruin_materialize import __version__
 from bruin_materialize.validate import Connection
 from bruin_materialize.yamltext import to_yaml
+
+if TYPE_CHECKING:
+    import jinja2
 
 # A link to the top-level templates/ in a checkout, the files themselves in an installed wheel.
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -86,7 +90,18 @@ def _check_text(*texts: str) -> None:
 
 def render_environments(environments: Environments, default_environment: str, source: str,
                         schema: str = "") -> str:
-    import jinja2  # imported here: `--help` and usage errors should not pay for it
+    # Connections come sorted by type, so by_type keeps the file's order.
+    grouped = [(name, list(by_type(connections).items())) for name, connections in environments]
+    text: str = template().render(header=header(source, schema), default_environment=default_environment,
+                                  environments=grouped)
+    return text if text.endswith("\n") else text + "\n"
+
+
+@functools.cache
+def template() -> jinja2.Template:
+    """The compiled template, loaded once. Not while the secrets are read: pure-Python work on the main
+    thread then holds the GIL for 5 ms at a time, and the reading threads wait (docs/performance.md)."""
+    import jinja2  # imported here: `--help`, usage errors and `import` should not pay for it
 
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES),
@@ -95,11 +110,7 @@ def render_environments(environments: Environments, default_environment: str, so
         keep_trailing_newline=True,
     )
     env.filters["yaml"] = to_yaml
-    # Connections come sorted by type, so by_type keeps the file's order.
-    grouped = [(name, list(by_type(connections).items())) for name, connections in environments]
-    text: str = env.get_template(TEMPLATE).render(header=header(source, schema),
-                                                  default_environment=default_environment, environments=grouped)
-    return text if text.endswith("\n") else text + "\n"
+    return env.get_template(TEMPLATE)
 
 
 def expected_documents(environments: Environments, default_environment: str) -> dict[str, Any]:

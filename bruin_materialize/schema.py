@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import subprocess
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -82,6 +81,8 @@ def schema_from_bruin(bruin: str, cache_dir: Path | None, env: Mapping[str, str]
             return parse_schema(json.loads(raw), f"`{bruin} internal connections` (cached)", raw)
         except (MaterializeError, ValueError, RecursionError):  # missing, unreadable or damaged: ask bruin again
             pass
+    import subprocess  # here: a run given --schema, or with the schema cached, starts no process
+
     try:
         proc = subprocess.run(
             [bruin, "internal", "connections"], capture_output=True, timeout=60, env=dict(env), check=False

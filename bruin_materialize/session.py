@@ -41,7 +41,7 @@ def session(settings: Settings, console: Console,
         console.warning("TLS verification is disabled (VAULT_SKIP_VERIFY): anyone on the network path could "
                         "read these secrets")
     client = open_client(settings, note=console.debug)
-    logged_in = False
+    logged_in = batch = False
     kept: lifetime.TokenLifetime | None = None
     try:
         if settings.wait > 0:
@@ -49,7 +49,7 @@ def session(settings: Settings, console: Console,
         login = auth.log_in(client, creds) if settings.auth.logs_in else None
         client.token = login.token if login is not None else creds.secret
         console.debug(auth.used(creds.auth))
-        logged_in = login is not None
+        logged_in, batch = login is not None, login is not None and login.batch
         # Renewed during the reads, or its end explained (lifetime.py).
         kept = lifetime.TokenLifetime(client, creds, login, lambda: _look_up(settings, client.token))
         lifetime.attach(client, kept)
@@ -63,6 +63,8 @@ def session(settings: Settings, console: Console,
         if logged_in and not (kept is not None and kept.expired()):
             if keep_login():
                 console.info("the login token is left to its TTL: the leases listed above end with it")
+            elif batch:
+                console.debug("the login token is a batch token, which Vault cannot revoke: it ends with its TTL")
             elif not _revoke(settings, client.token):
                 console.warning("could not revoke the login token; it stays valid until its TTL ends")
 

@@ -596,8 +596,8 @@ OPTIONS: tuple[Option[Any], ...] = tuple(_DECLARED)
 
 
 
-def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
-    return _options.build_parser(OPTIONS, prog)
+def build_parser(prog: str = PROG, only: str | None = None) -> argparse.ArgumentParser:
+    return _options.build_parser(OPTIONS, prog, only)
 
 
 def settings_table_markdown() -> str:
@@ -610,8 +610,8 @@ def settings_table_markdown() -> str:
 
 def parse_settings(argv: Sequence[str], environ: Mapping[str, str], cwd: Path | None = None,
                    prog: str = PROG) -> Settings:
-    parser = build_parser(prog)
     args = list(argv)
+    parser = build_parser(prog, only=args[0] if args[:1] and args[0] in COMMANDS else None)
     bruin_args: list[str] = []
     if args[:1] == ["exec"]:
         ours, bruin_args = split_exec_arguments(_subparser(parser, "exec"), args[1:])

@@ -5,7 +5,6 @@ Every message names the secret and the field, never a value: values are credenti
 
 from __future__ import annotations
 
-import difflib
 import math
 import re
 from collections.abc import Iterable, Mapping
@@ -115,7 +114,7 @@ def _connection(secret: RawSecret, schema: Schema | None, options: Options, out:
                     "its current version is deleted or destroyed; skipped (undelete it, or delete the "
                     "secret's metadata to drop the connection)")
         return None
-    too_big = _beyond_bounds(data)
+    too_big, plain = _survey(data)
     if too_big:  # before the recursive checks below, which a deep enough secret would overflow
         report.add(ERROR, "", "secret-too-large", too_big)
         return None
@@ -137,10 +136,11 @@ def _connection(secret: RawSecret, schema: Schema | None, options: Options, out:
         report.add(WARNING, "details.name", "name-replaced",
                    "differs from the secret's name; the secret's name is used")
     fields.pop("name", None)
-    _check_keys(conn_type, fields, report)
+    _check_keys(conn_type, fields, report, plain)
     _check_text(secret.name, report, "name", options)
-    for key, value in fields.items():
-        _check_text(value, report, f"details.{key}", options)
+    if not plain:  # else no value can fail the text checks, which build a field path for every value
+        for key, value in fields.items():
+            _check_text(value, report, f"details.{key}", options)
     if schema is not None:
         fields = _check_against_schema(conn_type, fields, schema, report)
     if report.errors:
@@ -152,26 +152,36 @@ MAX_DEPTH = 32  # objects and arrays within one another; bruin's deepest connect
 MAX_SIZE = 1 << 20  # characters of keys and strings, plus one per value: a connection is a few KiB
 
 
-def _beyond_bounds(data: Any) -> str | None:
-    """Why the secret is too deep or too big to be a connection, or None. Iterative: a secret nested
-    thousands of levels deep must be reported by name, not end in a RecursionError."""
+# A key this short cannot be too long for YAML, whatever it escapes to (an escape is at most 6 characters).
+_SHORT_KEY = (MAX_KEY - 2) // 6
+
+
+def _survey(data: Any) -> tuple[str | None, bool]:
+    """Why the secret is too deep or too big to be a connection, or None; and whether it is plain: every
+    key and text ASCII (so UTF-8 can carry it), every key short, no text holding `${`. Nothing in a plain
+    secret can fail the key and text checks, the usual case. Iterative: a secret nested thousands of
+    levels deep must be reported by name, not end in a RecursionError."""
     size = 0
+    plain = True
     pending: list[tuple[Any, int]] = [(data, 1)]
     while pending:
         node, depth = pending.pop()
         size += 1
         if isinstance(node, str):
             size += len(node)
+            plain = plain and node.isascii() and "${" not in node
         elif isinstance(node, (dict, list)):
             if depth > MAX_DEPTH:
-                return f"is nested more than {MAX_DEPTH} levels deep; no bruin connection is"
+                return f"is nested more than {MAX_DEPTH} levels deep; no bruin connection is", False
             items = node.items() if isinstance(node, dict) else enumerate(node)
             for key, item in items:
-                size += len(key) if isinstance(key, str) else 0
+                if isinstance(key, str):
+                    size += len(key)
+                    plain = plain and key.isascii() and len(key) <= _SHORT_KEY
                 pending.append((item, depth + 1))
         if size > MAX_SIZE:
-            return f"is larger than {MAX_SIZE // (1 << 20)} MiB; no bruin connection is"
-    return None
+            return f"is larger than {MAX_SIZE // (1 << 20)} MiB; no bruin connection is", False
+    return None, plain
 
 
 def _check_type_field(conn_type: Any, report: _Report) -> bool:
@@ -195,12 +205,14 @@ def _check_details_field(details: Any, report: _Report) -> bool:
     return False
 
 
-def _check_keys(conn_type: str, details: dict[str, Any], report: _Report) -> None:
+def _check_keys(conn_type: str, details: dict[str, Any], report: _Report, plain: bool) -> None:
     """Keys YAML cannot carry: the type and field names are mapping keys in the file."""
     if _too_long_for_a_key(conn_type):
         report.add(ERROR, "type", "key-too-long", f"is longer than the {MAX_KEY} characters YAML allows for a key")
     if not _encodable(conn_type):
         report.add(ERROR, "type", "text-unencodable", "holds a lone UTF-16 surrogate, which cannot be written as UTF-8")
+    if plain:  # every field name ASCII and short: _survey
+        return
     for field, key in _keys(details, "details"):
         if not _encodable(key):
             report.add(ERROR, field, "text-unencodable",
@@ -271,6 +283,8 @@ def leaves(value: Any, field: str) -> Iterable[tuple[str, Any]]:
 def _check_against_schema(conn_type: str, fields: dict[str, Any], schema: Schema, report: _Report) -> dict[str, Any]:
     spec = schema.types.get(conn_type)
     if spec is None:
+        import difflib  # here: only an unknown type needs it
+
         close = difflib.get_close_matches(conn_type, schema.types, n=1)
         suggestion = f" (did you mean {close[0]}?)" if close else ""
         report.add(ERROR, "type", "type-unknown", f"unknown connection type {_quoted(conn_type)}{suggestion}; "

@@ -379,8 +379,12 @@ def parallel(work: Callable[[T], R], items: list[T], workers: int) -> list[R]:
     errors: list[BaseException] = []
     pending = iter(enumerate(items))
     lock = threading.Lock()
+    # Every thread is started before any begins: a thread starts only once it got the GIL, which the
+    # ones already reading would hold for milliseconds in all.
+    go = threading.Event()
 
     def worker() -> None:
+        go.wait()
         while not errors:
             with lock:
                 job = next(pending, None)
@@ -392,6 +396,7 @@ def parallel(work: Callable[[T], R], items: list[T], workers: int) -> list[R]:
                 errors.append(exc)
 
     threads = [start_daemon(worker, f"vault-read-{index}") for index in range(min(workers, len(items)))]
+    go.set()
     for thread in threads:
         thread.join()
     if errors:

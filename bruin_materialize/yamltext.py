@@ -24,6 +24,8 @@ MAX_KEY = 1024
 
 def to_yaml(value: Any) -> str:
     text = json.dumps(value, ensure_ascii=False, allow_nan=False)
+    if text.isascii() and "\x7f" not in text:  # the usual case, no regex scan (DEL: the one ASCII in _UNSAFE)
+        return text
     return _UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 

@@ -17,7 +17,16 @@ import threading
 
 import pytest
 
-from bruin_materialize.adapter import RetryPolicy, TLSOptions, Transport, TransportError, failure, without_password
+from bruin_materialize.adapter import (
+    USER_AGENT,
+    RetryPolicy,
+    TLSOptions,
+    Transport,
+    TransportError,
+    VaultAdapter,
+    failure,
+    without_password,
+)
 from bruin_materialize.settings import VaultAddress
 from testsupport.leak import LEAK_GUARD
 
@@ -178,3 +187,78 @@ def test_head_waits_for_no_body_and_the_handle_serves_a_get_after_it() -> None:
         server.close()
     assert (head.status, head.body, get.status, get.body) == (200, b"", 200, b'{"ok":true}')
     assert server.requests == [b"HEAD /v1/sys/health HTTP/1.1", b"GET /v1/sys/health HTTP/1.1"]
+
+
+
+def test_a_get_after_any_request_with_a_body_is_sent_as_a_get() -> None:
+    # A handle keeps what its last request set; a body set by POSTFIELDS turns libcurl's request into a
+    # POST, which the next request on the handle must undo, whatever the method the body came with.
+    server = OneAnswer(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
+    transport = _transport(VaultAddress("http", "127.0.0.1", server.port))
+    try:
+        for method, body in [("GET", b"{}"), ("GET", None), ("PUT", b"{}"), ("GET", None), ("DELETE", None),
+                             ("GET", None), ("POST", None), ("GET", None)]:
+            assert transport.send(method, "/v1/x", body, []).status == 204
+    finally:
+        transport.close()
+        server.close()
+    assert [line.split(b" ")[0] for line in server.requests] == [b"GET", b"GET", b"PUT", b"GET", b"DELETE", b"GET",
+                                                                b"POST", b"GET"]
+
+class Recorder(OneAnswer):
+    """OneAnswer, keeping each request's whole head."""
+
+    def __init__(self, answer: bytes) -> None:
+        self.heads: list[bytes] = []
+        super().__init__(answer)
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(5)
+                data = b""
+                while True:
+                    while b"\r\n\r\n" not in data:
+                        chunk = conn.recv(65536)
+                        if not chunk:
+                            return
+                        data += chunk
+                    head, _, data = data.partition(b"\r\n\r\n")
+                    length = int(head.lower().partition(b"content-length:")[2].split(b"\r\n")[0] or 0)
+                    while len(data) < length:
+                        data += conn.recv(65536)
+                    data = data[length:]
+                    self.heads.append(head)
+                    conn.sendall(self.answer)
+
+
+def test_header_lines_follow_the_token_and_namespace_and_a_body() -> None:
+    # The adapter keeps its header lines from one request to the next: a new token or namespace, or a
+    # body, must change them at once, on the same reused handle.
+    server = Recorder(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
+    transport = _transport(VaultAddress("http", "127.0.0.1", server.port))
+    adapter = VaultAdapter(transport=transport, base_uri=f"http://127.0.0.1:{server.port}", token="tok-1")
+    try:
+        adapter.get("/v1/kv/data/x")
+        adapter.get("/v1/kv/data/x")
+        adapter.token = "tok-2"
+        adapter.get("/v1/kv/data/x")
+        adapter.namespace = "team"
+        adapter.get("/v1/kv/data/x")
+        adapter.post("/v1/kv/data/x", json={"data": {}})
+        adapter.get("/v1/kv/data/x")
+    finally:
+        adapter.close()
+        server.close()
+    heads = [{line.partition(b":")[0].lower(): line.partition(b":")[2].strip() for line in head.split(b"\r\n")[1:]
+              if line} for head in server.heads]
+    assert [h.get(b"x-vault-token") for h in heads] == [b"tok-1"] * 2 + [b"tok-2"] * 4
+    assert [h.get(b"x-vault-namespace") for h in heads] == [None] * 3 + [b"team"] * 3
+    assert [h.get(b"content-type") for h in heads] == [None] * 4 + [b"application/json", None]
+    assert [h.get(b"user-agent") for h in heads] == [USER_AGENT.encode()] * 6
+    assert b"expect" not in heads[4]
+    assert [head.split(b" ", 1)[0] for head in server.heads] == [b"GET"] * 4 + [b"POST", b"GET"]

@@ -649,6 +649,22 @@ def test_a_login_token_that_is_not_renewable_says_when_the_leases_end(env: dict[
     assert database.leases() == []
 
 
+def test_a_batch_login_token_is_left_to_its_ttl_without_a_warning(env: dict[str, str], kv2: Any, run_cli: Any,
+                                                                   bao_server: Any) -> None:
+    """Vault cannot revoke a batch token: the run says so under -v instead of warning that revoking failed;
+    a service token is revoked as ever."""
+    kv2.put("bruin", "pg", {"type": "postgres", "details": {"host": "db", "port": 5432, "username": "u",
+                                                             "password": "batch-token-test-pw", "database": "d"}})
+    for token_type, said in (("batch", "the login token is a batch token, which Vault cannot revoke: it ends with "
+                                       "its TTL"), ("service", None)):
+        approle = make_approle(bao_server, token_type=token_type)
+        proc = run_cli("check", "-v", env=login_settings(approle))
+        assert proc.returncode == 0, proc.stderr
+        assert not [line for line in proc.lines if "could not revoke" in line], proc.stderr
+        assert (f"materialize: {said}" in proc.lines) if said else not [line for line in proc.lines if "batch" in line]
+        assert live_tokens(bao_server, approle["_policy"]) == 0 or token_type == "batch"
+
+
 def test_a_login_token_at_its_max_ttl_is_reported(env: dict[str, str], kv2: Any, database: Any, run_cli: Any,
                                                   bao_server: Any, fake_bruin: Any) -> None:
     approle = make_approle(bao_server, token_ttl="3s", token_max_ttl="4s")

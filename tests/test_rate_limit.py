@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
+from bruin_materialize.adapter import Gate
 from testsupport.harness import KV, BaoServer, RunCli
 from testsupport.paths import MATERIALIZE
 
@@ -128,3 +129,48 @@ def test_concurrency_falls_under_throttling_and_recovers(kv2: KV, throttled_env:
     assert cuts and "parallel request(s), was 8" in cuts[0]
     recovered = [i for i, line in enumerate(lines) if "rate limit eased: back to 8 parallel requests" in line]
     assert recovered and recovered[-1] > lines.index(cuts[0])
+
+
+# --- the Gate alone: how many requests may start, exactly ---------------------------------------------
+
+
+def _starts_now(gate: Gate) -> threading.Event:
+    """Set once an acquire started now on a thread of its own gets through."""
+    through = threading.Event()
+
+    def take() -> None:
+        gate.acquire()
+        through.set()
+
+    threading.Thread(target=take, daemon=True).start()
+    return through
+
+
+def test_gate_after_a_cut_starts_nothing_until_fewer_than_the_limit_are_in_flight() -> None:
+    notes: list[str] = []
+    gate = Gate(8, notes.append)
+    rounds = [gate.acquire() for _ in range(8)]
+    gate.release(rounds[0], 429)
+    gate.release(rounds[1], 429)  # sent before the cut: it does not cut again
+    assert (gate.limit, notes) == (4.0, ["Vault is rate-limiting: 4 parallel request(s), was 8"])
+    waiting = _starts_now(gate)
+    for cuts in rounds[2:4]:
+        gate.release(cuts, None)  # no answer: says nothing about the quota
+    assert not waiting.wait(0.2)  # 4 in flight, the limit 4
+    gate.release(rounds[4], None)
+    assert waiting.wait(5)
+
+
+def test_gate_recovers_to_its_ceiling_and_then_holds_it() -> None:
+    notes: list[str] = []
+    gate = Gate(4, notes.append)
+    gate.release(gate.acquire(), 429)
+    assert gate.limit == 2.0
+    for _ in range(50):
+        gate.release(gate.acquire(), 200)
+    assert gate.limit == 4.0
+    assert notes == ["Vault is rate-limiting: 2 parallel request(s), was 4",
+                     "rate limit eased: back to 4 parallel requests"]
+    for _ in range(4):
+        gate.acquire()
+    assert not _starts_now(gate).wait(0.2)

@@ -7,7 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
+from bruin_materialize import validate as validate_module
 from bruin_materialize.schema import Schema, load_schema_file
 from bruin_materialize.validate import ERROR, NOTE, WARNING, Options, Outcome, validate
 from bruin_materialize.vault import RawSecret
@@ -207,3 +210,33 @@ def test_a_secret_beyond_one_mib_is_an_error(schema: Schema) -> None:
     out = check(pg(blob=["a" * 1024] * 1024), schema)
     assert lines(out, ERROR) == ["kv/bruin/pg: is larger than 1 MiB; no bruin connection is"]
     assert check(pg(blob="a" * 1000_000), schema).errors == []
+
+
+# A plain secret (ASCII, short keys, no `${`) skips the per-field key and text checks: the skip must
+# never change an outcome. Keys and texts near each rule's edge: long, escaped, non-ASCII, surrogates.
+_TEXT = st.one_of(st.sampled_from(["${A}", "${}", "a${B}c", "\ud800", "\x01" * 200, "é", "a" * 170, "a" * 171,
+                                   "\x01" * 171, "$", "{A}"]),
+                  st.text(st.characters(max_codepoint=127), max_size=8), st.text(max_size=8))
+_VALUE = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(), _TEXT),
+                      lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(_TEXT, inner, max_size=3)),
+                      max_leaves=8)
+
+
+@example(details={"\x01" * 200: 1}, conn_type="postgres", name="pg", expand_env=False)  # ASCII, escapes too long
+@example(details={"a" * 171: 1}, conn_type="postgres", name="pg", expand_env=False)
+@example(details={"é": 1, "x": ["é"]}, conn_type="postgres", name="pg", expand_env=False)
+@example(details={"x": {"y": ["${A}"]}}, conn_type="postgres", name="pg", expand_env=False)
+@example(details={"x": "\ud800"}, conn_type="postgres", name="pg", expand_env=True)
+@given(details=st.dictionaries(_TEXT, _VALUE, max_size=4), conn_type=st.sampled_from(["postgres", "generic", "é"]),
+       name=st.sampled_from(["pg", "a${A}", "\u00e9"]), expand_env=st.booleans())
+def test_a_plain_secret_skips_only_checks_it_cannot_fail(details: dict[str, Any], conn_type: str, name: str,
+                                                        expand_env: bool) -> None:
+    data = {"type": conn_type, "details": details}
+    fast = check(data, name=name, expand_env=expand_env, env_names=frozenset({"A", "B"}))
+    survey = validate_module._survey
+    try:
+        validate_module._survey = lambda value: (survey(value)[0], False)  # type: ignore[assignment]
+        slow = check(data, name=name, expand_env=expand_env, env_names=frozenset({"A", "B"}))
+    finally:
+        validate_module._survey = survey
+    assert fast == slow
