@@ -105,14 +105,20 @@ def test_proxy_is_named_without_its_credentials(url: str, shown: str) -> None:
 
 
 class OneAnswer:
-    """A loopback server that answers every request, CONNECT included, with `answer`, and counts them."""
+    """A loopback server that answers every request, CONNECT included, with `answer`, and keeps each
+    request's head. One request per connection; with `keep_alive`, every request a connection sends."""
 
-    def __init__(self, answer: bytes) -> None:
-        self.answer = answer
-        self.requests: list[bytes] = []
+    def __init__(self, answer: bytes, keep_alive: bool = False) -> None:
+        self.answer, self.keep_alive = answer, keep_alive
+        self.heads: list[bytes] = []
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
         threading.Thread(target=self._serve, daemon=True).start()
+
+    @property
+    def requests(self) -> list[bytes]:
+        """Each request's first line."""
+        return [head.split(b"\r\n", 1)[0] for head in self.heads]
 
     def _serve(self) -> None:
         while True:
@@ -122,14 +128,26 @@ class OneAnswer:
                 return
             with conn:
                 conn.settimeout(5)
-                head = b""
-                while b"\r\n\r\n" not in head:
-                    chunk = conn.recv(4096)
-                    if not chunk:
-                        break
-                    head += chunk
-                self.requests.append(head.split(b"\r\n", 1)[0])
+                self._answer(conn)
+
+    def _answer(self, conn: socket.socket) -> None:
+        data = b""
+        while True:
+            while b"\r\n\r\n" not in data:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    return
+                data += chunk
+            head, _, data = data.partition(b"\r\n\r\n")
+            self.heads.append(head)
+            if not self.keep_alive:
                 conn.sendall(self.answer)
+                return
+            length = int(head.lower().partition(b"content-length:")[2].split(b"\r\n")[0] or 0)
+            while len(data) < length:
+                data += conn.recv(65536)
+            data = data[length:]
+            conn.sendall(self.answer)
 
     def close(self) -> None:
         self._listener.close()
@@ -205,41 +223,11 @@ def test_a_get_after_any_request_with_a_body_is_sent_as_a_get() -> None:
     assert [line.split(b" ")[0] for line in server.requests] == [b"GET", b"GET", b"PUT", b"GET", b"DELETE", b"GET",
                                                                 b"POST", b"GET"]
 
-class Recorder(OneAnswer):
-    """OneAnswer, keeping each request's whole head."""
-
-    def __init__(self, answer: bytes) -> None:
-        self.heads: list[bytes] = []
-        super().__init__(answer)
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self._listener.accept()
-            except OSError:
-                return
-            with conn:
-                conn.settimeout(5)
-                data = b""
-                while True:
-                    while b"\r\n\r\n" not in data:
-                        chunk = conn.recv(65536)
-                        if not chunk:
-                            return
-                        data += chunk
-                    head, _, data = data.partition(b"\r\n\r\n")
-                    length = int(head.lower().partition(b"content-length:")[2].split(b"\r\n")[0] or 0)
-                    while len(data) < length:
-                        data += conn.recv(65536)
-                    data = data[length:]
-                    self.heads.append(head)
-                    conn.sendall(self.answer)
-
-
 def test_header_lines_follow_the_token_and_namespace_and_a_body() -> None:
     # The adapter keeps its header lines from one request to the next: a new token or namespace, or a
     # body, must change them at once, on the same reused handle.
-    server = Recorder(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
+    server = OneAnswer(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}",
+                       keep_alive=True)
     transport = _transport(VaultAddress("http", "127.0.0.1", server.port))
     adapter = VaultAdapter(transport=transport, base_uri=f"http://127.0.0.1:{server.port}", token="tok-1")
     try:
