@@ -13,6 +13,8 @@ so that a noisy neighbour hits every contestant alike:
   render warm  the same, once its bytecode exists
   check cold / check warm   `python materialize.py check` likewise
   stack floor  the runtime stack's imports, then every secret over one connection, as a process
+  stack imports   a process that imports hvac, pycurl and jinja2 and ends: what every run pays before
+               its first request; `requests imports`, the part hvac imports for its default adapter
   read phase   the tool's own reading (session, listing, parallel reads), from a warm render's -v line
   hvac over pycurl / http.client / urllib3 / requests   hvac's API over each HTTP stack, in-process
                (bench/adapters.py): the transport's cost apart from the tool
@@ -125,7 +127,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print_table(report, "min")
     print_adapters(report)
     print_against(report)
+    report["bounds"] = bounds(report)
     print_goals(report)
+    print_bounds(report)
     for profile in report["profile"].values():
         print_profile(profile, report)
     if args.json:
@@ -189,18 +193,19 @@ def _tool(ctx: Context, n: int, variant: str) -> tuple[measure.Sample, float | N
 _READ_LINE = re.compile(r"^(?:\S+Z )?materialize: read \d+ secrets from .* in ([0-9.]+)s$", re.MULTILINE)
 
 
-def _script(ctx: Context, n: int, script: str) -> measure.Sample:
-    """A bench script as a process (the hvac loop, the stack floor), its imports included."""
+def _script(ctx: Context, n: int, script: list[str]) -> measure.Sample:
+    """A bench script (or `-c` code) as a process: the hvac loop, the stack floor, the imports alone."""
     run_dir = Path(tempfile.mkdtemp(prefix="script-", dir=ctx.work))
     env = tool.base_env(run_dir / "home")
     env.update({"BENCH_ADDR": ctx.server.addr, "BENCH_TOKEN": ctx.server.token, "BENCH_MOUNT": MOUNT,
                 "BENCH_PATH": f"n{n}"})
-    sample = measure.run_process([ctx.python, str(tool.BENCH / script)], env, run_dir, run_dir)
+    sample = measure.run_process([ctx.python, *script], env, run_dir, run_dir)
     shutil.rmtree(run_dir)
     return sample
 
 
-SCRIPTS = {"hvac loop": "hvac_loop.py", "stack floor": "stack_floor.py"}
+SCRIPTS = {"hvac loop": [str(tool.BENCH / "hvac_loop.py")], "stack floor": [str(tool.BENCH / "stack_floor.py")],
+           "stack imports": ["-c", "import hvac, pycurl, jinja2"], "requests imports": ["-c", "import requests"]}
 
 
 def _python_startup(ctx: Context, repeat: int) -> dict[str, Any]:
@@ -216,7 +221,8 @@ def _measure_size(ctx: Context, n: int, repeat: int, threads: list[int], with_hv
     _warm_up(ctx, n, threads, with_hvac)
     floors: dict[int, list[float]] = {t: [] for t in threads}
     floor_cpu: dict[int, list[float]] = {t: [] for t in threads}
-    variants = ["stack floor", *(["hvac loop"] if with_hvac else []), *TOOL_VARIANTS,
+    variants = ["stack floor", "stack imports", "requests imports", *(["hvac loop"] if with_hvac else []),
+                *TOOL_VARIANTS,
                 *([f"render warm@{ctx.against}"] if ctx.against else [])]
     processes: dict[str, list[measure.Sample]] = {v: [] for v in variants}
     stacks: dict[str, list[adapters.Timing]] = {name: [] for name in adapters.ADAPTERS}
@@ -422,6 +428,34 @@ def print_goals(report: dict[str, Any]) -> None:
     print("goals (median; peak memory: the largest run)     median        best run      verdict")
     for goal, value, best, verdict in goal_rows(report):
         print(f"  {goal:60} {value:>36} {best:>36}   {verdict}")
+
+
+def bounds(report: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """Per size, what the stack alone allows: no run can take less than importing it (as a process, so
+    Python's start included) and then reading at the floor; `requests` is imported by hvac, whatever
+    adapter it is given."""
+    found = {}
+    startup = report["python_startup"]["median"]
+    against_floor = {n for n, _, _, unit in GOALS if unit in ("x", "x faster")}
+    for n, size in report["sizes"].items():
+        if n not in against_floor or "stack imports" not in size:
+            continue
+        imports, floor = size["stack imports"]["median"], size["floor"]["median"]
+        row = {"imports_x_floor": imports / floor, "requests_x_floor": (size["requests imports"]["median"] - startup)
+               / floor, "least_x_floor": (imports + floor) / floor}
+        if "hvac loop" in size:
+            row["most_x_faster"] = size["hvac loop"]["median"] / (imports + floor)
+        found[n] = row
+    return found
+
+
+def print_bounds(report: dict[str, Any]) -> None:
+    print("\nwhat the stack leaves (medians): no run takes less than importing hvac, pycurl and jinja2 (as a "
+          "process)\nand then reading at the floor")
+    for n, row in bounds(report).items():
+        faster = f"; at most {row['most_x_faster']:.2f}x faster than the hvac loop" if "most_x_faster" in row else ""
+        print(f"  N={n}: the imports {row['imports_x_floor']:.2f}x floor (requests and urllib3, which hvac imports: "
+              f"{row['requests_x_floor']:.2f}x), so at least {row['least_x_floor']:.2f}x floor{faster}")
 
 
 def print_profile(profile: dict[str, Any], report: dict[str, Any]) -> None:

@@ -354,8 +354,7 @@ def _set_proxy(handle: pycurl.Curl, proxy: str | None) -> None:
         handle.setopt(pycurl.PROXY, "")  # "": no proxy, whatever the environment says
         return
     parts = urllib.parse.urlsplit(proxy)
-    host = f"[{parts.hostname}]" if ":" in (parts.hostname or "") else parts.hostname
-    handle.setopt(pycurl.PROXY, f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else ""))
+    handle.setopt(pycurl.PROXY, origin(parts))
     if parts.username is not None:
         handle.setopt(pycurl.PROXYUSERNAME, urllib.parse.unquote(parts.username))
         handle.setopt(pycurl.PROXYPASSWORD, urllib.parse.unquote(parts.password or ""))
@@ -463,11 +462,23 @@ def _timed_out(address: VaultAddress, timeout: float) -> _Transient:
     return _Transient(f"timed out talking to {address.display()} (no answer within {timeout:g}s)")
 
 
+def origin(parts: urllib.parse.SplitResult) -> str:
+    """scheme://host:port of a URL: never its user or password, nor a port that is not a number; an IPv6
+    host in brackets, so that its port stays apart from it."""
+    host = parts.hostname or ""
+    try:
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        port = ""
+    return f"{parts.scheme}://[{host}]{port}" if ":" in host else f"{parts.scheme}://{host}{port}"
+
+
 def without_password(url: str) -> str:
-    parts = urllib.parse.urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+    """A proxy URL as messages show it (its origin)."""
+    try:
+        return origin(urllib.parse.urlsplit(url))
+    except ValueError:  # an IPv6 address without its `]`, ...
+        return "(a proxy URL that does not parse)"
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -45,6 +45,7 @@ class Option(Generic[T]):
     shown_default: str | None = None  # what docs/settings.md says when it is not `default` itself
     choices: tuple[str, ...] | None = None  # for a flag without a variable: argparse checks them
     repeat: bool = False  # the flag may be given several times (settings.py reads the variable: a list, or one path)
+    once_in: tuple[Command, ...] = ()  # commands that read it to refuse more than one value (import: one path)
     summary: str | None = None  # --help's words for an option without a variable; else its help's first clause
 
     @property
@@ -177,29 +178,30 @@ def _add_command(parser: argparse.ArgumentParser, command: Command, options: Seq
     for group, (title, description) in GROUPS.items():
         shown = [o for o in options if o.group == group and command in o.commands]
         flagless = [f"{o.variable}: {_plain(o.help)} (default: {_plain(_shown_default(o))})."
-                    for o in shown if not o.flags]
+                    for o in shown if not o.flags and command not in o.once_in]
         if not shown:
             continue
         added = parser.add_argument_group(title, " ".join(filter(None, (description, *flagless))) or None)
         for option in shown:
             if option.flags:
-                _add_option(added, option)
+                _add_option(added, option, command)
         if group == _LAST_GROUP:  # -h beside the other output options, not in a group of its own
             added.add_argument("-h", "--help", action="help", help="show this help and exit")
 
 
-def _add_option(group: argparse._ArgumentGroup, option: Option[Any]) -> None:
+def _add_option(group: argparse._ArgumentGroup, option: Option[Any], command: Command) -> None:
     if option.switch:
-        group.add_argument(*option.flags, dest=option.key, action="store_true", default=None, help=_help(option))
-    else:
+        group.add_argument(*option.flags, dest=option.key, action="store_true", default=None,
+                           help=_help(option, command))
+    else:  # appended also where it is once_in: a second value must reach the check that refuses it
         group.add_argument(*option.flags, dest=option.key, metavar=option.metavar, choices=option.choices,
-                           action="append" if option.repeat else "store", help=_help(option))
+                           action="append" if option.repeat else "store", help=_help(option, command))
 
 
 _HOW_TO_READ = f"Beside each option: the variables read when it is not given, its default. In full: {SETTINGS_DOC}."
 
 
-def _help(option: Option[Any]) -> str:
+def _help(option: Option[Any], command: Command) -> str:
     """For --help, one short line: the variables the option is read from (else the first clause of its
     help), its default when that is short, and whether it repeats."""
     parts = [", ".join(option.variables) if option.variables else option.summary or _first_clause(option.help)]
@@ -208,7 +210,7 @@ def _help(option: Option[Any]) -> str:
         parts.append("required")
     elif option.default and option.shown_default is None and not option.switch and len(option.default) <= 20:
         parts.append(f"default {option.default}")
-    if option.repeat:
+    if option.repeat and command not in option.once_in:
         parts.append("repeatable")
     return "; ".join(parts).replace("%", "%%")  # argparse formats help with %
 
@@ -250,5 +252,6 @@ def _markdown_row(option: Option[Any]) -> str:
     if option.repeat:
         flag += " (repeat)"
     variable = ", else ".join(f"`{name}`" for name in option.variables)
-    cells = (flag, variable, _shown_default(option), option.help)
+    once = f"; {' and '.join(f'`{c}`' for c in option.once_in)} takes one and refuses more" if option.once_in else ""
+    cells = (flag, variable, _shown_default(option), option.help + once)
     return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"

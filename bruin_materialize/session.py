@@ -12,7 +12,7 @@ from typing import Any
 import hvac
 
 from bruin_materialize import auth, lifetime
-from bruin_materialize.adapter import RetryPolicy
+from bruin_materialize.adapter import RetryPolicy, without_password
 from bruin_materialize.console import Console, Progress
 from bruin_materialize.errors import vault_error
 from bruin_materialize.settings import Settings
@@ -26,7 +26,6 @@ from bruin_materialize.vault import (
     open_client,
     parallel,
     wait_until_reachable,
-    without_password,
 )
 from bruin_materialize.yamltext import show
 

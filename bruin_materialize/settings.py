@@ -406,11 +406,12 @@ MOUNT_PATH = _declare(Option(
 VAULT_PATH = _declare(Option(  # read by _vault_paths: the flag repeats, bruin's variable holds one path
     "path", ("--path",), "BRUIN_VAULT_PATH", "vault", "the folder under the mount holding one secret per connection; "
     "several go into one environment, in order (docs/paths.md)",
-    _text, "PATH", shown_default="required (unless environment paths are given)", repeat=True))
+    _text, "PATH", shown_default="required (unless environment paths are given)", repeat=True,
+    once_in=("import",)))
 EXTRA_PATHS = _declare(Option(
     "extra_paths", (), "BRUIN_MATERIALIZE_EXTRA_PATHS", "vault", "more paths, read after `BRUIN_VAULT_PATH` (which "
     "bruin's own backend reads alone): `bruin/team-a,bruin/team-b`, or a JSON list",
-    _text, "PATHS", shown_default="none"))
+    _text, "PATHS", shown_default="none", once_in=("import",)))
 NAMESPACE = _declare(Option(
     "namespace", ("--namespace",), "BRUIN_VAULT_NAMESPACE", "vault", "Vault namespace, sent as the "
     "`X-Vault-Namespace` header", _text_or_none, "NAME", fallbacks=_vault_cli("NAMESPACE")))

@@ -19,7 +19,7 @@ from typing import Any, NamedTuple, Protocol, TypeVar
 import hvac
 import hvac.exceptions
 
-from bruin_materialize.adapter import RetryPolicy, TLSOptions, Transport, TransportError, VaultAdapter
+from bruin_materialize.adapter import RetryPolicy, TLSOptions, Transport, TransportError, VaultAdapter, origin
 from bruin_materialize.errors import ExitCode, MaterializeError, usage_error, vault_error
 from bruin_materialize.settings import TLS, Settings
 from bruin_materialize.threads import start_daemon
@@ -137,30 +137,9 @@ def _where_to(response: Any) -> str:
         return " without a Location"
     try:
         parts = urllib.parse.urlsplit(location.strip())
-        host = parts.hostname or ""
     except ValueError:  # an IPv6 address without its `]`, ...
         return " to an address that is not a URL"
-    port = f":{parts.port}" if _port(parts) else ""
-    origin = f"{parts.scheme}://{host}{port}" if parts.scheme and host else ""
-    return f" to {origin}{parts.path or '/'}"
-
-
-def _port(parts: urllib.parse.SplitResult) -> int | None:
-    try:
-        return parts.port
-    except ValueError:  # a port that is not a number: left out
-        return None
-
-
-def without_password(url: str) -> str:
-    """A proxy URL as messages may show it: scheme, host and port; never its user or password."""
-    try:
-        parts = urllib.parse.urlsplit(url)
-        host = parts.hostname or ""
-    except ValueError:
-        return "(a proxy URL that does not parse)"
-    port = f":{parts.port}" if _port(parts) else ""
-    return f"{parts.scheme}://{host}{port}"
+    return f" to {origin(parts) if parts.scheme and parts.hostname else ''}{parts.path or '/'}"
 
 
 def documented(what: str, body: Any, *path: str) -> Any:

@@ -96,6 +96,9 @@ def test_each_curl_error_class_is_our_message(code: int, os_errno: int, connect_
     ("http://user@proxy.example", "http://proxy.example"),
     ("https://a%40b:p%3Ass@[::1]:8080", "https://[::1]:8080"),
     ("http://proxy.example:3128", "http://proxy.example:3128"),
+    ("http://[fd00::1]:3128", "http://[fd00::1]:3128"),  # in brackets, else the port reads as part of it
+    ("http://proxy.example:port", "http://proxy.example"),  # a port that is no number is left out
+    ("http://u:p@[::1", "(a proxy URL that does not parse)"),
 ])
 def test_proxy_is_named_without_its_credentials(url: str, shown: str) -> None:
     assert without_password(url) == shown

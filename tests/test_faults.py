@@ -299,6 +299,13 @@ def test_a_redirect_is_never_followed_and_names_where_it_pointed(render: Render,
     out.assert_untouched()
 
 
+def test_a_redirect_to_an_ipv6_address_names_it_in_brackets(render: Render, mount: str,
+                                                            fault_proxy: FaultProxy) -> None:
+    location = f"http://[fd00::1]:8200/v1/{mount}/data/{PG}"
+    fault_proxy.add_rule("answer", path=PG, times=ALWAYS, status=307, headers=(("Location", location),))
+    assert f"(HTTP 307) to {location}, which is never followed" in render().error(3)
+
+
 @pytest.mark.parametrize("body", [b'{"data": [1, 2, 3]}', b"[1, 2, 3]", b'{"data": {"data": "text"}}', b"{}",
                                   b'"a string"', b"", b'{"data": {"data": null, "metadata": {"version": 1}}}',
                                   b'{"data": {"data": null, "metadata": {"deletion_time": ""}}}'],

@@ -142,11 +142,12 @@ def test_bad_path_settings_are_exit_2_naming_the_setting(argv: list[str], enviro
 
 
 @pytest.mark.parametrize(
-    "argv",
-    [["--path", "a", "--path", "b"], ["--environment-path", "prod=a", "--environment-path", "prod=b"]],
+    ("argv", "environ"),
+    [(["--path", "a", "--path", "b"], {}), (["--environment-path", "prod=a", "--environment-path", "prod=b"], {}),
+     ([], {"BRUIN_VAULT_PATH": "a", "BRUIN_MATERIALIZE_EXTRA_PATHS": "b"})],  # not in import --help, still refused
 )
-def test_import_writes_one_path_per_environment(argv: list[str], tmp_path: Path) -> None:
-    message = usage_message(["import", "file.yml", *argv], {}, tmp_path)
+def test_import_writes_one_path_per_environment(argv: list[str], environ: dict[str, str], tmp_path: Path) -> None:
+    message = usage_message(["import", "file.yml", *argv], environ, tmp_path)
     assert message.startswith("import writes ") and message.endswith("give one per environment")
 
 

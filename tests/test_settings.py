@@ -345,7 +345,7 @@ def test_help_names_every_option_its_variables_and_value_names(command: str,
               for spelling in line.strip().split("  ")[0].split(", ")}
     assert listed == {"-h", "--help"} | {f for o in OPTIONS if command in o.commands for f in o.flags}
     for option in OPTIONS:
-        shown = command in option.commands
+        shown = command in option.commands and not (command in option.once_in and not option.flags)
         for name in option.variables:
             assert (name in flat) == shown, (command, name)
         if shown and option.metavar:
@@ -372,6 +372,10 @@ def test_help_groups_per_command(capsys: pytest.CaptureFixture[str]) -> None:
     assert "BRUIN_BIN: the bruin binary" in " ".join(render.split())  # a setting without a flag
     import_ = help_text("import", capsys=capsys)
     assert "\nimport:\n" in import_ and "FILE" in import_ and "--relative-paths {absolute,keep}" in import_
+    # import writes into one path: --path is not offered as repeatable there, nor the variable for more paths
+    assert "--path PATH BRUIN_VAULT_PATH; required " in " ".join(import_.split()) + " "
+    assert "BRUIN_MATERIALIZE_EXTRA_PATHS" not in import_ and "BRUIN_MATERIALIZE_EXTRA_PATHS" in render
+    assert "--path PATH BRUIN_VAULT_PATH; required; repeatable" in " ".join(render.split())
 
 
 @pytest.mark.parametrize("command", ["render", "check", "exec", "plan", "import", "completion"])
