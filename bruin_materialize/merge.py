@@ -268,6 +268,13 @@ def merge(base: Base, vault: Environments, default_environment: str, prefer: str
     return Merged(doc, collisions, written)
 
 
+def kept_names(base: Base, environment: str) -> frozenset[str]:
+    """The connection names the base gives `environment` (with --prefer base, Vault's of these names are
+    not written)."""
+    env = (base.doc.get("environments") or {}).get(environment) or {}
+    return frozenset(_names(env.get("connections") or {}))
+
+
 def dump(doc: Any, header: str) -> str:
     import io
 

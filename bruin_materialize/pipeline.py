@@ -87,10 +87,21 @@ def _read(settings: Settings, layout: Layout, against: schema.Schema, console: C
         secrets, dynamic = resolve_references(settings, [env.name for env in environments],
                                               [env.secrets for env in environments], against, console,
                                               lambda paths: reading.enter_context(held).read_all(client, paths),
-                                              lambda paths: check_readable(client, paths))
+                                              lambda paths: check_readable(client, paths),
+                                              _kept_by_base(settings, layout, environments))
         if held.leases and hold is not None:
             hold.enter_context(reading.pop_all())
     return [env._replace(secrets=s) for env, s in zip(environments, secrets, strict=True)], source, dynamic
+
+
+def _kept_by_base(settings: Settings, layout: Layout,
+                  environments: list[combine.Environment]) -> frozenset[tuple[str, str]]:
+    """(environment, location) of each secret whose connection the base file keeps (--prefer base): it
+    is not written, so its references are not read (no credential is created for a file that drops it)."""
+    if layout.base is None or settings.prefer != "base":
+        return frozenset()
+    return frozenset((env.name, s.location) for env in environments
+                     for s in env.secrets if s.name in merge.kept_names(layout.base, env.name))
 
 
 def report_all(outcomes: list[tuple[str, Outcome]], console: Console) -> None:

@@ -22,29 +22,40 @@ Reads = Callable[[list[str]], dict[str, dict[str, Any]]]
 
 def resolve_references(settings: Settings, envs: list[str], secrets: list[list[RawSecret]], against: Schema,
                        console: Console, lease: Reads, readable: Callable[[list[str]], list[Readable]],
+                       dropped: frozenset[tuple[str, str]] = frozenset(),
                        ) -> tuple[list[list[RawSecret]], frozenset[tuple[str, str, str]]]:
     """Each `{"$vault": PATH, "field": KEY}` in the secrets of `envs` replaced before validation: by
     the value `lease` read (exec and render, one read per path) or, where nothing may be created
-    (check, plan), by a stand-in; and (environment, connection, field) of each, for plan."""
+    (check, plan) or the file will not hold the secret (`dropped`: (environment, location)), by a
+    stand-in; and (environment, connection, field) of each, for plan."""
     found = [references.find(s) for s in secrets]
     if not any(f.references or f.problems for f in found):
         return secrets, frozenset()
     _fail_on([(env, f.problems) for env, f in zip(envs, found, strict=True)], console)
-    paths = list(dict.fromkeys(p for f in found for p in f.paths()))
-    value_of: Callable[[Any, references.Reference], Any]
-    if settings.command in ("exec", "render"):
-        answers = lease(paths)
-        _fail_on([(env, references.value_problems(f, answers)) for env, f in zip(envs, found, strict=True)], console)
-        value_of = lambda _data, ref: answers[ref.path][ref.key]  # noqa: E731
-    else:
-        if settings.command == "check":
-            _report_readable(readable(paths), console)
-        value_of = lambda data, ref: references.placeholder(against, data, ref)  # noqa: E731
-    _note_dynamic(settings, envs, found, console)
+    creates = settings.command in ("exec", "render")
+    # What is read: with stand-ins for the dropped secrets' references, each environment's `Found`.
+    read = [f._replace(references=[ref for ref in f.references if (env, ref.location) not in dropped])
+            for env, f in zip(envs, found, strict=True)]
+    paths = list(dict.fromkeys(p for f in read for p in f.paths()))
+    answers: dict[str, dict[str, Any]] = {}
+    if creates:
+        answers = lease(paths) if paths else {}
+        _fail_on([(env, references.value_problems(f, answers)) for env, f in zip(envs, read, strict=True)], console)
+    elif settings.command == "check":
+        _report_readable(readable(paths), console)
+
+    def value_of(env: str) -> Callable[[Any, references.Reference], Any]:
+        def value(data: Any, ref: references.Reference) -> Any:
+            if creates and (env, ref.location) not in dropped:
+                return answers[ref.path][ref.key]
+            return references.placeholder(against, data, ref)
+        return value
+
+    _note_dynamic(settings, envs, found, dropped, console)
     dynamic = frozenset((env, s.name, references.compared_field(ref)) for env, f, found_secrets
                         in zip(envs, found, secrets, strict=True) for s in found_secrets
                         for ref in f.references if ref.location == s.location)
-    return [references.resolve(s, f, value_of) for s, f in zip(secrets, found, strict=True)], dynamic
+    return [references.resolve(s, f, value_of(env)) for env, s, f in zip(envs, secrets, found, strict=True)], dynamic
 
 
 def _fail_on(problems: list[tuple[str, list[Problem]]], console: Console) -> None:
@@ -69,10 +80,14 @@ def _report_readable(found: list[Readable], console: Console) -> None:
             console.document.references.append(describe_readable(readable))
 
 
-def _note_dynamic(settings: Settings, envs: list[str], found: list[references.Found], console: Console) -> None:
+def _note_dynamic(settings: Settings, envs: list[str], found: list[references.Found],
+                  dropped: frozenset[tuple[str, str]], console: Console) -> None:
     for env, f in zip(envs, found, strict=True):
         for ref in f.references:
-            if settings.command in ("check", "plan"):
+            if (env, ref.location) in dropped:
+                console.debug(f"{ref.location}: {ref.field} not read: the base file's connection is kept "
+                              "(--prefer base)")
+            elif settings.command in ("check", "plan"):
                 console.note(env, ref.location, ref.field, "reference-dynamic",
                              f"dynamic: read from {ref.describe().partition(' from ')[2]} at each render or exec")
             else:

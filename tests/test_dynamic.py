@@ -781,3 +781,35 @@ def test_a_collision_between_paths_leases_nothing(env: dict[str, str], kv2: Any,
     assert reads == [1, 0]
     [lease_id] = database.leases()
     assert lease_id.startswith(f"{database.mount}/creds/team/")
+
+
+def test_a_connection_the_base_file_keeps_has_its_references_left_unread(env: dict[str, str], kv2: Any,
+                                                                        run_cli: Any, fault_proxy: Any,
+                                                                        tmp_path: Path) -> None:
+    """--prefer base: Vault's connection of a name the base file holds is not written, so its references are
+    not read (for a database role, no user would be created for a file that drops it); check lists only
+    what render reads."""
+    kv2.put("shared", "x", {"password": KV_PASSWORD})
+    kv2.put("shared", "y", {"password": KV_PASSWORD + "-y"})
+    for name, path in (("pg", "shared/x"), ("other", "shared/y")):
+        put_raw(kv2, f"bruin/{name}", {"type": "postgres", "details": {
+            "host": "db", "password": ref(f"{kv2.mount}/data/{path}", "password")}})
+    base = tmp_path / "base.yml"
+    base.write_text("environments:\n  default:\n    connections:\n      postgres:\n        - name: pg\n"
+                    "          host: base-host\n")
+    through = {"BRUIN_VAULT_HOST": fault_proxy.addr}
+    out = tmp_path / "out.yml"
+    proc = run_cli("render", "-o", str(out), "--base", str(base), "--prefer", "base", "-v", env=through)
+    assert proc.returncode == 0, proc.stderr
+    assert [fault_proxy.requests(f"/v1/{kv2.mount}/data/shared/{n}") for n in ("x", "y")] == [0, 1]
+    assert any(line.endswith(f"materialize: {kv2.mount}/bruin/pg: details.password not read: the base file's "
+                             "connection is kept (--prefer base)") for line in proc.lines)
+    from ruamel.yaml import YAML
+
+    doc = YAML(typ="safe", pure=True).load(out.read_text())["environments"]["default"]["connections"]
+    assert doc["postgres"] == [{"name": "pg", "host": "base-host"},
+                               {"name": "other", "host": "db", "password": KV_PASSWORD + "-y"}]
+    proc = run_cli("check", "--base", str(base), "--prefer", "base", env=through)
+    assert proc.returncode == 0, proc.stderr
+    readable = [line for line in proc.lines if ": readable (" in line]
+    assert readable == [f"materialize: {kv2.mount}/data/shared/y: readable (kv engine): a stored value, no lease"]
