@@ -681,11 +681,18 @@ class _Reader:
 
 
 def list_items(text: str | None, source: str) -> list[str]:
-    """A variable holding a list: comma-separated items (blank ones skipped, each stripped of spaces),
-    or, for items holding a comma, a JSON list of strings (text starting with `[`), taken as written."""
+    """A variable holding a list: comma-separated items (each stripped of spaces; an empty item is an
+    error, as a template whose variable was empty would leave one, and a path would go unread), or, for
+    items holding a comma, a JSON list of strings (text starting with `[`), taken as written."""
     text = (text or "").strip()
+    if not text:
+        return []
     if not text.startswith("["):
-        return [item.strip() for item in text.split(",") if item.strip()]
+        items = [item.strip() for item in text.split(",")]
+        if "" in items:
+            raise usage_error(f"{source} has an empty item (item {items.index('') + 1} of {len(items)}); remove "
+                              "the extra comma, or fill in what belongs there")
+        return items
     try:
         items = json.loads(text)
     except (ValueError, RecursionError):  # RecursionError: a list nested thousands deep
