@@ -115,7 +115,9 @@ def test_environment_paths_repeat_an_environment(tmp_path: Path) -> None:
     ("argv", "environ", "message"),
     [
         (["--path", "a", "--path", "/a/"], {}, "--path names path 'a' twice"),
-        (["--path", "a", "--path", "/"], {}, "--path must be set to a non-empty path"),
+        (["--path", "a", "--path", "/"], {}, "--path (item 2 of 2) must be set to a non-empty path"),
+        ([], {"BRUIN_VAULT_PATH": "a", "BRUIN_MATERIALIZE_EXTRA_PATHS": "b,c/../d"},
+         "BRUIN_MATERIALIZE_EXTRA_PATHS (item 2 of 2) "),
         ([], {"BRUIN_VAULT_PATH": "a", "BRUIN_MATERIALIZE_EXTRA_PATHS": "b,a"},
          "BRUIN_MATERIALIZE_EXTRA_PATHS names path 'a' twice"),
         ([], {"BRUIN_MATERIALIZE_EXTRA_PATHS": "b"}, "BRUIN_VAULT_PATH must be set to a non-empty path"),
