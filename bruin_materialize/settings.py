@@ -681,11 +681,18 @@ class _Reader:
 
 
 def list_items(text: str | None, source: str) -> list[str]:
-    """A variable holding a list: comma-separated items (blank ones skipped, each stripped of spaces),
-    or, for items holding a comma, a JSON list of strings (text starting with `[`), taken as written."""
+    """A variable holding a list: comma-separated items (each stripped of spaces; an empty item is an
+    error, as a template whose variable was empty would leave one, and a path would go unread), or, for
+    items holding a comma, a JSON list of strings (text starting with `[`), taken as written."""
     text = (text or "").strip()
+    if not text:
+        return []
     if not text.startswith("["):
-        return [item.strip() for item in text.split(",") if item.strip()]
+        parts = [item.strip() for item in text.split(",")]
+        if "" in parts:
+            raise usage_error(f"{source} has an empty item (item {parts.index('') + 1} of {len(parts)}); remove "
+                              "the extra comma, or fill in what belongs there")
+        return parts
     try:
         items = json.loads(text)
     except (ValueError, RecursionError):  # RecursionError: a list nested thousands deep
@@ -747,16 +754,24 @@ def _vault_paths(v: _Reader, environment_paths: tuple[tuple[str, str], ...]) -> 
                                   "its paths as ENV=PATH items")
         return ()
     if flags:
-        items = [(_required_path(path, VAULT_PATH.flags[0]), VAULT_PATH.flags[0]) for path in flags]
+        items = [(_required_path(path, _which(VAULT_PATH.flags[0], i, len(flags))), VAULT_PATH.flags[0])
+                 for i, path in enumerate(flags)]
     else:
+        extras = list_items(extra, extra_source)
         items = [(_required_path(*v.raw(VAULT_PATH)), VAULT_PATH.source)]
-        items += [(_required_path(path, extra_source), extra_source) for path in list_items(extra, extra_source)]
+        items += [(_required_path(path, _which(extra_source, i, len(extras))), extra_source)
+                  for i, path in enumerate(extras)]
     seen: set[str] = set()
     for path, source in items:
         if path in seen:
             raise usage_error(f"{source} names path {path!r} twice")
         seen.add(path)
     return tuple(path for path, _ in items)
+
+
+def _which(source: str, index: int, count: int) -> str:
+    """The setting, and which of its several values a message is about (values are never shown)."""
+    return source if count == 1 else f"{source} (item {index + 1} of {count})"
 
 
 def _one_path_each(paths: tuple[str, ...], environment_paths: tuple[tuple[str, str], ...]) -> None:
@@ -845,11 +860,12 @@ def _environment_paths(items: list[str], source: str) -> tuple[tuple[str, str], 
     """--environment-path ENV=SUBPATH (repeated), else BRUIN_MATERIALIZE_ENVIRONMENT_PATHS=ENV=SUBPATH,...
     An environment named again gets another path, read after the ones before."""
     pairs: list[tuple[str, str]] = []
-    for item in items:
+    for index, item in enumerate(items):
         name, sep, path = item.partition("=")
         name = name.strip()
         if not sep or not name or not path.strip().strip("/"):
-            raise usage_error(f"{source} takes ENV=SUBPATH, e.g. prod=bruin/prod (got an item without both)")
+            raise usage_error(f"{_which(source, index, len(items))} takes ENV=SUBPATH, e.g. prod=bruin/prod (got an "
+                              "item without both)")
         pair = (name, check_vault_path(path.strip().strip("/"), f"{source} ({name})"))
         if pair in pairs:
             raise usage_error(f"{source} names path {pair[1]!r} twice for environment {name!r}")

@@ -84,7 +84,7 @@ def test_path_repeated_keeps_every_path_in_order(tmp_path: Path) -> None:
 
 
 def test_variables_bruin_path_then_extra_paths(tmp_path: Path) -> None:
-    environ = {"BRUIN_VAULT_PATH": "bruin/shared", "BRUIN_MATERIALIZE_EXTRA_PATHS": " bruin/team-a , bruin/team-b,"}
+    environ = {"BRUIN_VAULT_PATH": "bruin/shared", "BRUIN_MATERIALIZE_EXTRA_PATHS": " bruin/team-a , bruin/team-b "}
     assert parse_settings(["check"], {**BASE, **environ}, cwd=tmp_path).paths == (
         "bruin/shared", "bruin/team-a", "bruin/team-b")
     environ["BRUIN_MATERIALIZE_EXTRA_PATHS"] = '["bruin/a,b", "/bruin/c/"]'  # JSON: a comma inside a path
@@ -115,10 +115,16 @@ def test_environment_paths_repeat_an_environment(tmp_path: Path) -> None:
     ("argv", "environ", "message"),
     [
         (["--path", "a", "--path", "/a/"], {}, "--path names path 'a' twice"),
-        (["--path", "a", "--path", "/"], {}, "--path must be set to a non-empty path"),
+        (["--path", "a", "--path", "/"], {}, "--path (item 2 of 2) must be set to a non-empty path"),
+        ([], {"BRUIN_VAULT_PATH": "a", "BRUIN_MATERIALIZE_EXTRA_PATHS": "b,c/../d"},
+         "BRUIN_MATERIALIZE_EXTRA_PATHS (item 2 of 2) "),
         ([], {"BRUIN_VAULT_PATH": "a", "BRUIN_MATERIALIZE_EXTRA_PATHS": "b,a"},
          "BRUIN_MATERIALIZE_EXTRA_PATHS names path 'a' twice"),
         ([], {"BRUIN_MATERIALIZE_EXTRA_PATHS": "b"}, "BRUIN_VAULT_PATH must be set to a non-empty path"),
+        ([], {"BRUIN_VAULT_PATH": "a", "BRUIN_MATERIALIZE_EXTRA_PATHS": "bruin/team-a,"},  # "bruin/team-a,${B}"
+         "BRUIN_MATERIALIZE_EXTRA_PATHS has an empty item (item 2 of 2); remove the extra comma, or fill in"),
+        ([], {"BRUIN_MATERIALIZE_ENVIRONMENT_PATHS": "prod=a,,staging=b"},
+         "BRUIN_MATERIALIZE_ENVIRONMENT_PATHS has an empty item (item 2 of 3)"),
         ([], {"BRUIN_VAULT_PATH": "a", "BRUIN_MATERIALIZE_EXTRA_PATHS": "[\"b\", 1]"},
          "BRUIN_MATERIALIZE_EXTRA_PATHS starts with [ but is not a JSON list of strings"),
         ([], {"BRUIN_VAULT_PATH": "a", "BRUIN_MATERIALIZE_EXTRA_PATHS": "[b"},
@@ -152,7 +158,13 @@ def test_import_writes_one_path_per_environment(argv: list[str], environ: dict[s
 
 
 def test_list_items() -> None:
-    assert list_items(" a, ,b ,", "X") == ["a", "b"]
+    assert list_items(" a , b ", "X") == ["a", "b"]
+    for text, where in ((" a, ,b", "item 2 of 3"), ("a,b,", "item 3 of 3"), (",a", "item 1 of 2")):
+        with pytest.raises(MaterializeError) as info:
+            list_items(text, "X")
+        assert info.value.message == f"X has an empty item ({where}); remove the extra comma, or fill in what " \
+            "belongs there"
+        assert info.value.exit_code == ExitCode.USAGE
     assert list_items('[" a ", "b,c"]', "X") == [" a ", "b,c"]  # JSON items are taken as written
     assert list_items("", "X") == [] and list_items(None, "X") == []
 
