@@ -100,8 +100,8 @@ def _kept_by_base(settings: Settings, layout: Layout,
     is not written, so its references are not read (no credential is created for a file that drops it)."""
     if layout.base is None or settings.prefer != "base":
         return frozenset()
-    return frozenset((env.name, s.location) for env in environments
-                     for s in env.secrets if s.name in merge.kept_names(layout.base, env.name))
+    kept = {env.name: merge.kept_names(layout.base, env.name) for env in environments}
+    return frozenset((env.name, s.location) for env in environments for s in env.secrets if s.name in kept[env.name])
 
 
 def report_all(outcomes: list[tuple[str, Outcome]], console: Console) -> None:
